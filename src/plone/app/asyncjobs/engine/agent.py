@@ -1,0 +1,129 @@
+"""Agents: claim jobs for one dispatcher in one queue, and hold them while they run.
+
+An agent belongs to a dispatcher's record in a queue, so it is identified
+by (queue name, dispatcher UUID, agent name).  Its ``size`` is how many
+jobs it runs at once - the dispatcher keeps that many worker threads for it
+- and can be changed in the database while workers run.  A ``filter``
+(a pure predicate on jobs) or, for legacy code, a ``chooser`` (a callable
+that claims a job from ``agent.queue`` itself) decides which jobs it takes.
+Keep at least one agent without a filter in every queue: system jobs (such
+as resuming the callbacks of an interrupted job) need one.
+"""
+from BTrees.LOBTree import LOBTree
+from persistent import Persistent
+from zope.interface import implementer
+
+from plone.app.asyncjobs.engine.history import CompletedJobs
+from plone.app.asyncjobs.engine.ids import object_id
+from plone.app.asyncjobs.engine.interfaces import IAgent
+
+
+class HeldJobs(LOBTree):
+    """The jobs an agent holds, by integer oid, plus a permanent marker.
+
+    ZODB merges concurrent changes to different keys of a BTree, except
+    changes that leave it empty.  The marker under oid 0 (the database
+    root's oid, never a job's) keeps the tree from ever being empty, so the
+    claims and completions of an agent's threads do not conflict.
+    """
+
+    MARKER_KEY = 0
+
+    def __init__(self):
+        super().__init__()
+        self[self.MARKER_KEY] = None
+
+    def jobs(self):
+        return self.values(min=self.MARKER_KEY, excludemin=True)
+
+    def count(self):
+        return len(self) - 1
+
+
+@implementer(IAgent)
+class Agent(Persistent):
+    """Claims and holds up to ``size`` jobs; remembers completed ones."""
+
+    name = None
+    parent = None
+
+    def __init__(self, chooser=None, filter=None, size=3):
+        if chooser is not None and filter is not None:
+            raise ValueError("an agent takes a chooser or a filter, not both")
+        self.chooser = chooser
+        self.filter = filter
+        self.size = size
+        self._held = HeldJobs()
+        self.completed = CompletedJobs()
+
+    @property
+    def size(self):
+        return self._size
+
+    @size.setter
+    def size(self, value):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ValueError(f"an agent's size must be an integer >= 0, not {value!r}")
+        self._size = value
+
+    @property
+    def queue(self):
+        return self.parent.parent.parent
+
+    def claim_job(self, now=None, lane=None):
+        """Take the next job this agent may run, or return ``None``.
+
+        ``lane`` says where in the queue to look first (see :meth:`Queue.claim`).
+
+        Nothing is claimed while the dispatcher is inactive or considered
+        dead, or while the agent already holds ``size`` jobs.
+        """
+        dispatcher_record = self.parent
+        if not dispatcher_record.activated or dispatcher_record.dead:
+            return None
+        if self._held.count() >= self.size:
+            return None
+        if self.chooser is not None:
+            job = self.chooser(self)
+        else:
+            job = self.queue.claim(self.filter, now=now, lane=lane)
+        if job is not None:
+            job.parent = self
+            self._held[object_id(job)[0]] = job
+        return job
+
+    def accepts(self, job):
+        """Tell whether the filter accepts ``job`` (always true without one)."""
+        return self.filter is None or bool(self.filter(job))
+
+    def holds(self, job):
+        return self._held.get(object_id(job)[0]) is job
+
+    def release(self, job):
+        """Stop holding ``job`` and free its quota slots."""
+        self._held.pop(object_id(job)[0], None)
+        self.queue.quotas.leave(job)
+
+    def job_completed(self, job):
+        """Move ``job`` from the held jobs to the history."""
+        self.release(job)
+        self.completed.add(job)
+
+    def take_all(self):
+        """Release and return every held job (for cleaning up a dead worker)."""
+        jobs = list(self._held.jobs())
+        for job in jobs:
+            self.release(job)
+        return jobs
+
+    def __len__(self):
+        return self._held.count()
+
+    def __iter__(self):
+        return iter(self._held.jobs())
+
+    def __bool__(self):
+        return self._held.count() > 0
+
+    def __repr__(self):
+        return f"<Agent {self.name!r} size {self.size}, holding {len(self)}>"

@@ -1,0 +1,70 @@
+"""A callback that chooses between a success and a failure callable."""
+from persistent import Persistent
+
+from plone.app.asyncjobs.engine import failure as failures
+from plone.app.asyncjobs.engine.job import Job
+from plone.app.asyncjobs.engine.job import as_job
+from plone.app.asyncjobs.engine.status import NEW
+
+
+def passthrough(result):
+    """Return ``result``: stands in for a side of add_callbacks left empty."""
+    return result
+
+
+class SuccessFailureCallback(Persistent):
+    """Placeholder callback that becomes ``success`` or ``failure`` once the
+    parent job's result is known (see :meth:`Job.add_callbacks`).
+
+    Callbacks added to the proxy before the choice are moved to the chosen
+    job.  ``job`` is the chosen job, ``None`` before the choice.
+    """
+
+    parent = None
+    job = None
+    failure_log_level = None
+    retry_policy_factory = None
+    _policy_kind = "callback"
+
+    def __init__(self, success=None, failure=None):
+        self.success = None if success is None else as_job(success)
+        self.failure = None if failure is None else as_job(failure)
+        self._callbacks = []
+
+    @property
+    def status(self):
+        return NEW if self.job is None else self.job.status
+
+    @property
+    def result(self):
+        return None if self.job is None else self.job.result
+
+    @property
+    def callbacks(self):
+        return self._callbacks if self.job is None else self.job.callbacks
+
+    def deadline_passed(self, now=None):
+        return False
+
+    def add_callback(self, callback, **options):
+        if self.job is not None:
+            return self.job.add_callback(callback, **options)
+        self._callbacks.append((as_job(callback), options))
+        self._p_changed = True
+        return self._callbacks[-1][0]
+
+    def choose(self, result):
+        """Return the job to run for ``result``, choosing it on first call."""
+        if self.job is None:
+            side = self.failure if failures.is_failure(result) else self.success
+            job = side if side is not None else Job(passthrough)
+            job.parent = self.parent
+            job._policy_kind = "callback"
+            job.failure_log_level = self.failure_log_level
+            if self.retry_policy_factory is not None:
+                job.retry_policy_factory = self.retry_policy_factory
+            for callback, options in self._callbacks:
+                job.add_callback(callback, **options)
+            self._callbacks = []
+            self.job = job
+        return self.job

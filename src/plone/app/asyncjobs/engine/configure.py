@@ -1,0 +1,139 @@
+"""Set-up for standalone use with plain ZODB (Zope set-ups build on it).
+
+Typical use in a worker process::
+
+    from plone.app.asyncjobs.engine import configure
+    dispatcher = configure.start(db, poll_interval=1)
+    ...
+    configure.stop(dispatcher)
+
+and in any process that only queues jobs::
+
+    from plone.app.asyncjobs.engine.configure import get_queue
+    get_queue(connection).put(func, arg)
+    transaction.commit()
+"""
+import types
+
+import transaction
+from persistent.interfaces import IPersistent
+from ZODB.interfaces import IConnection
+from zope.component import provideAdapter
+
+from plone.app.asyncjobs.engine.agent import Agent
+from plone.app.asyncjobs.engine.dispatcher import Dispatcher
+from plone.app.asyncjobs.engine.interfaces import IJob
+from plone.app.asyncjobs.engine.interfaces import IQueue
+from plone.app.asyncjobs.engine.job import Job
+from plone.app.asyncjobs.engine.log import events
+from plone.app.asyncjobs.engine.queue import KEY
+from plone.app.asyncjobs.engine.queue import Queue
+from plone.app.asyncjobs.engine.queue import Queues
+from plone.app.asyncjobs.engine.reactor import ReactorThread
+from plone.app.asyncjobs.engine.transactions import retry_conflicts
+
+
+def base():
+    """Register the adapters Zope-style code expects (idempotent).
+
+    ``IJob(callable)`` wraps functions, methods and builtins in a
+    :class:`Job`; ``IQueue(obj)`` returns the default queue of the database
+    of a connection or of a stored persistent object.
+    """
+    for callable_type in (types.FunctionType, types.MethodType, types.BuiltinFunctionType):
+        provideAdapter(Job, (callable_type,), IJob)
+    provideAdapter(get_queue, (IConnection,), IQueue)
+    provideAdapter(_default_queue_of_object, (IPersistent,), IQueue)
+
+
+def _default_queue_of_object(obj):
+    return get_queue(obj._p_jar)
+
+
+def install_queues(db, queue_names=("",), database_name=None):
+    """Create the queues container and the named queues where missing.
+
+    With ``database_name``, the container is stored in that database of a
+    multi-database set-up (keeping queue churn out of the main database)
+    and referenced from the main root under the same key.  Idempotent.
+    """
+    manager = transaction.TransactionManager()
+    connection = db.open(transaction_manager=manager)
+
+    def install():
+        root = connection.root()
+        queues = root.get(KEY)
+        if queues is None:
+            queues = Queues()
+            if database_name is not None:
+                other = connection.get_connection(database_name)
+                other.root()[KEY] = queues
+                other.add(queues)
+            root[KEY] = queues
+            events.info("installed the queues container at root[%r]", KEY)
+        for name in queue_names:
+            if name not in queues:
+                queues[name] = Queue()
+                events.info("installed queue %r", name)
+
+    try:
+        retry_conflicts(install, manager, "installing queues")
+    finally:
+        connection.close()
+
+
+def get_queues(connection):
+    """Return the queues container of the database behind ``connection``."""
+    try:
+        return connection.root()[KEY]
+    except KeyError:
+        raise LookupError(
+            "no queues in this database; call configure.install_queues(db) "
+            "or start a worker first"
+        ) from None
+
+
+def get_queue(connection, name=""):
+    """Return the queue ``name`` (default: the default queue ``''``)."""
+    return get_queues(connection)[name]
+
+
+def start(db, poll_interval=5, database_name=None, agent_size=3, agent_filter=None,
+          queue_names=("",), uuid=None, shutdown_grace=10):
+    """Install queues, then start a dispatcher on a private reactor thread.
+
+    The dispatcher gets one agent ``'main'`` with ``agent_size`` threads
+    and ``agent_filter`` in every queue.  Returns the dispatcher; its
+    ``reactor_thread`` attribute is the thread running its reactor.
+    """
+    install_queues(db, queue_names, database_name)
+    reactor_thread = ReactorThread()
+    dispatcher = Dispatcher(
+        db, reactor_thread.reactor, poll_interval=poll_interval, uuid=uuid,
+        agents={"main": AgentFactory(size=agent_size, filter=agent_filter)},
+        shutdown_grace=shutdown_grace,
+    )
+    dispatcher.reactor_thread = reactor_thread
+    dispatcher.activate()
+    reactor_thread.start()
+    return dispatcher
+
+
+def stop(dispatcher, timeout=30):
+    """Deactivate ``dispatcher`` and stop its reactor thread.
+
+    Returns whether everything stopped within ``timeout`` seconds.
+    """
+    dispatcher.stop()
+    return dispatcher.reactor_thread.stop(timeout)
+
+
+class AgentFactory:
+    """Creates agents with fixed settings (picklable, for ``Dispatcher.agents``)."""
+
+    def __init__(self, size=3, filter=None):
+        self.size = size
+        self.filter = filter
+
+    def __call__(self):
+        return Agent(filter=self.filter, size=self.size)

@@ -1,0 +1,414 @@
+"""The dispatcher: one per worker process, in memory.
+
+A dispatcher is identified by its UUID (see :mod:`.instanceuuid`).  On a
+reactor it polls the database every ``poll_interval`` seconds.  Each poll,
+for every queue:
+
+* registers and activates the dispatcher's record the first time (jobs
+  left from a crashed earlier life of this UUID are handed back first),
+  and installs the configured agents that are missing;
+* pings, which also deactivates a dead sibling (see :mod:`.dispatchers`);
+* sizes each agent's worker threads to the agent's ``size`` and wakes
+  them if jobs are due.
+
+Worker threads claim and run jobs themselves (see :mod:`.workers`), so a
+busy worker never waits for a poll.  :meth:`Dispatcher.wake` triggers a
+poll at once from any thread.
+
+The dispatcher keeps, in memory only, the recent polls and jobs for
+monitoring (:meth:`status_info`, :meth:`job_info`, :meth:`iter_polls`,
+:meth:`statistics_info`).
+"""
+import collections
+import itertools
+import os
+import random
+import socket
+import threading
+from datetime import timedelta
+
+import transaction
+from twisted.internet import threads
+
+from plone.app.asyncjobs.engine import failure as failures
+from plone.app.asyncjobs.engine.agent import Agent
+from plone.app.asyncjobs.engine.clock import utcnow
+from plone.app.asyncjobs.engine.exceptions import DispatcherError
+from plone.app.asyncjobs.engine.ids import object_id
+from plone.app.asyncjobs.engine.instanceuuid import get_uuid
+from plone.app.asyncjobs.engine.log import events
+from plone.app.asyncjobs.engine.log import trace
+from plone.app.asyncjobs.engine.queue import KEY
+from plone.app.asyncjobs.engine.transactions import retry_conflicts
+from plone.app.asyncjobs.engine.workers import AgentWorkers
+
+
+STOPPED, STARTING, RUNNING, STUCK = "STOPPED", "STARTING", "RUNNING", "STUCK"
+RESULT_LIMIT = 10_000
+
+_dispatchers = {}
+_registry_lock = threading.Lock()
+
+
+def get(uuid=None, default=None):
+    """Return the active dispatcher of this process with ``uuid``
+    (default: this process's UUID), or ``default``."""
+    return _dispatchers.get(uuid or get_uuid(), default)
+
+
+def process_identity():
+    """``(hostname, pid)`` of this process, as stored in dispatcher records."""
+    return (socket.gethostname(), os.getpid())
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class PollInfo(dict):
+    """What one poll saw: ``{queue name: None | {agent name: details}}``."""
+
+    def __init__(self, key, utc_timestamp, details):
+        super().__init__(details)
+        self.key = key
+        self.utc_timestamp = utc_timestamp
+
+
+class Dispatcher:
+    """Polls the database, keeps worker threads running, records statistics.
+
+    ``agents`` maps agent names to factories (called without arguments) of
+    the agents installed in every queue on activation when missing; the
+    default is one agent ``'main'`` of size 3.
+    """
+
+    def __init__(self, db, reactor, poll_interval=5, uuid=None, agents=None,
+                 jobs_size=200, polls_size=400, shutdown_grace=10):
+        if poll_interval <= 0:
+            raise ValueError("poll_interval must be positive")
+        self.db = db
+        self.reactor = reactor
+        self.poll_interval = poll_interval
+        self.uuid = uuid or get_uuid()
+        self.agents = agents if agents is not None else {"main": Agent}
+        self.shutdown_grace = shutdown_grace
+        self.activated = None
+        self.polls = collections.deque(maxlen=polls_size)
+        self.jobs = collections.OrderedDict()
+        self._jobs_size = jobs_size
+        self._poll_keys = itertools.count(1)
+        self._pools = {}
+        self._active_queues = set()
+        self._connection = None
+        self._next_poll = None
+        self._lock = threading.Lock()
+        self.statistics = collections.Counter()
+        self._lanes = itertools.count(random.randrange(1 << 16))
+
+    # -- life cycle -----------------------------------------------------------
+
+    def activate(self):
+        """Start polling once the reactor runs."""
+        with _registry_lock:
+            if self.activated:
+                raise DispatcherError(f"dispatcher {self.uuid} is active already")
+            if self.uuid in _dispatchers:
+                raise DispatcherError(f"another dispatcher with UUID {self.uuid} runs here")
+            _dispatchers[self.uuid] = self
+        self.activated = utcnow()
+        self.polls.clear()
+        self.jobs.clear()
+        self._connection = self.db.open(transaction_manager=transaction.TransactionManager())
+        events.info("dispatcher %s activating (poll interval %ss)", self.uuid, self.poll_interval)
+        self.reactor.callWhenRunning(self._poll_and_reschedule)
+        self.reactor.addSystemEventTrigger("before", "shutdown", self.deactivate)
+
+    def wake(self):
+        """Poll as soon as possible; safe to call from any thread."""
+        if self.activated:
+            self.reactor.callFromThread(self._poll_and_reschedule)
+
+    def _poll_and_reschedule(self):
+        if not self.activated:
+            return
+        if self._next_poll is not None and self._next_poll.active():
+            self._next_poll.cancel()
+        try:
+            self.poll()
+        except Exception:
+            events.critical("dispatcher %s: poll failed", self.uuid, exc_info=True)
+        if self.activated:
+            self._next_poll = self.reactor.callLater(self.poll_interval, self._poll_and_reschedule)
+
+    def deactivate(self):
+        """Stop: let running jobs finish (up to ``shutdown_grace`` seconds),
+        then deactivate in every queue, handing back what is still held.
+
+        Runs in the reactor thread (it is a shutdown trigger); see
+        :meth:`stop` for other threads.
+        """
+        if not self.activated:
+            return
+        self.activated = None
+        if self._next_poll is not None and self._next_poll.active():
+            self._next_poll.cancel()
+        for pool in self._pools.values():
+            pool.set_size(0)
+        still_running = []
+        for pool in self._pools.values():
+            still_running += pool.join(self.shutdown_grace)
+        if still_running:
+            events.warning(
+                "dispatcher %s: %d job(s) still running after %ss; handing them back",
+                self.uuid, len(still_running), self.shutdown_grace,
+            )
+        manager = self._connection.transaction_manager
+
+        def deactivate_records():
+            for name in self._active_queues:
+                queue = self._connection.root()[KEY].get(name)
+                record = queue.dispatchers.get(self.uuid) if queue is not None else None
+                if record is not None and record.activated:
+                    record.deactivate()
+
+        try:
+            retry_conflicts(deactivate_records, manager, f"deactivating dispatcher {self.uuid}")
+        except Exception:
+            events.critical(
+                "dispatcher %s could not deactivate; a sibling will recover its jobs",
+                self.uuid, exc_info=True,
+            )
+        self._connection.close()
+        self._connection = None
+        self._active_queues.clear()
+        with _registry_lock:
+            if _dispatchers.get(self.uuid) is self:
+                del _dispatchers[self.uuid]
+        self.activated = False
+        events.info("dispatcher %s deactivated", self.uuid)
+
+    def stop(self):
+        """Deactivate from any thread other than the reactor's; wait for it."""
+        if not self.activated:
+            return
+        if self.reactor.running:
+            threads.blockingCallFromThread(self.reactor, self.deactivate)
+        else:
+            self.deactivate()
+
+    # -- polling --------------------------------------------------------------
+
+    def poll(self):
+        """Do one poll (see the module documentation); return its PollInfo."""
+        manager = self._connection.transaction_manager
+        details = retry_conflicts(self._poll_queues, manager, f"poll of {self.uuid}")
+        info = PollInfo(next(self._poll_keys), utcnow(), details)
+        if not self.polls or dict(self.polls[-1]) != dict(info):
+            trace.debug("dispatcher %s poll: %r", self.uuid, dict(info))
+        self.polls.append(info)
+        return info
+
+    def _poll_queues(self):
+        queues = self._connection.root().get(KEY)
+        details = {}
+        wanted = set()
+        if queues is None:
+            return details
+        for name, queue in queues.items():
+            record = self._activate_in(name, queue)
+            if record is None:
+                details[name] = None
+                continue
+            sibling = queue.dispatchers.ping(self.uuid)
+            if sibling is not None:
+                self.statistics["siblings deactivated"] += 1
+            due = queue.has_due_jobs()
+            agents = details[name] = {}
+            for agent_name, agent in record.items():
+                wanted.add((name, agent_name))
+                pool = self._pool(name, agent_name)
+                pool.set_size(agent.size)
+                if due:
+                    pool.wake()
+                agents[agent_name] = {
+                    "size": agent.size,
+                    "len": len(agent),
+                    "active jobs": self.active_job_ids(name, agent_name),
+                }
+        for key, pool in self._pools.items():
+            if key not in wanted:
+                pool.set_size(0)
+        return details
+
+    def _activate_in(self, name, queue):
+        record = queue.dispatchers.get(self.uuid)
+        if record is None:
+            record = queue.dispatchers.register(self.uuid)
+        if name in self._active_queues:
+            return record
+        if record.activated:
+            if record.dead or self._earlier_life(record):
+                events.warning(
+                    "dispatcher %s: recovering the jobs of its earlier life in queue %r",
+                    self.uuid, name,
+                )
+                record.deactivate()
+            else:
+                events.error(
+                    "dispatcher %s is already active in queue %r, in process %s; "
+                    "is another process using the same UUID file? Waiting until "
+                    "that record is dead.", self.uuid, name, record.process,
+                )
+                return None
+        record.activate(process=process_identity())
+        for agent_name, factory in self.agents.items():
+            if agent_name not in record:
+                record[agent_name] = factory()
+                events.info("dispatcher %s: added agent %r to queue %r",
+                            self.uuid, agent_name, name)
+        self._active_queues.add(name)
+        return record
+
+    @staticmethod
+    def _earlier_life(record):
+        """A record activated by a process of this host that no longer exists."""
+        if record.process is None:
+            return False
+        host, pid = record.process
+        return host == socket.gethostname() and pid != os.getpid() and not _pid_alive(pid)
+
+    def _pool(self, queue_name, agent_name):
+        key = (queue_name, agent_name)
+        pool = self._pools.get(key)
+        if pool is None:
+            pool = self._pools[key] = AgentWorkers(self, queue_name, agent_name)
+            self.db.setPoolSize(self.db.getPoolSize() + 1)
+        return pool
+
+    def next_lane(self):
+        """Where the next claim starts looking, so that this process's
+        concurrent claims look in different places (thread-safe)."""
+        return next(self._lanes)
+
+    # -- statistics (called from worker threads) ----------------------------
+
+    def job_started(self, job, pool, thread_name):
+        info = {
+            "id": object_id(job),
+            "call": repr(job),
+            "queue": pool.queue_name,
+            "agent": pool.agent_name,
+            "thread": thread_name,
+            "quota names": tuple(job.quota_names),
+            "started": utcnow(),
+            "completed": None,
+            "failed": False,
+            "reassigned": False,
+            "result": None,
+        }
+        with self._lock:
+            self.jobs[info["id"]] = info
+            while len(self.jobs) > self._jobs_size:
+                self.jobs.popitem(last=False)
+        self.statistics["started"] += 1
+        return info
+
+    def job_finished(self, info, job):
+        info["completed"] = utcnow()
+        result = job.result
+        if failures.is_failure(result):
+            info["failed"] = True
+            text = failures.traceback_text(result, detail="brief")
+        else:
+            text = repr(result)
+        if len(text) > RESULT_LIMIT:
+            text = text[:RESULT_LIMIT] + "\n[...TRUNCATED...]"
+        info["result"] = text
+        self.statistics["failed" if info["failed"] else "completed"] += 1
+
+    # -- introspection ----------------------------------------------------------
+
+    def active_job_ids(self, queue=None, agent=None):
+        """``(oid, database)`` of the jobs worker threads run right now."""
+        found = []
+        for (queue_name, agent_name), pool in list(self._pools.items()):
+            if queue not in (None, queue_name) or agent not in (None, agent_name):
+                continue
+            found += [t.current_job for t in pool.alive() if t.current_job is not None]
+        return found
+
+    def job_info(self, oid, database_name=None):
+        """The in-memory record of a job this process ran recently."""
+        matches = [info for (o, db), info in list(self.jobs.items())
+                   if o == oid and database_name in (None, db)]
+        if not matches:
+            raise LookupError(f"job {oid} is not among this dispatcher's recent jobs")
+        if len(matches) > 1:
+            raise ValueError(f"oid {oid} is ambiguous; give the database name")
+        return dict(matches[0])
+
+    def status_info(self):
+        """``status`` (STOPPED, STARTING, RUNNING or STUCK), timings and UUID.
+
+        STUCK means no poll for more than two poll intervals.
+        """
+        interval = timedelta(seconds=self.poll_interval)
+        info = {"uuid": str(self.uuid), "poll interval": interval}
+        if not self.activated:
+            return dict(info, status=STOPPED, uptime=None, **{"time since last poll": None})
+        now = utcnow()
+        last = self.polls[-1].utc_timestamp if self.polls else None
+        since = now - last if last else None
+        if last is None:
+            status = STARTING if now - self.activated <= 2 * interval else STUCK
+        else:
+            status = RUNNING if since <= 2 * interval else STUCK
+        return dict(info, status=status, uptime=now - self.activated,
+                    **{"time since last poll": since})
+
+    def iter_polls(self, since=None, count=None):
+        """Recent polls, newest first; ``since`` is an aware datetime."""
+        polls = reversed(list(self.polls))
+        if since is not None:
+            polls = itertools.takewhile(lambda p: p.utc_timestamp >= since, polls)
+        return itertools.islice(polls, count)
+
+    def statistics_info(self, since=None, queue=None, agent=None):
+        """Counts and extreme durations of the recent jobs (in memory).
+
+        ``statistics start`` is the oldest start considered, ``statistics
+        end`` the newest.
+        """
+        infos = [i for i in list(self.jobs.values())
+                 if (since is None or i["started"] >= since)
+                 and queue in (None, i["queue"]) and agent in (None, i["agent"])]
+        stats = {"started": len(infos), "successful": 0, "failed": 0, "unknown": 0}
+        extremes = {}
+        for info in infos:
+            if info["completed"] is None:
+                stats["unknown"] += 1
+                continue
+            kind = "failed" if info["failed"] else "successful"
+            stats[kind] += 1
+            duration = info["completed"] - info["started"]
+            for name, better in (("shortest", min), ("longest", max)):
+                key = f"{name} {kind}"
+                current = extremes.get(key)
+                if current is None or better(duration, current[0]) == duration != current[0]:
+                    extremes[key] = (duration, info["id"])
+        for name in ("shortest successful", "longest successful",
+                     "shortest failed", "longest failed"):
+            stats[name] = extremes.get(name)
+        starts = [i["started"] for i in infos]
+        stats["statistics start"] = min(starts, default=None)
+        stats["statistics end"] = max(starts, default=None)
+        return stats
+
+    def __repr__(self):
+        return f"<Dispatcher {self.uuid} {self.status_info()['status']}>"

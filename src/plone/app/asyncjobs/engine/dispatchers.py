@@ -1,0 +1,179 @@
+"""The database's record of the dispatchers working on a queue.
+
+Each worker process (dispatcher) has, in every queue, a
+:class:`DispatcherAgents` record: when it was activated, when it last
+pinged, and its agents.  Liveness works like this:
+
+* an active dispatcher pings every poll, but writes ``last_ping`` only once
+  per ``ping_interval`` (30 s), to keep writes rare;
+* a dispatcher is *dead* when neither its activation nor its last ping is
+  more recent than ``ping_death_interval`` (60 s);
+* every ping also looks at the next activated dispatcher (ordered by UUID,
+  wrapping around): if it is dead, it is deactivated, and every job it held
+  is handed to that job's retry policy.
+
+Clocks of worker machines must agree (NTP): liveness compares wall times.
+"""
+from datetime import timedelta
+
+import zope.event
+from zope.interface import implementer
+
+from plone.app.asyncjobs.engine.clock import utcnow
+from plone.app.asyncjobs.engine.container import Container
+from plone.app.asyncjobs.engine.events import DispatcherActivated
+from plone.app.asyncjobs.engine.events import DispatcherDeactivated
+from plone.app.asyncjobs.engine.events import DispatcherReactivated
+from plone.app.asyncjobs.engine.events import DispatcherRegistered
+from plone.app.asyncjobs.engine.events import DispatcherUnregistered
+from plone.app.asyncjobs.engine.interfaces import IAgent
+from plone.app.asyncjobs.engine.interfaces import IDispatcherAgents
+from plone.app.asyncjobs.engine.log import events
+from plone.app.asyncjobs.engine.status import ACTIVE
+from plone.app.asyncjobs.engine.status import ASSIGNED
+from plone.app.asyncjobs.engine.status import CALLBACKS
+from plone.app.asyncjobs.engine.status import COMPLETED
+
+
+@implementer(IDispatcherAgents)
+class DispatcherAgents(Container):
+    """One dispatcher's record in one queue, and its agents by name."""
+
+    activated = None
+    last_ping = None
+    #: ``(hostname, pid)`` of the process that activated this record.
+    process = None
+    ping_interval = timedelta(seconds=30)
+    ping_death_interval = timedelta(seconds=60)
+
+    def __init__(self, uuid):
+        super().__init__()
+        self.UUID = uuid
+
+    @property
+    def queue(self):
+        return self.parent.parent
+
+    @property
+    def dead(self):
+        """True once no sign of life came for ``ping_death_interval``."""
+        signs = [t for t in (self.last_ping, self.activated) if t is not None]
+        if not signs:
+            return False
+        return max(signs) + self.ping_death_interval < utcnow()
+
+    def activate(self, process=None):
+        """Start working; jobs left from an earlier life are handed back first."""
+        if self.activated:
+            raise ValueError(f"dispatcher {self.UUID} is active already")
+        self._clean()
+        self.activated = self.last_ping = utcnow()
+        self.process = process
+        zope.event.notify(DispatcherActivated(self))
+
+    def deactivate(self):
+        """Stop working; hand every held job to its retry policy."""
+        if not self.activated:
+            raise ValueError(f"dispatcher {self.UUID} is not active")
+        self.activated = None
+        self._clean()
+        zope.event.notify(DispatcherDeactivated(self))
+
+    def reactivate(self):
+        """Become active again after being wrongly found dead (keeps agents' jobs)."""
+        self.activated = self.last_ping = utcnow()
+        zope.event.notify(DispatcherReactivated(self))
+
+    def _clean(self):
+        queue = self.queue
+        for agent in self._items.values():
+            for job in agent.take_all():
+                status = job.status
+                if status == ASSIGNED:
+                    job._reset()
+                    queue.requeue(job, None)
+                elif status in (ACTIVE, CALLBACKS):
+                    job.interrupted()
+                elif status == COMPLETED:
+                    events.warning("%r was completed but still held; moved to history", job)
+                    agent.completed.add(job)
+
+    # -- agents, as a mapping ----------------------------------------------
+
+    def __setitem__(self, name, agent):
+        if not IAgent.providedBy(agent):
+            raise ValueError(f"{agent!r} is not an agent")
+        if len(agent):
+            raise ValueError("cannot add an agent that holds jobs")
+        current = self._items.get(name)
+        if current is not None and len(current):
+            raise ValueError(f"agent {name!r} holds jobs and cannot be replaced")
+        agent.name = name
+        agent.parent = self
+        self._items[name] = agent
+
+    def __delitem__(self, name):
+        if len(self._items[name]):
+            raise ValueError(f"agent {name!r} holds jobs and cannot be removed")
+        del self._items[name]
+
+    def __repr__(self):
+        state = "active" if self.activated else "inactive"
+        return f"<DispatcherAgents {self.UUID} {state}, agents {list(self._items)}>"
+
+
+class Dispatchers(Container):
+    """The dispatcher records of one queue, by UUID."""
+
+    def register(self, uuid):
+        """Create and return the record for ``uuid``."""
+        if uuid in self._items:
+            raise ValueError(f"dispatcher {uuid} is registered already")
+        record = DispatcherAgents(uuid)
+        record.parent = self
+        self._items[uuid] = record
+        zope.event.notify(DispatcherRegistered(record))
+        return record
+
+    def unregister(self, uuid):
+        """Remove an inactive dispatcher's record; return it."""
+        record = self._items[uuid]
+        if record.activated:
+            raise ValueError(f"dispatcher {uuid} is active; deactivate it first")
+        del self._items[uuid]
+        zope.event.notify(DispatcherUnregistered(record))
+        return record
+
+    def ping(self, uuid):
+        """Record that ``uuid`` is alive, and check on its next sibling.
+
+        Returns the UUID of a sibling found dead and deactivated, or ``None``.
+        """
+        record = self._items[uuid]
+        now = utcnow()
+        if not record.activated:
+            events.critical(
+                "dispatcher %s was found deactivated while alive; reactivating. "
+                "Its ping_death_interval may be too short, commits too slow, "
+                "or machine clocks out of step.", uuid,
+            )
+            record.reactivate()
+        elif record.last_ping is None or now - record.last_ping >= record.ping_interval:
+            record.last_ping = now
+        sibling = self._next_active_sibling(uuid)
+        if sibling is not None and sibling.dead:
+            events.error(
+                "dispatcher %s found dispatcher %s dead (last ping %s); "
+                "deactivating it and handing back its jobs",
+                uuid, sibling.UUID, sibling.last_ping,
+            )
+            sibling.deactivate()
+            return sibling.UUID
+        return None
+
+    def _next_active_sibling(self, uuid):
+        active = [u for u, record in self._items.items() if record.activated and u != uuid]
+        if not active:
+            return None
+        later = [u for u in active if u > uuid]
+        return self._items[min(later) if later else min(active)]

@@ -1,0 +1,724 @@
+"""Jobs: persistent calls with a status, a result and callbacks.
+
+A :class:`Job` stores a callable and its arguments in the database.  Put it
+in a queue and commit; a worker process claims it, calls it, and stores
+what it returned (or a :mod:`failure <plone.app.asyncjobs.engine.failure>`
+if it raised) as :attr:`Job.result`.  See :mod:`.status` for the statuses.
+
+Transactions while a job runs in a worker:
+
+* the claim transaction makes it ACTIVE (``active_start``, ``attempts``);
+* the callable runs in a transaction of its own, which is committed
+  together with the result; if the callable raises, its changes are
+  aborted and only the failure is stored;
+* callbacks each run in their own transactions afterwards.
+
+So a job without callbacks costs two commits: claim and result.
+"""
+import logging
+import pickle
+import sys
+import types
+from datetime import datetime
+from datetime import timedelta
+from io import BytesIO
+
+import transaction
+import zope.event
+from BTrees.OOBTree import OOBTree
+from persistent import Persistent
+from persistent.list import PersistentList
+from persistent.mapping import PersistentMapping
+from twisted.internet.defer import Deferred
+from zope.interface import implementer
+
+from plone.app.asyncjobs.engine import failure as failures
+from plone.app.asyncjobs.engine import local
+from plone.app.asyncjobs.engine import retry
+from plone.app.asyncjobs.engine.clock import as_utc
+from plone.app.asyncjobs.engine.clock import utcnow
+from plone.app.asyncjobs.engine.events import JobCompleted
+from plone.app.asyncjobs.engine.exceptions import AbortedError
+from plone.app.asyncjobs.engine.exceptions import BadStatusError
+from plone.app.asyncjobs.engine.exceptions import ReassignedError
+from plone.app.asyncjobs.engine.exceptions import TimeoutError
+from plone.app.asyncjobs.engine.ids import load
+from plone.app.asyncjobs.engine.ids import object_id
+from plone.app.asyncjobs.engine.ids import short_repr
+from plone.app.asyncjobs.engine.interfaces import IAgent
+from plone.app.asyncjobs.engine.interfaces import IJob
+from plone.app.asyncjobs.engine.interfaces import IQueue
+from plone.app.asyncjobs.engine.log import events
+from plone.app.asyncjobs.engine.log import trace
+from plone.app.asyncjobs.engine.status import ACTIVE
+from plone.app.asyncjobs.engine.status import ASSIGNED
+from plone.app.asyncjobs.engine.status import CALLBACKS
+from plone.app.asyncjobs.engine.status import COMPLETED
+from plone.app.asyncjobs.engine.status import NEW
+from plone.app.asyncjobs.engine.status import PENDING
+from plone.app.asyncjobs.engine.transactions import EXPLOSIVE
+from plone.app.asyncjobs.engine.transactions import retry_forever
+
+
+# Stored status ids; NEW means "derive from the parent".
+_NEW, _ACTIVE, _CALLBACKS, _COMPLETED = range(4)
+_STORED_STATUS = {_ACTIVE: ACTIVE, _CALLBACKS: CALLBACKS, _COMPLETED: COMPLETED}
+
+_REPR_LIMIT = 60
+_TORN_DOWN = object()
+
+
+def check_callable(candidate):
+    """Return ``candidate`` if a worker process could call it, else raise.
+
+    Workers load the callable by reference, so it must be importable:
+    a module-level function, a builtin, a method of a picklable object
+    (persistent objects included), a callable picklable object, or a job.
+    Lambdas and functions defined inside functions are refused here, where
+    the mistake is made, rather than when a worker tries to load them.
+    """
+    if not callable(candidate):
+        raise TypeError(f"a job needs a callable, not {candidate!r}")
+    function = getattr(candidate, "__func__", candidate)
+    if isinstance(function, types.FunctionType):
+        qualname = function.__qualname__
+        if "<lambda>" in qualname or "<locals>" in qualname:
+            raise ValueError(
+                f"{qualname} cannot be a job: workers load callables by "
+                "name, so use a module-level function (pass values as "
+                "job arguments instead of closing over them)"
+            )
+        if function is candidate and not _importable(function):
+            raise ValueError(
+                f"{function.__module__}.{qualname} cannot be imported by name, "
+                "so a worker could not load it"
+            )
+    return candidate
+
+
+def _importable(function):
+    found = sys.modules.get(function.__module__)
+    for part in function.__qualname__.split("."):
+        found = getattr(found, part, None)
+    return found is function
+
+
+class _ReferencePickler(pickle.Pickler):
+    """Pickles like ZODB does: persistent objects become references."""
+
+    def persistent_id(self, obj):
+        if isinstance(obj, Persistent):
+            return id(obj)
+        return None
+
+
+def check_picklable(job):
+    """Raise ``ValueError`` naming the part of ``job`` that cannot be stored."""
+    parts = [("callable", job._callable)]
+    parts += [(f"argument {index}", value) for index, value in enumerate(job.args)]
+    parts += [(f"keyword argument {name!r}", value) for name, value in job.kwargs.items()]
+    for label, value in parts:
+        try:
+            _ReferencePickler(BytesIO(), protocol=3).dump(value)
+        except Exception as error:
+            raise ValueError(
+                f"cannot queue {job!r}: its {label} ({_short(value)}) cannot "
+                f"be stored in the database: {error}"
+            ) from error
+
+
+def as_job(item):
+    """Return ``item`` if it is a job, else a new :class:`Job` calling it."""
+    if IJob.providedBy(item):
+        return item
+    return Job(item)
+
+
+def _short(value):
+    if isinstance(value, Persistent):
+        return short_repr(value)
+    text = repr(value)
+    return text if len(text) <= _REPR_LIMIT else text[: _REPR_LIMIT - 3] + "..."
+
+
+@implementer(IJob)
+class Job(Persistent):
+    """A persistent call of ``callable(*args, **kwargs)``.
+
+    ``args`` and ``kwargs`` stay mutable until the job runs; arguments given
+    when calling the job are appended (keyword arguments override).
+    Subclasses may override :meth:`set_up` and :meth:`tear_down`.
+    """
+
+    _status_id = _NEW
+    _result = None
+    _begin_after = None
+    _begin_by = None
+    _quota_names = ()
+    _retry_policy = None
+    _queue_key = None
+    _policy_kind = "job"
+    parent = None
+    #: Logging level for a failed outcome; ``None`` means ERROR.
+    failure_log_level = None
+    #: See :mod:`plone.app.asyncjobs.engine.retry`.
+    retry_policy_factory = None
+    #: UUID of the process that queued the job, if it has one.
+    assigner_uuid = None
+    #: When the job last became ACTIVE, and when its result was stored.
+    active_start = None
+    active_end = None
+    #: How many times a worker started the job.
+    attempts = 0
+
+    def __init__(self, callable, *args, **kwargs):
+        self._callable = check_callable(callable)
+        if IJob.providedBy(callable) and callable.parent is None:
+            callable.parent = self
+        self.args = PersistentList(args)
+        self.kwargs = PersistentMapping(kwargs)
+        self.callbacks = PersistentList()
+        self.annotations = OOBTree()
+
+    @classmethod
+    def bind(cls, callable, *args, **kwargs):
+        """Return a job that passes itself as the first argument."""
+        job = cls(callable, *args, **kwargs)
+        job.args.insert(0, job)
+        return job
+
+    # -- description --------------------------------------------------------
+
+    @property
+    def callable(self):
+        return self._callable
+
+    @callable.setter
+    def callable(self, value):
+        if self.status != NEW:
+            raise BadStatusError(f"cannot change the callable of a {self.status} job")
+        self._callable = check_callable(value)
+
+    @property
+    def status(self):
+        """The job's status; see :mod:`plone.app.asyncjobs.engine.status`."""
+        stored = self._status_id
+        if stored != _NEW:
+            return _STORED_STATUS[stored]
+        if IQueue.providedBy(self.parent):
+            return PENDING
+        if IAgent.providedBy(self.parent):
+            return ASSIGNED
+        return NEW
+
+    @property
+    def result(self):
+        """The callable's return value or a Failure; ``None`` until then.
+
+        While the job waits for a job it returned, this is that job.
+        """
+        return self._result
+
+    @property
+    def queue(self):
+        """The queue the job was put in (also while an agent holds it)."""
+        obj = self.parent
+        while obj is not None:
+            if IQueue.providedBy(obj):
+                return obj
+            if IAgent.providedBy(obj):
+                return obj.queue
+            obj = getattr(obj, "parent", None)
+        return None
+
+    @property
+    def agent(self):
+        """The agent holding the job (or its parent job), if any."""
+        obj = self.parent
+        while obj is not None:
+            if IAgent.providedBy(obj):
+                return obj
+            if IQueue.providedBy(obj):
+                return None
+            obj = getattr(obj, "parent", None)
+        return None
+
+    @property
+    def begin_after(self):
+        """Earliest start, an aware UTC datetime; set by ``put`` if not before."""
+        return self._begin_after
+
+    @begin_after.setter
+    def begin_after(self, value):
+        if self.status != NEW:
+            raise BadStatusError(f"cannot change begin_after of a {self.status} job")
+        self._begin_after = None if value is None else as_utc(value, "begin_after")
+
+    @property
+    def begin_by(self):
+        """How long after ``begin_after`` the job may still start (a timedelta).
+
+        A job claimed later than that fails with
+        :class:`~plone.app.asyncjobs.engine.exceptions.TimeoutError` instead
+        of running late.  ``None`` means no deadline.
+        """
+        return self._begin_by
+
+    @begin_by.setter
+    def begin_by(self, value):
+        if self.status not in (NEW, PENDING):
+            raise BadStatusError(f"cannot change begin_by of a {self.status} job")
+        if value is not None:
+            if not isinstance(value, timedelta):
+                raise TypeError(f"begin_by must be a timedelta, not {value!r}")
+            if value < timedelta(0):
+                raise ValueError(f"begin_by must not be negative, got {value!r}")
+        self._begin_by = value
+
+    @property
+    def quota_names(self):
+        """Names of the queue quotas this job counts against (a tuple)."""
+        return self._quota_names
+
+    @quota_names.setter
+    def quota_names(self, value):
+        status = self.status
+        if status not in (NEW, PENDING):
+            raise BadStatusError(f"cannot change quota_names of a {status} job")
+        if isinstance(value, str):
+            raise TypeError(
+                f"quota_names must be a sequence of names, not the string {value!r}"
+            )
+        names = tuple(value)
+        if status == PENDING:
+            self.queue.quotas.check_names(names)
+        self._quota_names = names
+
+    @property
+    def deadline(self):
+        """``begin_after + begin_by``, or ``None`` without a deadline."""
+        if self._begin_by is None or self._begin_after is None:
+            return None
+        return self._begin_after + self._begin_by
+
+    def deadline_passed(self, now=None):
+        deadline = self.deadline
+        return deadline is not None and deadline < (now or utcnow())
+
+    def get_retry_policy(self):
+        """Return the job's retry policy, creating it on first use."""
+        if self._retry_policy is None:
+            factory = retry.resolve(self.retry_policy_factory, self._policy_kind)
+            self._retry_policy = factory(self)
+        return self._retry_policy
+
+    def __repr__(self):
+        call = getattr(self._callable, "__qualname__", None) or _short(self._callable)
+        module = getattr(self._callable, "__module__", None)
+        if module and not isinstance(self._callable, types.MethodType):
+            call = f"{module}.{call}"
+        elif isinstance(self._callable, types.MethodType):
+            call = f"{_short(self._callable.__self__)} :{self._callable.__name__}"
+        arguments = [_short(a) for a in self.args]
+        arguments += [f"{k}={_short(v)}" for k, v in self.kwargs.items()]
+        return f"<{short_repr(self)} ``{call}({', '.join(arguments)})``>"
+
+    # -- hooks for subclasses ----------------------------------------------
+
+    def set_up(self):
+        """Prepare each attempt; the return value is passed to :meth:`tear_down`."""
+
+    def tear_down(self, setup_info):
+        """Undo :meth:`set_up`, after the attempt was committed or aborted."""
+
+    # -- callbacks ------------------------------------------------------------
+
+    def add_callback(self, callback, failure_log_level=None, retry_policy_factory=None):
+        """Call ``callback(result)`` once this job has a result; return its job.
+
+        Every callback gets this job's result (callbacks are not chained).
+        A callback added to a completed job runs at once, in this thread.
+        Callbacks log failures at CRITICAL and retry with the callback
+        policy unless told otherwise.
+        """
+        callback = as_job(callback)
+        if callback.status != NEW:
+            raise BadStatusError(f"a callback must be new; {callback!r} is {callback.status}")
+        callback.parent = self
+        callback._policy_kind = "callback"
+        if failure_log_level is not None:
+            callback.failure_log_level = failure_log_level
+        elif callback.failure_log_level is None:
+            callback.failure_log_level = logging.CRITICAL
+        if retry_policy_factory is not None:
+            callback.retry_policy_factory = retry_policy_factory
+        self.callbacks.append(callback)
+        # Writing the job itself makes a concurrent completion conflict, so
+        # a callback is never added to a job that completes unseen.
+        self._p_changed = True
+        if self._status_id == _COMPLETED:
+            self._run_callback(callback)
+        return callback
+
+    def add_callbacks(self, success=None, failure=None, failure_log_level=None,
+                      retry_policy_factory=None):
+        """Call ``success(result)`` or ``failure(failure)`` once there is a result.
+
+        Returns a proxy whose ``job`` is the chosen callback once chosen.
+        A missing side passes the result through unchanged.
+        """
+        from plone.app.asyncjobs.engine.callback import SuccessFailureCallback
+
+        return self.add_callback(
+            SuccessFailureCallback(success, failure),
+            failure_log_level=failure_log_level,
+            retry_policy_factory=retry_policy_factory,
+        )
+
+    def _run_callback(self, callback):
+        choose = getattr(callback, "choose", None)
+        if choose is not None:
+            callback = choose(self._result)
+        status = callback.status
+        if status == NEW:
+            if callback.deadline_passed():
+                events.error("failing expired callback %r", callback)
+                callback.fail()
+            else:
+                callback(self._result)
+        elif status == ACTIVE:
+            callback._callback_interrupted(self._result)
+        elif status == CALLBACKS:
+            callback.resume_callbacks()
+
+    def _callbacks_pending(self):
+        return any(cb.status != COMPLETED for cb in self.callbacks)
+
+    def resume_callbacks(self):
+        """Run the callbacks that have not completed, then complete the job."""
+        if self._status_id != _CALLBACKS:
+            raise BadStatusError(f"no callbacks to resume: {self!r} is {self.status}")
+        manager = self._transaction_manager()
+
+        def complete_unless_more():
+            if self._status_id != _CALLBACKS:
+                return True
+            if self._callbacks_pending():
+                return False
+            self._complete()
+            return True
+
+        while True:
+            for callback in list(self.callbacks):
+                self._run_callback(callback)
+            if retry_forever(complete_unless_more, manager, f"completing {self!r}"):
+                return
+
+    # -- running --------------------------------------------------------------
+
+    def __call__(self, *args, **kwargs):
+        """Run the job in this thread now; return its result.
+
+        Only a new or assigned job can be called.  Its start is committed
+        first (when it is stored in a database), then the call and its
+        result, then each callback.  A retry policy that reschedules makes
+        this return the job itself.
+        """
+        status = self.status
+        if status not in (NEW, ASSIGNED):
+            raise BadStatusError(f"only a new or assigned job can be called; {self!r} is {status}")
+        self.mark_active()
+        if self._p_jar is not None:
+            self._transaction_manager().commit()
+        return self._run(args, kwargs)
+
+    def mark_active(self):
+        """Record a start (the claim transaction calls this for workers)."""
+        self._status_id = _ACTIVE
+        self.active_start = utcnow()
+        self.attempts += 1
+
+    def run_claimed(self):
+        """Run a job a worker claimed: fail it if expired, else call it."""
+        if self._status_id == _NEW:
+            return self.fail(TimeoutError(f"not started before {self.deadline}"))
+        return self._run((), {})
+
+    def _run(self, extra_args, extra_kwargs):
+        manager = self._transaction_manager()
+        policy = self.get_retry_policy()
+        data_cache = {}
+        while True:
+            setup_info = None
+            with local.running(self):
+                try:
+                    setup_info = self.set_up()
+                    result = self._callable(
+                        *self.args, *extra_args, **dict(self.kwargs, **extra_kwargs)
+                    )
+                except EXPLOSIVE:
+                    manager.abort()
+                    self._tear_down_quietly(setup_info)
+                    raise
+                except Exception:
+                    result = failures.capture()
+                    manager.abort()
+                    self._tear_down_quietly(setup_info)
+                    setup_info = _TORN_DOWN
+                    decision = self._allowed(policy.job_error(result, data_cache))
+                    if decision is True:
+                        continue
+                    if decision:
+                        return self._reschedule(decision, manager)
+                try:
+                    self._store_outcome(result, policy, data_cache)
+                    manager.commit()
+                except EXPLOSIVE:
+                    manager.abort()
+                    self._tear_down_quietly(setup_info)
+                    raise
+                except Exception:
+                    commit_failure = failures.capture()
+                    manager.abort()
+                    self._tear_down_quietly(setup_info)
+                    self._check_not_reassigned(manager)
+                    decision = self._allowed(policy.commit_error(commit_failure, data_cache))
+                    if decision is True:
+                        continue
+                    if decision:
+                        return self._reschedule(decision, manager)
+                    self._log_lost_outcome(result, commit_failure)
+                    retry_forever(
+                        lambda: self._store_outcome(commit_failure, policy, data_cache),
+                        manager, f"storing the commit failure of {self!r}",
+                    )
+                else:
+                    self._tear_down_quietly(setup_info)
+            break
+        self._log_outcome()
+        if self._status_id == _CALLBACKS:
+            self.resume_callbacks()
+        return self._result
+
+    def _allowed(self, decision):
+        """Refuse retries past the deadline, and reschedules without a queue."""
+        if not decision:
+            return False
+        if self.deadline_passed():
+            trace.warning("%r: not retrying, its begin_by deadline has passed", self)
+            return False
+        if decision is not True:
+            if self.queue is None:
+                events.critical("%r: cannot reschedule a job that is not in a queue", self)
+                return False
+            if isinstance(decision, timedelta):
+                decision = utcnow() + decision
+            elif not isinstance(decision, datetime):
+                return True
+        return decision
+
+    def _reschedule(self, when, manager):
+        def requeue():
+            queue = self.queue
+            agent = self.agent
+            if agent is not None:
+                agent.release(self)
+            self._reset()
+            queue.requeue(self, when)
+
+        retry_forever(requeue, manager, f"rescheduling {self!r}")
+        trace.info("%r rescheduled for %s", self, when)
+        return self
+
+    def _reset(self):
+        self._status_id = _NEW
+        self._result = None
+        self.active_start = None
+        self.active_end = None
+        self.parent = None
+
+    def _check_not_reassigned(self, manager):
+        manager.begin()
+        if self._status_id != _ACTIVE:
+            raise ReassignedError(f"{self!r} is {self.status} now; another worker took it")
+        try:
+            dispatcher = local.get_dispatcher()
+        except LookupError:
+            return
+        agent = self.agent
+        if agent is None or agent.parent.UUID != dispatcher.uuid or not agent.holds(self):
+            raise ReassignedError(f"{self!r} was reassigned to another worker")
+
+    def _store_outcome(self, result, policy, data_cache):
+        if IJob.providedBy(result):
+            self._wait_for_job(result, policy, data_cache)
+        elif isinstance(result, Deferred):
+            self._wait_for_deferred(result, policy, data_cache)
+        else:
+            policy.update_data(data_cache)
+            self._set_result(result)
+
+    def _wait_for_job(self, inner, policy, data_cache):
+        if inner.status == COMPLETED:
+            return self._store_outcome(inner.result, policy, data_cache)
+        if inner.status == NEW and inner.parent is None:
+            queue = self.queue
+            if queue is None:
+                return self._store_outcome(inner(), policy, data_cache)
+            queue.put(inner)
+        self._result = inner
+        inner.add_callback(Job(self._take_result_of_waited_job))
+
+    def _take_result_of_waited_job(self, result):
+        if self._status_id == _ACTIVE:
+            self.get_retry_policy().update_data({})
+            self._set_result(result)
+            self._log_outcome()
+        if self._status_id == _CALLBACKS:
+            self.resume_callbacks()
+        return result
+
+    def _wait_for_deferred(self, deferred, policy, data_cache):
+        if deferred.called and not isinstance(deferred.result, Deferred):
+            outcome = []
+            deferred.addBoth(outcome.append)
+            return self._store_outcome(outcome[0], policy, data_cache)
+        oid, database_name = object_id(self)
+        deferred.addBoth(_complete_later, self._p_jar.db(), oid, database_name)
+
+    def _set_result(self, result):
+        if failures.is_failure(result):
+            result = failures.storable(result)
+        self._result = result
+        self.active_end = utcnow()
+        if self._callbacks_pending():
+            self._status_id = _CALLBACKS
+        else:
+            self._complete()
+
+    def _complete(self):
+        self._status_id = _COMPLETED
+        if IAgent.providedBy(self.parent):
+            self.parent.job_completed(self)
+        zope.event.notify(JobCompleted(self))
+
+    def fail(self, error=None):
+        """Give the job a failure as result without running it; run callbacks.
+
+        For new, pending or assigned jobs (a pending job leaves its queue).
+        The default error is a :class:`TimeoutError`.
+        """
+        status = self.status
+        if status == CALLBACKS:
+            return self.resume_callbacks()
+        if status in (ACTIVE, COMPLETED):
+            raise BadStatusError(f"cannot fail a {status} job: {self!r}")
+        outcome = failures.capture(error if error is not None else TimeoutError())
+
+        def store():
+            if self.status == PENDING:
+                self.queue.remove(self)
+            self._set_result(outcome)
+
+        if self._p_jar is None:
+            store()
+        else:
+            retry_forever(store, self._transaction_manager(), f"failing {self!r}")
+        self._log_outcome()
+        if self._status_id == _CALLBACKS:
+            self.resume_callbacks()
+        return self._result
+
+    def interrupted(self):
+        """Handle the death of the worker that ran this ACTIVE job.
+
+        Called in the transaction that cleans up the dead worker's agent;
+        commits nothing itself.  The retry policy decides: run again (first
+        in the queue), later, or fail with
+        :class:`~plone.app.asyncjobs.engine.exceptions.AbortedError`.  A job
+        whose callbacks were interrupted gets them resumed by a new job.
+        """
+        if self._status_id == _CALLBACKS:
+            self.queue.put_back(self._resume_callbacks_job())
+            return
+        decision = self._allowed(self.get_retry_policy().interrupted())
+        if decision:
+            queue = self.queue
+            self._reset()
+            queue.requeue(self, None if decision is True else decision)
+            return
+        self._set_result(failures.capture(AbortedError(f"the worker running {self!r} died")))
+        self._log_outcome()
+        if self._status_id == _CALLBACKS:
+            self.queue.put_back(self._resume_callbacks_job())
+
+    def _resume_callbacks_job(self):
+        job = Job(self.resume_callbacks)
+        job.retry_policy_factory = "forever"
+        job.failure_log_level = logging.CRITICAL
+        return job
+
+    def _callback_interrupted(self, result):
+        if self.get_retry_policy().interrupted():
+            self._reset_callback()
+            self(result)
+        else:
+            self._reset_callback()
+            self.fail(AbortedError(f"the worker running callback {self!r} died"))
+
+    def _reset_callback(self):
+        self._status_id = _NEW
+        self.active_start = None
+
+    # -- helpers --------------------------------------------------------------
+
+    def _transaction_manager(self):
+        jar = self._p_jar
+        return jar.transaction_manager if jar is not None else transaction.manager
+
+    def _tear_down_quietly(self, setup_info):
+        if setup_info is _TORN_DOWN:
+            return
+        try:
+            self.tear_down(setup_info)
+        except Exception:
+            events.critical("tear_down of %r failed", self, exc_info=True)
+
+    def _log_outcome(self):
+        result = self._result
+        if failures.is_failure(result):
+            level = self.failure_log_level or logging.ERROR
+            events.log(level, "%r failed:\n%s", self, failures.traceback_text(result))
+        elif self._status_id in (_CALLBACKS, _COMPLETED):
+            trace.info("%r succeeded with %s", self, _short(result))
+
+    def _log_lost_outcome(self, result, commit_failure):
+        if failures.is_failure(result):
+            what = "failed with\n" + failures.traceback_text(result)
+        else:
+            what = f"succeeded with {_short(result)}"
+        events.error(
+            "%r could not commit its outcome (%s); the job %s",
+            self, commit_failure.getErrorMessage(), what,
+        )
+
+
+def _complete_later(result, database, oid, database_name):
+    """Store the result of a Deferred a job returned, in a connection of its own."""
+    manager = transaction.TransactionManager()
+    connection = database.open(transaction_manager=manager)
+    try:
+        job = load(connection, oid, database_name)
+
+        def store():
+            if job._status_id == _ACTIVE:
+                job._set_result(result)
+
+        retry_forever(store, manager, f"storing the deferred result of {job!r}")
+        job._log_outcome()
+        if job._status_id == _CALLBACKS:
+            job.resume_callbacks()
+    finally:
+        manager.abort()
+        connection.close()
+    return None

@@ -1,0 +1,126 @@
+"""What code running inside a job can ask about its surroundings.
+
+A worker thread knows its dispatcher and agent; while a job (or one of its
+callbacks) runs, the thread also knows the job.  Outside a job these helpers
+raise :class:`~plone.app.asyncjobs.engine.exceptions.NotInJobError`.
+
+Live annotations let a running job publish progress (or read a stop flag)
+without conflicting with its own transaction: they are written to
+``job.annotations`` through a separate connection and committed at once.
+"""
+import contextlib
+import threading
+import time
+
+import transaction
+
+from plone.app.asyncjobs.engine.exceptions import NotInJobError
+from plone.app.asyncjobs.engine.ids import load
+from plone.app.asyncjobs.engine.ids import object_id
+from plone.app.asyncjobs.engine.transactions import retry_forever
+
+
+_state = threading.local()
+
+
+def _require(name):
+    value = getattr(_state, name, None)
+    if value is None:
+        raise NotInJobError(
+            f"no {name} here: this helper only works in code run by a job"
+        )
+    return value
+
+
+def get_job():
+    """Return the job (or callback) this thread is running."""
+    return _require("job")
+
+
+def get_queue():
+    """Return the queue of the running job."""
+    return get_job().queue
+
+
+def get_dispatcher():
+    """Return the dispatcher whose worker thread runs the job."""
+    return _require("dispatcher")
+
+
+def get_reactor():
+    """Return the running dispatcher's reactor."""
+    return get_dispatcher().reactor
+
+
+def get_agent_name():
+    """Return the name of the agent whose worker thread runs the job."""
+    return _require("agent_name")
+
+
+@contextlib.contextmanager
+def running(job):
+    """Make ``job`` the current job for the duration of the block."""
+    previous = getattr(_state, "job", None)
+    _state.job = job
+    try:
+        yield job
+    finally:
+        _state.job = previous
+
+
+def bind_worker(dispatcher, agent_name):
+    """Declare this thread a worker of ``dispatcher`` for ``agent_name``."""
+    _state.dispatcher = dispatcher
+    _state.agent_name = agent_name
+
+
+def _target(job):
+    job = job if job is not None else get_job()
+    if job._p_jar is None:
+        raise ValueError(f"{job!r} is not stored in a database yet")
+    return job
+
+
+@contextlib.contextmanager
+def _side_connection(job):
+    manager = transaction.TransactionManager()
+    connection = job._p_jar.db().open(transaction_manager=manager)
+    try:
+        yield manager, load(connection, *object_id(job))
+    finally:
+        manager.abort()
+        connection.close()
+
+
+def set_live_annotation(name, value, job=None):
+    """Store ``value`` as ``job.annotations[name]`` and commit it now.
+
+    The default job is the current one.  The value should be immutable,
+    non-persistent data (numbers, strings, tuples).  Readers see it as soon
+    as this returns.
+    """
+    job = _target(job)
+    with _side_connection(job) as (manager, stored):
+        def write():
+            stored.annotations[name] = value
+
+        retry_forever(write, manager, f"setting live annotation {name!r}")
+
+
+def get_live_annotation(name, default=None, timeout=0, poll=1, job=None):
+    """Return ``job.annotations[name]`` as last committed by anyone.
+
+    With a ``timeout`` (seconds), wait for the annotation to appear,
+    checking every ``poll`` seconds; return ``default`` if it does not.
+    """
+    job = _target(job)
+    deadline = time.monotonic() + timeout
+    with _side_connection(job) as (manager, stored):
+        while True:
+            manager.begin()
+            if name in stored.annotations:
+                return stored.annotations[name]
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return default
+            time.sleep(min(poll, remaining))

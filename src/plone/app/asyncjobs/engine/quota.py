@@ -1,0 +1,99 @@
+"""Quotas: limits on how many jobs with a name run at once, across all workers.
+
+A job lists the quotas it counts against in ``quota_names``.  A claim skips
+a job while any of its quotas is full, and adds the job to them; the job
+leaves its quotas when it completes or goes back to its queue.  Quotas are
+strict: the holder list is a plain tuple without conflict resolution, so two
+workers claiming the last slot at once conflict and one of them retries.
+"""
+from persistent import Persistent
+
+from plone.app.asyncjobs.engine.container import Container
+
+
+class Quota(Persistent):
+    """At most ``size`` jobs named ``name`` active at once."""
+
+    def __init__(self, name, size=1):
+        self.name = name
+        self.size = _checked_size(size)
+        self._jobs = ()
+
+    @property
+    def filled(self):
+        return len(self._jobs) >= self.size
+
+    def __len__(self):
+        return len(self._jobs)
+
+    def __iter__(self):
+        return iter(self._jobs)
+
+    def __contains__(self, job):
+        return any(held is job for held in self._jobs)
+
+    def add(self, job):
+        if job in self:
+            return
+        if self.filled:
+            raise ValueError(f"quota {self.name!r} is full")
+        self._jobs += (job,)
+
+    def remove(self, job):
+        if job in self:
+            self._jobs = tuple(held for held in self._jobs if held is not job)
+
+    def __repr__(self):
+        return f"<Quota {self.name!r} {len(self)}/{self.size}>"
+
+
+class Quotas(Container):
+    """The quotas of one queue, by name."""
+
+    def create(self, name, size=1):
+        """Create and return the quota ``name``; it must not exist yet."""
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"a quota name must be a non-empty string, not {name!r}")
+        if name in self._items:
+            raise ValueError(f"quota {name!r} exists already")
+        quota = self._items[name] = Quota(name, size)
+        return quota
+
+    def remove(self, name):
+        """Remove the quota; jobs naming it are no longer limited by it."""
+        del self._items[name]
+
+    def check_names(self, names):
+        """Raise ``ValueError`` for the first name that is not a quota here."""
+        for name in names:
+            if name not in self._items:
+                raise ValueError(
+                    f"unknown quota name {name!r}; create it first with "
+                    f"queue.quotas.create({name!r}, size=...)"
+                )
+
+    def admits(self, job):
+        """Tell whether every quota of ``job`` has room for it."""
+        for name in job.quota_names:
+            quota = self._items.get(name)
+            if quota is not None and quota.filled and job not in quota:
+                return False
+        return True
+
+    def enter(self, job):
+        for name in job.quota_names:
+            quota = self._items.get(name)
+            if quota is not None:
+                quota.add(job)
+
+    def leave(self, job):
+        for name in job.quota_names:
+            quota = self._items.get(name)
+            if quota is not None:
+                quota.remove(job)
+
+
+def _checked_size(size):
+    if not isinstance(size, int) or size < 1:
+        raise ValueError(f"a quota size must be a positive integer, not {size!r}")
+    return size

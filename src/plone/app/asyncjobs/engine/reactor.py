@@ -1,0 +1,43 @@
+"""A private Twisted reactor running in a daemon thread.
+
+Workers run their heartbeat on a reactor of their own instead of the global
+``twisted.internet.reactor``: importing that module installs a reactor for
+the whole process (in Zope, which has none), and its signal handlers would
+fight the application's.  Never use helpers that import the global reactor
+(``twisted.internet.task.LoopingCall`` does).
+"""
+import threading
+
+from twisted.internet.selectreactor import SelectReactor
+
+
+class ReactorThread:
+    """Owns a private reactor and the daemon thread that runs it."""
+
+    def __init__(self, name="plone.app.asyncjobs reactor"):
+        self.reactor = SelectReactor()
+        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def _run(self):
+        self.reactor.run(installSignalHandlers=False)
+
+    def start(self):
+        self.thread.start()
+        return self.reactor
+
+    @property
+    def running(self):
+        return self.thread.is_alive()
+
+    def in_reactor_thread(self):
+        return threading.current_thread() is self.thread
+
+    def stop(self, timeout=10):
+        """Stop the reactor (running its shutdown triggers) and join the thread.
+
+        Returns whether the thread ended within ``timeout`` seconds.
+        """
+        if self.thread.is_alive():
+            self.reactor.callFromThread(self.reactor.stop)
+            self.thread.join(timeout)
+        return not self.thread.is_alive()

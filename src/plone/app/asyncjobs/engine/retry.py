@@ -1,0 +1,222 @@
+"""Retry policies: what happens when a job fails, cannot commit, or is interrupted.
+
+A job gets its policy from its ``retry_policy_factory``:
+
+* ``None`` - the process default (:data:`defaults` ``["job"]`` for jobs,
+  ``["callback"]`` for callbacks), changeable with :func:`set_default`;
+* a string - a policy registered under that name with :func:`register`;
+* any other callable - called with the job; it returns the policy.
+
+The policy is created once per job and stored with it, with a ``data``
+mapping that survives retries (interruption counts, first start time).
+
+Each decision method returns ``True`` (run again now, in the same worker),
+``False`` (give up: the failure becomes the result), or a ``datetime`` /
+``timedelta`` (put the job back in its queue to run at or after that time).
+"""
+import random
+import time
+from datetime import timedelta
+
+from persistent import Persistent
+from persistent.mapping import PersistentMapping
+from ZODB.POSException import TransactionError
+from zope.interface import implementer
+
+from plone.app.asyncjobs.engine.interfaces import IRetryPolicy
+from plone.app.asyncjobs.engine.log import trace
+from plone.app.asyncjobs.engine.transactions import ClientDisconnected
+from plone.app.asyncjobs.engine.transactions import backoff
+
+
+@implementer(IRetryPolicy)
+class NeverRetry(Persistent):
+    """Give up at once, whatever happened.
+
+    For work with effects outside the database (sending mail, calling a web
+    service), where running twice is worse than not finishing.
+    """
+
+    def __init__(self, job):
+        self.job = job
+        self.data = PersistentMapping()
+
+    def job_error(self, failure, data_cache):
+        return False
+
+    def commit_error(self, failure, data_cache):
+        return False
+
+    def interrupted(self):
+        return False
+
+    def update_data(self, data_cache):
+        pass
+
+
+class RetryCommonFourTimes(NeverRetry):
+    """The default policy for jobs.
+
+    * a lost connection to the ZEO server is retried forever, pausing 5 s,
+      then 5 s longer each time, at most 60 s;
+    * a conflict (any ``TransactionError``) is retried until the job has
+      been attempted ``transaction_error_limit`` (5) times in this run;
+    * an interruption (the worker died while running the job) puts the job
+      back at the head of its queue, up to ``max_interruptions`` (9) times;
+    * any other error is final.
+    """
+
+    transaction_error_limit = 5
+    max_interruptions = 9
+    log_every = 5
+
+    def job_error(self, failure, data_cache):
+        return self._decide(failure, data_cache)
+
+    def commit_error(self, failure, data_cache):
+        return self._decide(failure, data_cache)
+
+    def _decide(self, failure, data_cache):
+        if ClientDisconnected and failure.check(ClientDisconnected):
+            count = self._count(data_cache, "zeo_disconnected", failure)
+            time.sleep(backoff(count))
+            return True
+        if failure.check(TransactionError):
+            count = self._count(data_cache, "transaction_error", failure)
+            limit = self.transaction_error_limit
+            if limit is not None and count >= limit:
+                trace.warning("%r: giving up after %d conflicts", self.job, count)
+                return False
+            return True
+        return self._other_error(failure, data_cache)
+
+    def _other_error(self, failure, data_cache):
+        return False
+
+    def _count(self, data_cache, key, failure):
+        count = data_cache[key] = data_cache.get(key, 0) + 1
+        data_cache["last_" + key] = failure
+        if count == 1 or count % self.log_every == 0:
+            trace.warning(
+                "%r: retrying after %s (%d so far)", self.job,
+                failure.getErrorMessage() or failure.type.__name__, count,
+            )
+        return count
+
+    def interrupted(self):
+        count = self.data.get("interruptions", 0) + 1
+        self.data["interruptions"] = count
+        if self.max_interruptions is not None and count > self.max_interruptions:
+            return False
+        trace.info("%r: interrupted (%d); running it again", self.job, count)
+        return True
+
+    def update_data(self, data_cache):
+        if "first_active" not in self.data and self.job.active_start is not None:
+            self.data["first_active"] = self.job.active_start
+        for key in ("zeo_disconnected", "transaction_error"):
+            if key in data_cache:
+                self.data[key] = self.data.get(key, 0) + data_cache[key]
+
+
+class RetryCommonForever(RetryCommonFourTimes):
+    """The default policy for callbacks: bookkeeping that must get done.
+
+    Like :class:`RetryCommonFourTimes`, but conflicts and interruptions are
+    retried without limit, and a commit that fails for any other reason is
+    retried forever too, pausing 0 s, then 1 s longer each time, at most 60 s.
+    Errors raised by the callable itself are still final.
+    """
+
+    transaction_error_limit = None
+    max_interruptions = None
+
+    def commit_error(self, failure, data_cache):
+        decision = self._decide(failure, data_cache)
+        if decision:
+            return decision
+        count = self._count(data_cache, "other", failure)
+        time.sleep(backoff(count, initial=0, increment=1))
+        return True
+
+
+class DelayedRetry(RetryCommonFourTimes):
+    """Retry any error later, waiting exponentially longer each time.
+
+    The n-th retry waits ``base_delay * factor ** (n - 1)`` seconds, at most
+    ``max_delay``, varied by up to ``jitter`` (a fraction) either way so that
+    many failing jobs do not come back at the same instant.  After
+    ``max_attempts`` attempts in all the failure is final.  Conflicts and
+    interruptions are handled as by :class:`RetryCommonFourTimes`.
+
+    Parameters are keyword arguments, so a job can carry a variant::
+
+        job.retry_policy_factory = functools.partial(DelayedRetry, max_attempts=10)
+    """
+
+    def __init__(self, job, max_attempts=5, base_delay=10.0, factor=2.0,
+                 max_delay=3600.0, jitter=0.1):
+        super().__init__(job)
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        self.max_attempts = max_attempts
+        self.base_delay = base_delay
+        self.factor = factor
+        self.max_delay = max_delay
+        self.jitter = jitter
+
+    def _other_error(self, failure, data_cache):
+        attempts = self.data.get("attempts", 1)
+        if attempts >= self.max_attempts:
+            trace.warning("%r: giving up after %d attempts", self.job, attempts)
+            return False
+        self.data["attempts"] = attempts + 1
+        return timedelta(seconds=self.delay(attempts))
+
+    def delay(self, retry):
+        """Seconds to wait before retry number ``retry`` (1-based)."""
+        delay = min(self.max_delay, self.base_delay * self.factor ** (retry - 1))
+        return delay * (1 + random.uniform(-self.jitter, self.jitter))
+
+
+_registry = {
+    "never": NeverRetry,
+    "default": RetryCommonFourTimes,
+    "forever": RetryCommonForever,
+    "delayed": DelayedRetry,
+}
+
+#: The factories used when a job does not name one.
+defaults = {"job": RetryCommonFourTimes, "callback": RetryCommonForever}
+
+
+def register(name, factory):
+    """Make ``factory`` available as ``retry_policy_factory=name``."""
+    if not callable(factory):
+        raise TypeError(f"a retry policy factory must be callable, not {factory!r}")
+    _registry[name] = factory
+
+
+def set_default(factory, kind="job"):
+    """Use ``factory`` for jobs (``kind="job"``) or callbacks (``"callback"``)
+    that do not name a policy; ``None`` restores the built-in default."""
+    if kind not in defaults:
+        raise ValueError(f"kind must be 'job' or 'callback', not {kind!r}")
+    builtin = RetryCommonFourTimes if kind == "job" else RetryCommonForever
+    defaults[kind] = factory or builtin
+
+
+def resolve(factory, kind="job"):
+    """Return the callable that creates a policy for the given setting."""
+    if factory is None:
+        return defaults[kind]
+    if isinstance(factory, str):
+        try:
+            return _registry[factory]
+        except KeyError:
+            raise ValueError(
+                f"unknown retry policy {factory!r}; registered: {sorted(_registry)}"
+            ) from None
+    if not callable(factory):
+        raise TypeError(f"retry_policy_factory must be callable or a name, not {factory!r}")
+    return factory
