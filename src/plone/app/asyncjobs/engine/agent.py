@@ -16,6 +16,7 @@ from zope.interface import implementer
 from plone.app.asyncjobs.engine.history import CompletedJobs
 from plone.app.asyncjobs.engine.ids import object_id
 from plone.app.asyncjobs.engine.interfaces import IAgent
+from plone.app.asyncjobs.engine.status import COMPLETED
 
 
 class HeldJobs(LOBTree):
@@ -70,15 +71,19 @@ class Agent(Persistent):
     def queue(self):
         return self.parent.parent.parent
 
-    def claim_job(self, now=None, lane=None):
+    def claim_job(self, now=None, lane=None, finished=None):
         """Take the next job this agent may run, or return ``None``.
 
-        ``lane`` says where in the queue to look first (see :meth:`Queue.claim`).
+        ``lane`` says where in the queue to look first (see :meth:`Queue.claim`);
+        ``finished`` is the job the claiming thread completed last, which
+        moves to the history in this transaction.
 
         Nothing is claimed while the dispatcher is inactive or considered
         dead, or while the agent already holds ``size`` jobs.
         """
         dispatcher_record = self.parent
+        if finished is not None:
+            self.sweep([finished])
         if not dispatcher_record.activated or dispatcher_record.dead:
             return None
         if self._held.count() >= self.size:
@@ -91,6 +96,24 @@ class Agent(Persistent):
             job.parent = self
             self._held[object_id(job)[0]] = job
         return job
+
+    def sweep(self, jobs=None, completed_before=None):
+        """Move completed held jobs to the history; return how many moved.
+
+        Jobs commit their completion without touching the agent (see
+        :mod:`.job`).  Each worker thread sweeps the job it finished with its
+        next claim (``jobs``); the dispatcher's poll sweeps what is left,
+        only jobs completed before ``completed_before``, so that the two
+        rarely sweep the same job at once.
+        """
+        candidates = self._held.jobs() if jobs is None else jobs
+        done = [job for job in candidates
+                if job.status == COMPLETED and self.holds(job)
+                and (completed_before is None or job.active_end < completed_before)]
+        for job in done:
+            self._held.pop(object_id(job)[0])
+            self.completed.add(job, job.active_end)
+        return len(done)
 
     def accepts(self, job):
         """Tell whether the filter accepts ``job`` (always true without one)."""
@@ -105,9 +128,9 @@ class Agent(Persistent):
         self.queue.quotas.leave(job)
 
     def job_completed(self, job):
-        """Move ``job`` from the held jobs to the history."""
+        """Move ``job`` from the held jobs to the history now."""
         self.release(job)
-        self.completed.add(job)
+        self.completed.add(job, job.active_end)
 
     def take_all(self):
         """Release and return every held job (for cleaning up a dead worker)."""
@@ -117,6 +140,7 @@ class Agent(Persistent):
         return jobs
 
     def __len__(self):
+        """Jobs held, including completed ones not yet swept to the history."""
         return self._held.count()
 
     def __iter__(self):

@@ -99,19 +99,20 @@ def get_queue(connection, name=""):
 
 
 def start(db, poll_interval=5, database_name=None, agent_size=3, agent_filter=None,
-          queue_names=("",), uuid=None, shutdown_grace=10):
+          queue_names=("",), uuid=None, **dispatcher_options):
     """Install queues, then start a dispatcher on a private reactor thread.
 
     The dispatcher gets one agent ``'main'`` with ``agent_size`` threads
-    and ``agent_filter`` in every queue.  Returns the dispatcher; its
-    ``reactor_thread`` attribute is the thread running its reactor.
+    and ``agent_filter`` in every queue; ``dispatcher_options`` go to
+    :class:`~plone.app.asyncjobs.engine.dispatcher.Dispatcher`.  Returns the
+    dispatcher; its ``reactor_thread`` attribute runs its reactor.
     """
     install_queues(db, queue_names, database_name)
     reactor_thread = ReactorThread()
     dispatcher = Dispatcher(
         db, reactor_thread.reactor, poll_interval=poll_interval, uuid=uuid,
         agents={"main": AgentFactory(size=agent_size, filter=agent_filter)},
-        shutdown_grace=shutdown_grace,
+        **dispatcher_options,
     )
     dispatcher.reactor_thread = reactor_thread
     dispatcher.activate()

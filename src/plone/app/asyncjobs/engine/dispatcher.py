@@ -85,11 +85,14 @@ class Dispatcher:
 
     ``agents`` maps agent names to factories (called without arguments) of
     the agents installed in every queue on activation when missing; the
-    default is one agent ``'main'`` of size 3.
+    default is one agent ``'main'`` of size 3.  ``ping_interval`` and
+    ``ping_death_interval`` (seconds), when given, are stored in this
+    dispatcher's records on activation (the defaults are 30 and 60).
     """
 
     def __init__(self, db, reactor, poll_interval=5, uuid=None, agents=None,
-                 jobs_size=200, polls_size=400, shutdown_grace=10):
+                 jobs_size=200, polls_size=400, shutdown_grace=10,
+                 ping_interval=None, ping_death_interval=None):
         if poll_interval <= 0:
             raise ValueError("poll_interval must be positive")
         self.db = db
@@ -98,6 +101,12 @@ class Dispatcher:
         self.uuid = uuid or get_uuid()
         self.agents = agents if agents is not None else {"main": Agent}
         self.shutdown_grace = shutdown_grace
+        self.ping_settings = {
+            name: timedelta(seconds=value)
+            for name, value in (("ping_interval", ping_interval),
+                                ("ping_death_interval", ping_death_interval))
+            if value is not None
+        }
         self.activated = None
         self.polls = collections.deque(maxlen=polls_size)
         self.jobs = collections.OrderedDict()
@@ -230,7 +239,9 @@ class Dispatcher:
                 self.statistics["siblings deactivated"] += 1
             due = queue.has_due_jobs()
             agents = details[name] = {}
+            leftovers = utcnow() - 2 * timedelta(seconds=self.poll_interval)
             for agent_name, agent in record.items():
+                agent.sweep(completed_before=leftovers)
                 wanted.add((name, agent_name))
                 pool = self._pool(name, agent_name)
                 pool.set_size(agent.size)
@@ -266,6 +277,8 @@ class Dispatcher:
                     "that record is dead.", self.uuid, name, record.process,
                 )
                 return None
+        for name, value in self.ping_settings.items():
+            setattr(record, name, value)
         record.activate(process=process_identity())
         for agent_name, factory in self.agents.items():
             if agent_name not in record:

@@ -95,8 +95,7 @@ class DispatcherAgents(Container):
                 elif status in (ACTIVE, CALLBACKS):
                     job.interrupted()
                 elif status == COMPLETED:
-                    events.warning("%r was completed but still held; moved to history", job)
-                    agent.completed.add(job)
+                    agent.completed.add(job, job.active_end)
 
     # -- agents, as a mapping ----------------------------------------------
 

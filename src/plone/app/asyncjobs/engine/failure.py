@@ -5,8 +5,9 @@ its result.  Before storage the failure is cleaned: the traceback object and
 frame variables are replaced by their text, so the failure pickles, holds no
 live references, and still answers ``getTraceback()``, ``check()`` and
 ``trap()``.  An exception that cannot be pickled (say, one holding a socket)
-is replaced by :class:`UnpicklableError` carrying its type name and message,
-so the job's outcome is never lost to a pickling error.
+or unpickled (say, one whose ``__init__`` needs other arguments) is replaced
+by :class:`UnpicklableError` carrying its type name and message, so the
+job's outcome is never lost to a pickling error.
 """
 import pickle
 
@@ -49,7 +50,9 @@ def storable(failure):
         return failure
     failure.cleanFailure()
     try:
-        pickle.dumps(failure)
+        # Loading too: an exception whose __init__ needs other arguments
+        # than its args pickles, but would make the job unloadable.
+        pickle.loads(pickle.dumps(failure))
     except Exception:
         stand_in = Failure(
             UnpicklableError(

@@ -41,16 +41,21 @@ class CompletedJobs(Persistent):
         self._started = utcnow()
         self._trees = (HistoryTree(),)
 
-    def add(self, job, now=None):
-        now = now or utcnow()
+    def add(self, job, completed=None):
+        """Add ``job``, completed at ``completed`` (default: now)."""
+        now = utcnow()
         self._rotate(now)
-        key = (-to_microseconds(now), object_id(job)[0] or id(job))
+        key = (-to_microseconds(completed or now), object_id(job)[0] or id(job))
         job._history_key = key
         self._trees[0][key] = job
 
     def _rotate(self, now):
-        if now - self._started >= self.period / self.generations:
-            self._trees = (HistoryTree(),) + self._trees[: self.generations - 1]
+        span = self.period / self.generations
+        if now - self._started >= span:
+            # One generation per span passed, so that after a quiet time
+            # everything older than the period goes at once.
+            passed = min(int((now - self._started) / span), self.generations)
+            self._trees = (HistoryTree(),) + self._trees[: self.generations - passed]
             self._started = now
 
     def __iter__(self):

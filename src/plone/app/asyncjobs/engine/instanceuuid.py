@@ -9,6 +9,7 @@ fresh UUID.  Nothing is read at import time: :func:`get_uuid` reads the file
 on first use and caches the answer.
 """
 import os
+import threading
 import uuid
 from pathlib import Path
 
@@ -63,6 +64,15 @@ def _read_or_create(path):
             ) from None
     value = uuid.uuid1()
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(f"{value}\n{_EXPLANATION}")
+    # Write then rename, so that a process starting at the same moment
+    # never reads a half-written file; if it created one first, use it.
+    draft = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
+    draft.write_text(f"{value}\n{_EXPLANATION}")
+    try:
+        os.link(draft, path)
+    except FileExistsError:
+        return _read_or_create(path)
+    finally:
+        draft.unlink()
     events.info("created worker identity %s in %s", value, path)
     return value

@@ -13,7 +13,9 @@ Transactions while a job runs in a worker:
   aborted and only the failure is stored;
 * callbacks each run in their own transactions afterwards.
 
-So a job without callbacks costs two commits: claim and result.
+So a job without callbacks costs two commits: claim and result.  The
+result commit writes nothing but the job (and what the callable changed),
+so it cannot conflict with other workers' claims.
 """
 import logging
 import pickle
@@ -152,6 +154,7 @@ class Job(Persistent):
 
     _status_id = _NEW
     _result = None
+    _callbacks = None  # created by the first add_callback: most jobs have none
     _begin_after = None
     _begin_by = None
     _quota_names = ()
@@ -177,7 +180,6 @@ class Job(Persistent):
             callable.parent = self
         self.args = PersistentList(args)
         self.kwargs = PersistentMapping(kwargs)
-        self.callbacks = PersistentList()
         self.annotations = OOBTree()
 
     @classmethod
@@ -333,6 +335,11 @@ class Job(Persistent):
 
     # -- callbacks ------------------------------------------------------------
 
+    @property
+    def callbacks(self):
+        """The callbacks in the order they were added (read-only)."""
+        return tuple(self._callbacks or ())
+
     def add_callback(self, callback, failure_log_level=None, retry_policy_factory=None):
         """Call ``callback(result)`` once this job has a result; return its job.
 
@@ -341,7 +348,8 @@ class Job(Persistent):
         Callbacks log failures at CRITICAL and retry with the callback
         policy unless told otherwise.
         """
-        callback = as_job(callback)
+        if getattr(callback, "choose", None) is None:  # not an add_callbacks proxy
+            callback = as_job(callback)
         if callback.status != NEW:
             raise BadStatusError(f"a callback must be new; {callback!r} is {callback.status}")
         callback.parent = self
@@ -352,7 +360,9 @@ class Job(Persistent):
             callback.failure_log_level = logging.CRITICAL
         if retry_policy_factory is not None:
             callback.retry_policy_factory = retry_policy_factory
-        self.callbacks.append(callback)
+        if self._callbacks is None:
+            self._callbacks = PersistentList()
+        self._callbacks.append(callback)
         # Writing the job itself makes a concurrent completion conflict, so
         # a callback is never added to a job that completes unseen.
         self._p_changed = True
@@ -379,6 +389,9 @@ class Job(Persistent):
         choose = getattr(callback, "choose", None)
         if choose is not None:
             callback = choose(self._result)
+        if callback._p_jar is None and self._p_jar is not None:
+            # Run (and commit) it in this job's connection, not the thread's default.
+            self._p_jar.add(callback)
         status = callback.status
         if status == NEW:
             if callback.deadline_passed():
@@ -433,10 +446,15 @@ class Job(Persistent):
         return self._run(args, kwargs)
 
     def mark_active(self):
-        """Record a start (the claim transaction calls this for workers)."""
+        """Record a start (the claim transaction calls this for workers).
+
+        The retry policy is created here, so that it is stored with the
+        start and not lost with an attempt whose transaction is aborted.
+        """
         self._status_id = _ACTIVE
         self.active_start = utcnow()
         self.attempts += 1
+        self.get_retry_policy()
 
     def run_claimed(self):
         """Run a job a worker claimed: fail it if expired, else call it."""
@@ -518,6 +536,11 @@ class Job(Persistent):
         return decision
 
     def _reschedule(self, when, manager):
+        # The policy decided after the attempt was aborted, and retry_forever
+        # begins a new transaction: carry over what it recorded in its data.
+        data = getattr(self.get_retry_policy(), "data", None)
+        recorded = dict(data) if data is not None else {}
+
         def requeue():
             queue = self.queue
             agent = self.agent
@@ -525,6 +548,8 @@ class Job(Persistent):
                 agent.release(self)
             self._reset()
             queue.requeue(self, when)
+            if recorded:
+                data.update(recorded)
 
         retry_forever(requeue, manager, f"rescheduling {self!r}")
         trace.info("%r rescheduled for %s", self, when)
@@ -597,9 +622,10 @@ class Job(Persistent):
             self._complete()
 
     def _complete(self):
+        # Only the job is written: its agent moves it to the history at its
+        # next claim or poll, so that the commit storing a result never
+        # conflicts with other workers' bookkeeping (and never re-runs a job).
         self._status_id = _COMPLETED
-        if IAgent.providedBy(self.parent):
-            self.parent.job_completed(self)
         zope.event.notify(JobCompleted(self))
 
     def fail(self, error=None):

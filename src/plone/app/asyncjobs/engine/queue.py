@@ -209,12 +209,16 @@ class Queue(Persistent):
         the filter says, so that the claiming worker fails it; quotas and
         the filter decide for the others.  Handed-back jobs come first;
         then one of the first :data:`CLAIM_WINDOW` eligible jobs of lane
-        number ``lane`` (default: a random one), or of the next lane that
-        has one.  Concurrent claimers of one process pass different lanes.
+        number ``lane`` (default: a random one), or else of the first lane,
+        in random order, that has one.  Concurrent claimers of one process
+        pass different lanes.
         """
         eligible = _Eligibility(self, filter, to_microseconds(now or utcnow()))
         start = random.randrange(LANES) if lane is None else lane % LANES
-        lanes = [self._handed_back] + [self._lanes[(start + step) % LANES] for step in range(LANES)]
+        # Other lanes in random order: claimers whose own lanes are empty
+        # should not all move on to the same next lane.
+        others = random.sample([n for n in range(LANES) if n != start], LANES - 1)
+        lanes = [self._handed_back, self._lanes[start]] + [self._lanes[n] for n in others]
         for lane in lanes:
             candidates = eligible.first(lane, CLAIM_WINDOW)
             if candidates:

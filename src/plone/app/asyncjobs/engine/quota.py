@@ -1,12 +1,17 @@
 """Quotas: limits on how many jobs with a name run at once, across all workers.
 
 A job lists the quotas it counts against in ``quota_names``.  A claim skips
-a job while any of its quotas is full, and adds the job to them; the job
-leaves its quotas when it completes or goes back to its queue.  Quotas are
-strict: the holder list is a plain tuple without conflict resolution, so two
+a job while any of its quotas is full, and adds the job to them.  A job
+holds its slots while it is assigned or active: the next claim of the quota
+frees the slots of jobs that have since got a result or gone back to their
+queue (so completing a job never writes the quota).  Quotas are strict:
+the holder list is a plain tuple without conflict resolution, so two
 workers claiming the last slot at once conflict and one of them retries.
 """
 from persistent import Persistent
+
+from plone.app.asyncjobs.engine.status import ACTIVE
+from plone.app.asyncjobs.engine.status import ASSIGNED
 
 from plone.app.asyncjobs.engine.container import Container
 
@@ -19,15 +24,19 @@ class Quota(Persistent):
         self.size = _checked_size(size)
         self._jobs = ()
 
+    def holders(self):
+        """The jobs that still occupy a slot (assigned or active)."""
+        return tuple(job for job in self._jobs if job.status in (ASSIGNED, ACTIVE))
+
     @property
     def filled(self):
-        return len(self._jobs) >= self.size
+        return len(self.holders()) >= self.size
 
     def __len__(self):
-        return len(self._jobs)
+        return len(self.holders())
 
     def __iter__(self):
-        return iter(self._jobs)
+        return iter(self.holders())
 
     def __contains__(self, job):
         return any(held is job for held in self._jobs)
@@ -35,9 +44,10 @@ class Quota(Persistent):
     def add(self, job):
         if job in self:
             return
-        if self.filled:
+        holders = self.holders()
+        if len(holders) >= self.size:
             raise ValueError(f"quota {self.name!r} is full")
-        self._jobs += (job,)
+        self._jobs = holders + (job,)
 
     def remove(self, job):
         if job in self:

@@ -54,6 +54,10 @@ class AgentWorkers:
         with self._condition:
             self._wanted = size
             self._threads = self.alive()
+            if len(self._threads) > size:
+                # Like a wake, so that a thread between a claim and its wait
+                # (which misses the notification) does not wait before exiting.
+                self._wakes += 1
             while len(self._threads) < size:
                 thread = WorkerThread(self)
                 self._threads.append(thread)
@@ -111,13 +115,17 @@ class WorkerThread(threading.Thread):
         manager = transaction.TransactionManager()
         connection = self.dispatcher.db.open(transaction_manager=manager)
         try:
+            finished = None
             while not self.pool._should_exit(self):
                 wakes = self.pool._wakes_seen()
-                job = self._claim(connection, manager)
+                committed, job = self._claim(connection, manager, finished)
+                if committed:
+                    finished = None
                 if job is None:
                     self.pool._wait(wakes, self.dispatcher.poll_interval)
                 else:
                     self._perform(job, manager)
+                    finished = job
         finally:
             manager.abort()
             connection.close()
@@ -129,20 +137,27 @@ class WorkerThread(threading.Thread):
         except KeyError:
             return None
 
-    def _claim(self, connection, manager):
-        """Claim and start one job in one commit; return it or ``None``."""
+    def _claim(self, connection, manager, finished):
+        """Claim and start one job in one commit.
+
+        The same commit moves ``finished`` (this thread's previous job) to
+        its agent's history.  Returns ``(committed, job or None)``.
+        """
         statistics = self.dispatcher.statistics
         for attempt in range(1, CLAIM_ATTEMPTS + 1):
             manager.begin()
             try:
                 agent = self._agent(connection)
-                job = agent.claim_job(lane=self.dispatcher.next_lane()) if agent is not None else None
-                if job is None:
+                if agent is None:
                     manager.abort()
-                    return None
-                if not job.deadline_passed():
+                    return False, None
+                job = agent.claim_job(lane=self.dispatcher.next_lane(), finished=finished)
+                if job is not None and not job.deadline_passed():
                     job.mark_active()
                 manager.commit()
+                if job is None:
+                    statistics["empty claims"] += 1
+                    return True, None
             except ConflictError:
                 manager.abort()
                 statistics["claim conflicts"] += 1
@@ -155,10 +170,12 @@ class WorkerThread(threading.Thread):
                 level = events.info if isinstance(error, ClientDisconnected) else events.critical
                 level("%s could not claim a job", self.name, exc_info=True)
                 time.sleep(backoff(attempt))
-                return None
+                return False, None
             statistics["claims"] += 1
-            return job
-        return None
+            # Load the arguments in one round trip while the job starts.
+            connection.prefetch(job.args, job.kwargs)
+            return True, job
+        return False, None
 
     def _perform(self, job, manager):
         info = self.dispatcher.job_started(job, self.pool, self.name)

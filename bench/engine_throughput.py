@@ -1,0 +1,141 @@
+"""Engine throughput over a real ZEO server, as ratios to the raw commit rate.
+
+Everything is measured in the same run on the same machine:
+
+1. the raw commit rate of tiny transactions of one ZEO client (the baseline);
+2. the enqueue rate (no-op jobs, 100 per commit);
+3. the drain rate with 1 and with 2 worker processes: the jobs are queued
+   with a start time a little in the future, the workers are idle and
+   ready; the clock runs from that start time until every job completed;
+4. conflicts per job: claim conflicts (counted by the workers) and
+   conflicts of result commits (recorded by the jobs' retry policies).
+
+The target of the engine issue: with 2 workers, the drain rate reaches 0.8
+times the raw single-client commit rate (no lower than 0.5), with fewer
+than 0.05 claim conflicts per job.
+
+Usage: python bench/engine_throughput.py [--jobs 3000] [--commits 2000]
+"""
+import argparse
+import collections
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import transaction
+from persistent.mapping import PersistentMapping
+
+from plone.app.asyncjobs.engine import configure
+from plone.app.asyncjobs.engine.clock import utcnow
+from plone.app.asyncjobs.engine.job import Job
+from plone.app.asyncjobs.engine.status import COMPLETED
+from plone.app.asyncjobs.engine.testing import jobs
+from plone.app.asyncjobs.engine.testing.processes import WorkerProcess
+from plone.app.asyncjobs.engine.testing.waiting import wait_until
+from plone.app.asyncjobs.engine.testing.zeo import ZEOServer
+
+
+START_DELAY = timedelta(seconds=3)
+
+
+def raw_commit_rate(db, commits):
+    manager = transaction.TransactionManager()
+    connection = db.open(transaction_manager=manager)
+    connection.root()["bench"] = counter = PersistentMapping(value=0)
+    manager.commit()
+    started = time.perf_counter()
+    for _ in range(commits):
+        counter["value"] += 1
+        manager.commit()
+    elapsed = time.perf_counter() - started
+    connection.close()
+    return commits / elapsed
+
+
+def enqueue(db, count, begin_after=None):
+    manager = transaction.TransactionManager()
+    connection = db.open(transaction_manager=manager)
+    queue = configure.get_queue(connection)
+    started = time.perf_counter()
+    for first in range(0, count, 100):
+        for _ in range(first, min(first + 100, count)):
+            queue.put(Job(jobs.noop), begin_after=begin_after)
+        manager.commit()
+    elapsed = time.perf_counter() - started
+    connection.close()
+    return count / elapsed
+
+
+def completed_jobs(connection):
+    queue = configure.get_queue(connection)
+    return [job for record in queue.dispatchers.values()
+            for agent in record.values() for job in list(agent) + list(agent.completed)
+            if job.status == COMPLETED]
+
+
+def drain(server, db, directory, workers, count):
+    config = server.client_storage_config()
+    processes = [WorkerProcess(directory, config, f"worker-{n}-of-{workers}",
+                               poll_interval=0.1).start() for n in range(workers)]
+    try:
+        manager = transaction.TransactionManager()
+        connection = db.open(transaction_manager=manager)
+        already = len(completed_jobs(connection))
+        start = utcnow() + START_DELAY
+        enqueue(db, count, begin_after=start)
+        wait_until(lambda: utcnow() >= start, seconds=60, interval=0.005)
+        started = time.perf_counter()
+
+        def done():
+            manager.begin()
+            return len(completed_jobs(connection)) - already >= count
+
+        wait_until(done, seconds=600, interval=0.02)
+        elapsed = time.perf_counter() - started
+        finished = completed_jobs(connection)
+        result_conflicts = sum(job.get_retry_policy().data.get("transaction_error", 0)
+                               for job in finished)
+        connection.close()
+    finally:
+        for process in processes:
+            process.stop()
+    statistics = collections.Counter()
+    for process in processes:
+        statistics.update(process.statistics())
+    return count / elapsed, statistics, result_conflicts / count
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=3000)
+    parser.add_argument("--commits", type=int, default=2000)
+    options = parser.parse_args()
+    with tempfile.TemporaryDirectory() as directory:
+        directory = Path(directory)
+        server = ZEOServer(directory / "zeo")
+        server.start()
+        db = server.db()
+        try:
+            configure.install_queues(db)
+            raw = raw_commit_rate(db, options.commits)
+            print(f"raw ZEO commit rate, 1 client, tiny transactions: {raw:8.0f} commits/s")
+            rate = enqueue(db, options.jobs, begin_after=utcnow() + timedelta(days=1))
+            print(f"enqueue, 100 no-op jobs per commit:             {rate:8.0f} jobs/s"
+                  f"  ({rate / raw:.2f} x raw)")
+            for workers in (1, 2):
+                rate, statistics, results = drain(server, db, directory / "workers", workers,
+                                                  options.jobs)
+                claims = statistics["claim conflicts"] / options.jobs
+                print(f"drain, {workers} worker process(es), 3 threads each:  {rate:8.0f} jobs/s"
+                      f"  ({rate / raw:.2f} x raw)  claim conflicts/job {claims:.3f}"
+                      f"  result-commit conflicts/job {results:.3f}")
+                print(f"    worker counters: {dict(sorted(statistics.items()))}")
+        finally:
+            db.close()
+            server.stop()
+    print("target: 2-worker drain >= 0.8 x raw (floor 0.5), claim conflicts/job < 0.05")
+
+
+if __name__ == "__main__":
+    main()

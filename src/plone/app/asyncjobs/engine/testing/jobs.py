@@ -1,0 +1,42 @@
+"""Module-level job functions for tests and benchmarks.
+
+Worker processes import them by name, so they live in a real module.
+Side effects go to files opened in append mode with one ``write`` per
+record, which is atomic between processes for lines this short.
+"""
+import os
+import time
+
+
+def noop():
+    """Do nothing: measures the engine's own cost per job."""
+
+
+def record(path, number):
+    """Append ``"<number> <pid>"`` to ``path``; return ``number``."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(descriptor, f"{number} {os.getpid()}\n".encode())
+    finally:
+        os.close(descriptor)
+    return number
+
+
+def hold_until(started_path, gate_path, number, check_every=0.05):
+    """Record the start, then run until ``gate_path`` exists; return ``number``.
+
+    A stand-in for a long job that tests can interrupt (by killing its
+    worker) and then let finish.
+    """
+    record(started_path, number)
+    while not os.path.exists(gate_path):
+        time.sleep(check_every)
+    return number
+
+
+def read_records(path):
+    """Return the ``(number, pid)`` pairs :func:`record` wrote to ``path``."""
+    if not os.path.exists(path):
+        return []
+    with open(path) as lines:
+        return [tuple(int(field) for field in line.split()) for line in lines]
