@@ -71,12 +71,13 @@ class Agent(Persistent):
     def queue(self):
         return self.parent.parent.parent
 
-    def claim_job(self, now=None, lane=None, finished=None):
+    def claim_job(self, now=None, lane=None, finished=None, exclude=frozenset()):
         """Take the next job this agent may run, or return ``None``.
 
         ``lane`` says where in the queue to look first (see :meth:`Queue.claim`);
         ``finished`` is the job the claiming thread completed last, which
-        moves to the history in this transaction.
+        moves to the history in this transaction; jobs in ``exclude`` (by
+        ``(oid, database)``) are not claimed.
 
         Nothing is claimed while the dispatcher is inactive or considered
         dead, or while the agent already holds ``size`` jobs.
@@ -91,7 +92,7 @@ class Agent(Persistent):
         if self.chooser is not None:
             job = self.chooser(self)
         else:
-            job = self.queue.claim(self.filter, now=now, lane=lane)
+            job = self.queue.claim(self.filter, now=now, lane=lane, exclude=exclude)
         if job is not None:
             job.parent = self
             self._held[object_id(job)[0]] = job

@@ -56,6 +56,12 @@ def get(uuid=None, default=None):
     return _dispatchers.get(uuid or get_uuid(), default)
 
 
+def active_dispatchers():
+    """The active dispatchers of this process, by UUID (a copy)."""
+    with _registry_lock:
+        return dict(_dispatchers)
+
+
 def process_identity():
     """``(hostname, pid)`` of this process, as stored in dispatcher records."""
     return (socket.gethostname(), os.getpid())
@@ -118,6 +124,9 @@ class Dispatcher:
         self._next_poll = None
         self._lock = threading.Lock()
         self.statistics = collections.Counter()
+        #: Jobs (oid, database) this process failed to claim for a reason
+        #: other than a conflict; they stay pending for other workers.
+        self.unclaimable = set()
         self._lanes = itertools.count(random.randrange(1 << 16))
 
     # -- life cycle -----------------------------------------------------------
@@ -261,8 +270,11 @@ class Dispatcher:
         record = queue.dispatchers.get(self.uuid)
         if record is None:
             record = queue.dispatchers.register(self.uuid)
-        if name in self._active_queues:
+        if record.activated and record.process == process_identity():
+            self._active_queues.add(name)  # this process activated it
             return record
+        if name in self._active_queues:
+            return record  # found deactivated by a sibling: the ping reactivates it
         if record.activated:
             if record.dead or self._earlier_life(record):
                 events.warning(

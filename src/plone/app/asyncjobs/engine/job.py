@@ -90,6 +90,11 @@ def check_callable(candidate):
                 "name, so use a module-level function (pass values as "
                 "job arguments instead of closing over them)"
             )
+        if function.__module__ == "__main__":
+            raise ValueError(
+                f"{qualname} is defined in the __main__ script; worker "
+                "processes cannot import it: move it to a module"
+            )
         if function is candidate and not _importable(function):
             raise ValueError(
                 f"{function.__module__}.{qualname} cannot be imported by name, "

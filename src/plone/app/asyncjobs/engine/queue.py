@@ -27,6 +27,7 @@ import random
 from BTrees.Length import Length
 from BTrees.OOBTree import OOBTree
 from persistent import Persistent
+from ZODB.POSException import ConflictError
 from zope.interface import implementer
 
 from plone.app.asyncjobs.engine import retry
@@ -40,6 +41,7 @@ from plone.app.asyncjobs.engine.interfaces import IQueue
 from plone.app.asyncjobs.engine.interfaces import IQueues
 from plone.app.asyncjobs.engine.job import as_job
 from plone.app.asyncjobs.engine.job import check_picklable
+from plone.app.asyncjobs.engine.log import events
 from plone.app.asyncjobs.engine.quota import Quotas
 from plone.app.asyncjobs.engine.status import NEW
 
@@ -202,7 +204,7 @@ class Queue(Persistent):
         self._take(job)
         return job
 
-    def claim(self, filter=None, default=None, now=None, lane=None):
+    def claim(self, filter=None, default=None, now=None, lane=None, exclude=frozenset()):
         """Remove and return a job an agent may run now, or ``default``.
 
         A job whose ``begin_by`` deadline has passed is returned whatever
@@ -211,9 +213,10 @@ class Queue(Persistent):
         then one of the first :data:`CLAIM_WINDOW` eligible jobs of lane
         number ``lane`` (default: a random one), or else of the first lane,
         in random order, that has one.  Concurrent claimers of one process
-        pass different lanes.
+        pass different lanes.  Jobs whose ``(oid, database)`` is in ``exclude``
+        are skipped, as are pending jobs that cannot be read (logged).
         """
-        eligible = _Eligibility(self, filter, to_microseconds(now or utcnow()))
+        eligible = _Eligibility(self, filter, to_microseconds(now or utcnow()), exclude)
         start = random.randrange(LANES) if lane is None else lane % LANES
         # Other lanes in random order: claimers whose own lanes are empty
         # should not all move on to the same next lane.
@@ -270,21 +273,31 @@ class Queue(Persistent):
 class _Eligibility:
     """Finds, in one lane, the first jobs a claim may take."""
 
-    def __init__(self, queue, filter, now_us):
+    def __init__(self, queue, filter, now_us, exclude):
         self.queue = queue
         self.filter = filter
         self.now_us = now_us
+        self.exclude = exclude
 
     def first(self, lane, count):
         found = []
         for (due, _), job in lane.jobs():
             if due > self.now_us and lane is not self.queue._handed_back:
                 break
-            if job.deadline_passed():
-                return [job]
-            if not self.queue.quotas.admits(job):
-                continue
-            if self.filter is not None and not self.filter(job):
+            try:
+                if self.exclude and object_id(job) in self.exclude:
+                    continue
+                if job.deadline_passed():
+                    return [job]
+                if not self.queue.quotas.admits(job):
+                    continue
+                if self.filter is not None and not self.filter(job):
+                    continue
+            except ConflictError:
+                raise
+            except Exception:
+                events.critical("cannot read pending job %s in queue %r; skipping it",
+                                object_id(job), self.queue.name, exc_info=True)
                 continue
             found.append(job)
             if len(found) == count:

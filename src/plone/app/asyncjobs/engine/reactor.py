@@ -40,4 +40,9 @@ class ReactorThread:
         if self.thread.is_alive():
             self.reactor.callFromThread(self.reactor.stop)
             self.thread.join(timeout)
-        return not self.thread.is_alive()
+        stopped = not self.thread.is_alive()
+        if stopped and self.reactor.waker is not None:
+            # A stopped reactor keeps its wake-up pipe open; close it.
+            self.reactor.waker.connectionLost(None)
+            self.reactor.waker = None
+        return stopped

@@ -16,6 +16,7 @@ from plone.app.asyncjobs.engine import failure as failures
 from plone.app.asyncjobs.engine import local
 from plone.app.asyncjobs.engine.exceptions import BadStatusError
 from plone.app.asyncjobs.engine.exceptions import ReassignedError
+from plone.app.asyncjobs.engine.ids import object_id
 from plone.app.asyncjobs.engine.log import events
 from plone.app.asyncjobs.engine.log import trace
 from plone.app.asyncjobs.engine.queue import KEY
@@ -146,12 +147,14 @@ class WorkerThread(threading.Thread):
         statistics = self.dispatcher.statistics
         for attempt in range(1, CLAIM_ATTEMPTS + 1):
             manager.begin()
+            job = None
             try:
                 agent = self._agent(connection)
                 if agent is None:
                     manager.abort()
                     return False, None
-                job = agent.claim_job(lane=self.dispatcher.next_lane(), finished=finished)
+                job = agent.claim_job(lane=self.dispatcher.next_lane(), finished=finished,
+                                      exclude=self.dispatcher.unclaimable)
                 if job is not None and not job.deadline_passed():
                     job.mark_active()
                 manager.commit()
@@ -165,12 +168,23 @@ class WorkerThread(threading.Thread):
             except EXPLOSIVE:
                 manager.abort()
                 raise
-            except Exception as error:
+            except ClientDisconnected:
                 manager.abort()
-                level = events.info if isinstance(error, ClientDisconnected) else events.critical
-                level("%s could not claim a job", self.name, exc_info=True)
+                events.info("%s could not claim a job: disconnected", self.name)
                 time.sleep(backoff(attempt))
                 return False, None
+            except Exception:
+                manager.abort()
+                if job is None:
+                    events.critical("%s could not claim a job", self.name, exc_info=True)
+                    time.sleep(backoff(attempt))
+                    return False, None
+                # A job this process cannot store (say, its callable cannot be
+                # imported here) must not block the others: leave it pending,
+                # visible to operators, and stop trying it in this process.
+                self.dispatcher.unclaimable.add(object_id(job))
+                events.critical("%s cannot claim job %s; leaving it pending",
+                                self.name, object_id(job), exc_info=True)
             statistics["claims"] += 1
             # Load the arguments in one round trip while the job starts.
             connection.prefetch(job.args, job.kwargs)

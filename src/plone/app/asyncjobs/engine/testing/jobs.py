@@ -34,6 +34,16 @@ def hold_until(started_path, gate_path, number, check_every=0.05):
     return number
 
 
+def fail(message):
+    """Raise ``RuntimeError(message)``: a job that always fails."""
+    raise RuntimeError(message)
+
+
+def results(*jobs):
+    """Return the results of ``jobs`` (a postprocess for composite jobs)."""
+    return [job.result for job in jobs]
+
+
 def read_records(path):
     """Return the ``(number, pid)`` pairs :func:`record` wrote to ``path``."""
     if not os.path.exists(path):

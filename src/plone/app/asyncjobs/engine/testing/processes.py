@@ -49,7 +49,7 @@ class WorkerProcess:
 
     def __init__(self, directory, storage_config, name="worker", poll_interval=0.2,
                  agent_size=3, ping_interval=None, ping_death_interval=None):
-        self.directory = Path(directory)
+        self.directory = Path(directory).resolve()
         self.name = name
         self.config_path = self.directory / f"{name}.storage.conf"
         self.uuid_path = self.directory / f"{name}.uuid"

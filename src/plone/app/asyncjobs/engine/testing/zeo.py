@@ -80,7 +80,7 @@ class ZEOServer:
     """
 
     def __init__(self, directory):
-        self.directory = Path(directory)
+        self.directory = Path(directory).resolve()
         self.directory.mkdir(parents=True, exist_ok=True)
         self.log_path = self.directory / "zeo.log"
         self.blob_dir = self.directory / "blobs"

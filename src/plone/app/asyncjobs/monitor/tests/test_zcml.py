@@ -6,6 +6,8 @@ import zope.component
 from zope.configuration import xmlconfig
 
 from plone.app.asyncjobs.monitor import commands
+from plone.app.asyncjobs.monitor.async_command import async_
+from plone.app.asyncjobs.monitor.asyncdb_command import asyncdb
 from plone.app.asyncjobs.monitor.interfaces import IMonitorPlugin
 from plone.app.asyncjobs.monitor.tests.client import ask
 
@@ -27,8 +29,10 @@ def test_configure_zcml_registers_the_commands(component_registry):
         "monitor": commands.monitor,
         "dbinfo": commands.dbinfo,
         "zeostatus": commands.zeostatus,
+        "async": async_,
+        "asyncdb": asyncdb,
     }
-    for plugin in (commands.monitor, commands.dbinfo, commands.zeostatus):
+    for plugin in (commands.monitor, commands.dbinfo, commands.zeostatus, async_, asyncdb):
         assert IMonitorPlugin.providedBy(plugin)
 
 
@@ -39,6 +43,8 @@ def test_a_server_without_plugins_serves_the_registered_commands(
     address = serve()
     assert ask(address, "help\n").splitlines() == [
         "Supported commands:",
+        "  async -- Show the job dispatchers of this process, from memory (no database).",
+        "  asyncdb -- Show the jobs and dispatchers stored in the database (read-only).",
         "  dbinfo -- Show ZODB database statistics.",
         "  help -- List the commands, or describe one.",
         '  interactive -- Keep the connection open for further commands, until "quit".',
@@ -48,3 +54,5 @@ def test_a_server_without_plugins_serves_the_registered_commands(
     ]
     assert json.loads(ask(address, "zeostatus\n")) == {}
     assert "pid" in json.loads(ask(address, "monitor\n"))
+    assert ask(address, "async status\n") == "Error: No dispatcher runs in this process\n"
+    assert ask(address, "asyncdb status\n").startswith("Error: asyncdb status: which database?")

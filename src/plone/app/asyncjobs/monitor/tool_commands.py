@@ -1,0 +1,358 @@
+"""What the ``async`` and ``asyncdb`` commands share: tools, arguments, JSON.
+
+Both commands are made of *tools*, named by their first argument::
+
+    async TOOL [POSITIONAL...] [NAME:VALUE...]
+
+Positional arguments come first; every word holding a colon is a named
+argument, split at its first colon (``queue:`` gives the empty value, which
+is the name of the default queue).  A tool refuses arguments it does not
+know, a name given twice and a positional argument after a named one, with
+a `CommandError` saying so.  ``COMMAND help`` (or the command alone) lists
+the tools; ``COMMAND help TOOL`` describes one.
+
+Output is JSON (keys sorted, indented by four spaces), encoded by
+`to_json`:
+
+* durations (timedelta): ``{"days", "hours", "minutes", "seconds"}`` with
+  only the non-zero parts (``{"seconds": 0.0}`` for none); the days, hours
+  and minutes are integers, the seconds a float; all parts of a negative
+  duration are negative;
+* times: ISO 8601 in UTC with a trailing ``Z``,
+  ``2026-01-31T12:00:00.000000Z``;
+* jobs and other stored objects: ``[oid, database name]``, the job id the
+  commands accept;
+* UUIDs: strings; callables: their dotted name; anything else: its repr.
+"""
+
+import fnmatch
+import inspect
+import json
+import re
+import types
+import uuid
+from datetime import datetime
+from datetime import timedelta
+from datetime import timezone
+
+from persistent import Persistent
+
+from plone.app.asyncjobs.engine.ids import object_id
+from plone.app.asyncjobs.engine.ids import short_repr
+
+from .interfaces import CommandError
+
+
+#: How much of a repr the commands show before cutting it.
+REPR_LIMIT = 10_000
+
+
+# -- output -------------------------------------------------------------------
+
+
+class PlainText(str):
+    """Tool output to send as it is, not as JSON (help texts)."""
+
+
+def to_json(value):
+    """Return `value` as the commands' JSON text, ending with a newline."""
+    return json.dumps(value, sort_keys=True, indent=4, default=_encode) + "\n"
+
+
+def encode_timedelta(delta):
+    """Return the JSON form of a duration (see the module docstring)."""
+    sign = -1 if delta < timedelta(0) else 1
+    delta = abs(delta)
+    hours, rest = divmod(delta.seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    parts = {
+        "days": delta.days,
+        "hours": hours,
+        "minutes": minutes,
+        "seconds": seconds + delta.microseconds / 1_000_000,
+    }
+    encoded = {name: sign * value for name, value in parts.items() if value}
+    if "seconds" in encoded:
+        encoded["seconds"] = float(encoded["seconds"])
+    return encoded or {"seconds": 0.0}
+
+
+def encode_datetime(moment):
+    """Return `moment` in ISO 8601, UTC, with a trailing Z (naive means UTC)."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def dotted_name(function):
+    """``module.qualname`` of a function or class; a description otherwise."""
+    if isinstance(function, types.MethodType):
+        return f"{brief_repr(function.__self__)}.{function.__name__}"
+    qualname = getattr(function, "__qualname__", None)
+    module = getattr(function, "__module__", None)
+    if qualname and module:
+        return f"{module}.{qualname}"
+    return brief_repr(function)
+
+
+def cut(text, limit=REPR_LIMIT):
+    """`text`, cut after `limit` characters."""
+    return text if len(text) <= limit else text[:limit] + "[...TRUNCATED...]"
+
+
+def brief_repr(value):
+    """A repr for people: stored objects named by class and id, long ones cut."""
+    if isinstance(value, Persistent):
+        return short_repr(value)
+    return cut(repr(value))
+
+
+def _encode(value):
+    if isinstance(value, timedelta):
+        return encode_timedelta(value)
+    if isinstance(value, datetime):
+        return encode_datetime(value)
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, Persistent):
+        return list(object_id(value))
+    if isinstance(value, (set, frozenset)):
+        return sorted(value, key=repr)
+    if isinstance(value, (types.GeneratorType, map, filter, zip)):
+        return list(value)
+    if isinstance(value, (types.FunctionType, types.BuiltinFunctionType,
+                          types.MethodType, type)):
+        return dotted_name(value)
+    return brief_repr(value)
+
+
+# -- tools ----------------------------------------------------------------------
+
+
+class Tool:
+    """One tool of a command: its function and the arguments it takes.
+
+    `positional` names the required positional arguments, `optional` the
+    optional ones after them, `repeated` (if not None) the name of any
+    number of further ones; `named` lists ``"name:PLACEHOLDER"`` strings.
+    """
+
+    def __init__(self, function, name, positional, optional, repeated, named):
+        self.function = function
+        self.name = name
+        self.positional = tuple(positional)
+        self.optional = tuple(optional)
+        self.repeated = repeated
+        self.named = dict(item.split(":", 1) for item in named)
+
+    @property
+    def description(self):
+        return inspect.cleandoc(self.function.__doc__ or "") or "(no description)"
+
+    @property
+    def summary(self):
+        return self.description.splitlines()[0]
+
+    def usage(self, command):
+        words = [command, self.name, *self.positional]
+        words += [f"[{name}]" for name in self.optional]
+        if self.repeated:
+            words.append(f"[{self.repeated}...]")
+        words += [f"[{name}:{value}]" for name, value in self.named.items()]
+        return " ".join(words)
+
+    def parse(self, command, words):
+        """Return the `Arguments` that `words` give this tool."""
+        label = f"{command} {self.name}"
+        positional = []
+        named = {}
+        for word in words:
+            name, colon, value = word.partition(":")
+            if not colon:
+                if named:
+                    raise CommandError(
+                        f"{label}: the argument {word!r} must come before the "
+                        f"name:value arguments"
+                    )
+                positional.append(word)
+            elif name not in self.named:
+                accepted = ", ".join(f"{n}:" for n in self.named) or "none"
+                raise CommandError(
+                    f"{label}: unknown argument {name + ':'!r} (named "
+                    f"arguments: {accepted})"
+                )
+            elif name in named:
+                raise CommandError(f"{label}: {name}: is given twice")
+            else:
+                named[name] = value
+        if len(positional) < len(self.positional):
+            missing = " ".join(self.positional[len(positional):])
+            raise CommandError(
+                f"{label}: {missing} missing (usage: {self.usage(command)})"
+            )
+        fixed = len(self.positional) + len(self.optional)
+        if len(positional) > fixed and self.repeated is None:
+            raise CommandError(
+                f"{label}: unexpected argument {positional[fixed]!r} "
+                f"(usage: {self.usage(command)})"
+            )
+        values = dict(zip(self.positional + self.optional, positional))
+        return Arguments(label, values, positional[fixed:], named)
+
+
+class Arguments:
+    """The arguments a tool was given, already checked against its `Tool`.
+
+    `values` maps positional argument names to the words given, `rest`
+    holds the repeated ones, `named` the name:value ones.
+    """
+
+    def __init__(self, label, values, rest, named):
+        self.label = label
+        self.values = values
+        self.rest = rest
+        self.named = named
+
+    def get(self, name, default=None):
+        """A positional or named argument's word, or `default`."""
+        return self.values.get(name, self.named.get(name, default))
+
+    def error(self, message):
+        """A `CommandError` about this tool's arguments."""
+        return CommandError(f"{self.label}: {message}")
+
+
+def tool(name=None, positional=(), optional=(), repeated=None, named=()):
+    """Mark a method of a `ToolCommand` subclass as one of its tools.
+
+    The method gets the `Arguments` and returns the value to write as JSON
+    (or a `PlainText`).  Its docstring is the tool's help.
+    """
+    def mark(function):
+        function.monitor_tool = Tool(
+            function, name or function.__name__, positional, optional,
+            repeated, named,
+        )
+        return function
+    return mark
+
+
+class ToolCommand:
+    """A monitor plugin whose first argument names one of its tools.
+
+    Subclasses set `command_name` and define tools with `tool`.
+    """
+
+    command_name = None
+    tools = {}
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        tools = {}
+        for klass in reversed(cls.__mro__):
+            for value in vars(klass).values():
+                spec = getattr(value, "monitor_tool", None)
+                if spec is not None:
+                    tools[spec.name] = spec
+        cls.tools = tools
+
+    def __call__(self, connection, *words):
+        if not words:
+            words = ("help",)
+        name, *rest = words
+        spec = self.tools.get(name)
+        if spec is None:
+            raise CommandError(
+                f"Unknown tool {name!r} for {self.command_name} (tools: "
+                f"{', '.join(sorted(self.tools, key=str.lower))}); try "
+                f'"{self.command_name} help"'
+            )
+        result = spec.function(self, spec.parse(self.command_name, rest))
+        if isinstance(result, PlainText):
+            connection.write(result if result.endswith("\n") else result + "\n")
+        else:
+            connection.write(to_json(result))
+
+    @tool(optional=("TOOL",))
+    def help(self, arguments):
+        """List the tools, or describe one (with its arguments).
+
+        Without TOOL, every tool with the first line of its description.
+        """
+        name = arguments.get("TOOL")
+        command = self.command_name
+        if name is None:
+            lines = [f"Tools of {command} (\"{command} help TOOL\" describes one):"]
+            lines += [
+                f"  {spec.name} -- {spec.summary}"
+                for spec in sorted(self.tools.values(), key=lambda s: s.name.lower())
+            ]
+            return PlainText("\n".join(lines))
+        spec = self.tools.get(name)
+        if spec is None:
+            raise arguments.error(f"no tool named {name!r}")
+        return PlainText(f"Usage: {spec.usage(command)}\n\n{spec.description}")
+
+
+# -- argument values --------------------------------------------------------------
+
+
+_INTERVAL = re.compile(
+    r"(?:(?P<days>\d+)d)?(?:(?P<hours>\d+)h)?(?:(?P<minutes>\d+)m)?"
+    r"(?:(?P<seconds>\d+(?:\.\d*)?)s)?",
+    re.IGNORECASE,
+)
+
+INTERVAL_HELP = "an interval like 1h30m (units d, h, m, s, in that order)"
+
+
+def parse_interval(text, label):
+    """``[nD][nH][nM][nS]`` (any case) as a timedelta; `CommandError` if not."""
+    match = _INTERVAL.fullmatch(text)
+    if not text or match is None:
+        raise CommandError(f"{label} {text!r} is not {INTERVAL_HELP}")
+    parts = {name: float(value) for name, value in match.groupdict().items() if value}
+    return timedelta(**parts)
+
+
+def parse_poll_point(text, label):
+    """A poll key (`int`) or an interval ago (`timedelta`)."""
+    if text.isascii() and text.isdigit():
+        return int(text)
+    if not _INTERVAL.fullmatch(text) or not text:
+        raise CommandError(
+            f"{label} {text!r} is neither a poll key (an integer) nor "
+            f"{INTERVAL_HELP}"
+        )
+    return parse_interval(text, label)
+
+
+def parse_count(text, label):
+    """A positive integer."""
+    if not (text.isascii() and text.isdigit() and int(text) > 0):
+        raise CommandError(f"{label} {text!r} is not a positive integer")
+    return int(text)
+
+
+def parse_oid(text, label):
+    """A job's oid: a non-negative integer (decimal, or hex with 0x)."""
+    try:
+        oid = int(text, 16) if text.lower().startswith("0x") else int(text)
+    except ValueError:
+        oid = -1
+    if oid < 0:
+        raise CommandError(f"{label} {text!r} is not an oid (an integer)")
+    return oid
+
+
+def parse_uuid(text, label):
+    """A UUID in any form `uuid.UUID` reads."""
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        raise CommandError(f"{label} {text!r} is not a UUID") from None
+
+
+def glob_matches(pattern, name):
+    """Whether `name` matches the shell-style `pattern` (case-sensitive)."""
+    return fnmatch.fnmatchcase(name, pattern)
