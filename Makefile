@@ -17,6 +17,7 @@ $(VENV)/.installed: setup.py constraints.txt
 ## Run every test: unit, integration, multi-process (ZEO, PostgreSQL) and doctests.
 test: install
 	$(BIN)/python -m pytest
+	$(BIN)/python -m sphinx -W -q -b html docs docs/_build/html
 
 ## Run the standalone demo: a ZEO server, two worker processes, jobs queued and run.
 run: install
