@@ -16,6 +16,8 @@ from zope.interface import implementer
 from plone.app.asyncjobs.engine.history import CompletedJobs
 from plone.app.asyncjobs.engine.ids import object_id
 from plone.app.asyncjobs.engine.interfaces import IAgent
+from plone.app.asyncjobs.engine.status import ACTIVE
+from plone.app.asyncjobs.engine.status import CALLBACKS
 from plone.app.asyncjobs.engine.status import COMPLETED
 
 
@@ -71,43 +73,62 @@ class Agent(Persistent):
     def queue(self):
         return self.parent.parent.parent
 
-    def claim_job(self, now=None, lane=None, finished=None, exclude=frozenset()):
+    def claim_job(self, now=None, lane=None, finished=(), exclude=frozenset()):
         """Take the next job this agent may run, or return ``None``.
 
         ``lane`` says where in the queue to look first (see :meth:`Queue.claim`);
-        ``finished`` is the job the claiming thread completed last, which
-        moves to the history in this transaction; jobs in ``exclude`` (by
-        ``(oid, database)``) are not claimed.
+        ``finished`` are jobs the claiming thread completed since its last
+        claim, which move to the history in this transaction; jobs in
+        ``exclude`` (by ``(oid, database)``) are not claimed.
 
         Nothing is claimed while the dispatcher is inactive or considered
-        dead, or while the agent already holds ``size`` jobs.
+        dead, or while ``size`` of the held jobs are running.
+        """
+        jobs = self.claim_jobs(1, now=now, lane=lane, finished=finished, exclude=exclude)
+        return jobs[0] if jobs else None
+
+    def claim_jobs(self, count, now=None, lane=None, finished=(), exclude=frozenset()):
+        """Take up to ``count`` jobs for one worker thread, in claim order.
+
+        A thread running short jobs claims several per commit and runs them
+        one after another; the ones it has not started are ``ASSIGNED``
+        and go back to the queue if the worker dies.  See :meth:`claim_job`.
         """
         dispatcher_record = self.parent
-        if finished is not None:
-            self.sweep([finished])
+        if finished:
+            self.sweep(finished)
         if not dispatcher_record.activated or dispatcher_record.dead:
-            return None
-        if self._held.count() >= self.size:
-            return None
-        if self.chooser is not None:
-            job = self.chooser(self)
-        else:
-            job = self.queue.claim(self.filter, now=now, lane=lane, exclude=exclude)
-        if job is not None:
+            return []
+        if self._running() >= self.size:
+            return []
+        claimed = []
+        while len(claimed) < count:
+            if self.chooser is not None:
+                job = self.chooser(self)
+            else:
+                job = self.queue.claim(self.filter, now=now, lane=lane, exclude=exclude)
+            if job is None:
+                break
             job.parent = self
             self._held[object_id(job)[0]] = job
-        return job
+            claimed.append(job)
+        return claimed
+
+    def _running(self):
+        return sum(1 for job in self._held.jobs() if job.status in (ACTIVE, CALLBACKS))
 
     def sweep(self, jobs=None, completed_before=None):
         """Move completed held jobs to the history; return how many moved.
 
         Jobs commit their completion without touching the agent (see
-        :mod:`.job`).  Each worker thread sweeps the job it finished with its
-        next claim (``jobs``); the dispatcher's poll sweeps what is left,
-        only jobs completed before ``completed_before``, so that the two
-        rarely sweep the same job at once.
+        :mod:`.job`; only a job released before it completed, because its
+        worker died, adds itself to the history).  Each worker thread sweeps
+        the job it finished with its next claim (``jobs``); the dispatcher's
+        poll sweeps what is left, only jobs completed before
+        ``completed_before``, so that the two rarely sweep the same job at
+        once.
         """
-        candidates = self._held.jobs() if jobs is None else jobs
+        candidates = list(self._held.jobs()) if jobs is None else jobs
         done = [job for job in candidates
                 if job.status == COMPLETED and self.holds(job)
                 and (completed_before is None or job.active_end < completed_before)]

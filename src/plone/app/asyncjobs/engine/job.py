@@ -617,6 +617,9 @@ class Job(Persistent):
         deferred.addBoth(_complete_later, self._p_jar.db(), oid, database_name)
 
     def _set_result(self, result):
+        # The commit storing this outcome also starts the worker thread's
+        # next job, if it has one: one commit per job instead of two.
+        local.start_successor()
         if failures.is_failure(result):
             result = failures.storable(result)
         self._result = result
@@ -631,13 +634,18 @@ class Job(Persistent):
         # next claim or poll, so that the commit storing a result never
         # conflicts with other workers' bookkeeping (and never re-runs a job).
         self._status_id = _COMPLETED
+        agent = self.parent
+        if IAgent.providedBy(agent) and not agent.holds(self):
+            # Released before it completed (its worker died): no sweep sees it.
+            agent.completed.add(self, self.active_end)
         zope.event.notify(JobCompleted(self))
 
     def fail(self, error=None):
         """Give the job a failure as result without running it; run callbacks.
 
         For new, pending or assigned jobs (a pending job leaves its queue).
-        The default error is a :class:`TimeoutError`.
+        The default error is a :class:`TimeoutError`.  A stored job's failure
+        is committed with the current transaction.
         """
         status = self.status
         if status == CALLBACKS:
@@ -654,7 +662,18 @@ class Job(Persistent):
         if self._p_jar is None:
             store()
         else:
-            retry_forever(store, self._transaction_manager(), f"failing {self!r}")
+            # Like __call__, commit the caller's transaction (retry_forever
+            # would begin anew, dropping what the caller did, the put too).
+            manager = self._transaction_manager()
+            try:
+                store()
+                manager.commit()
+            except EXPLOSIVE:
+                manager.abort()
+                raise
+            except Exception:
+                manager.abort()
+                retry_forever(store, manager, f"failing {self!r}")
         self._log_outcome()
         if self._status_id == _CALLBACKS:
             self.resume_callbacks()

@@ -17,6 +17,7 @@ import transaction
 from plone.app.asyncjobs.engine.exceptions import NotInJobError
 from plone.app.asyncjobs.engine.ids import load
 from plone.app.asyncjobs.engine.ids import object_id
+from plone.app.asyncjobs.engine.status import ASSIGNED
 from plone.app.asyncjobs.engine.transactions import retry_forever
 
 
@@ -72,6 +73,24 @@ def bind_worker(dispatcher, agent_name):
     """Declare this thread a worker of ``dispatcher`` for ``agent_name``."""
     _state.dispatcher = dispatcher
     _state.agent_name = agent_name
+
+
+def set_successor(job):
+    """Name the job this worker thread runs next (``None``: none known)."""
+    _state.successor = job
+
+
+def start_successor():
+    """Mark the next job of this worker thread started, in the current transaction.
+
+    Jobs call this right before the commit that stores their outcome, so
+    that a worker running a batch of short jobs starts the next one without
+    a commit of its own.  Does nothing outside worker threads.
+    """
+    successor = getattr(_state, "successor", None)
+    if (successor is not None and successor.status == ASSIGNED
+            and not successor.deadline_passed()):
+        successor.mark_active()
 
 
 def _target(job):

@@ -2,10 +2,13 @@
 
 Each thread holds its own ZODB connection for its whole life (so its object
 cache stays warm).  A thread claims a job and starts it in one commit, runs
-it, and immediately tries to claim the next one; only when its agent has
-nothing to give does it wait, until the dispatcher wakes it (every poll, or
-sooner through :meth:`Dispatcher.wake`).
+it, and immediately claims the next; only when its agent has nothing to
+give does it wait, until the dispatcher wakes it (every poll, or sooner
+through :meth:`Dispatcher.wake`).  A thread running short jobs claims a
+batch at once and starts each next job in the commit that stores the
+outcome of the previous one: about one commit per job.
 """
+import collections
 import threading
 import time
 
@@ -21,13 +24,27 @@ from plone.app.asyncjobs.engine.log import events
 from plone.app.asyncjobs.engine.log import trace
 from plone.app.asyncjobs.engine.queue import KEY
 from plone.app.asyncjobs.engine.status import ACTIVE
+from plone.app.asyncjobs.engine.status import ASSIGNED
 from plone.app.asyncjobs.engine.transactions import EXPLOSIVE
 from plone.app.asyncjobs.engine.transactions import ClientDisconnected
 from plone.app.asyncjobs.engine.transactions import backoff
+from plone.app.asyncjobs.engine.transactions import retry_conflicts
 from plone.app.asyncjobs.engine.transactions import retry_forever
 
 
 CLAIM_ATTEMPTS = 5
+
+#: A thread whose last job took less than SHORT_JOB seconds claims up to
+#: BATCH jobs at once (one commit for all); otherwise one at a time, so
+#: that a long job never holds back jobs another thread could run.
+SHORT_JOB = 0.05
+BATCH = 8
+
+
+def _batch_size(last_duration):
+    if last_duration is not None and last_duration < SHORT_JOB:
+        return BATCH
+    return 1
 
 
 class AgentWorkers:
@@ -115,21 +132,79 @@ class WorkerThread(threading.Thread):
         local.bind_worker(self.dispatcher, self.pool.agent_name)
         manager = transaction.TransactionManager()
         connection = self.dispatcher.db.open(transaction_manager=manager)
+        batch = collections.deque()
+        finished = []
+        last_duration = None
         try:
-            finished = None
             while not self.pool._should_exit(self):
-                wakes = self.pool._wakes_seen()
-                committed, job = self._claim(connection, manager, finished)
-                if committed:
-                    finished = None
-                if job is None:
-                    self.pool._wait(wakes, self.dispatcher.poll_interval)
-                else:
-                    self._perform(job, manager)
-                    finished = job
+                if not batch:
+                    wakes = self.pool._wakes_seen()
+                    committed, claimed = self._claim(
+                        connection, manager, finished, _batch_size(last_duration))
+                    if committed:
+                        finished = []
+                    if not claimed:
+                        self.pool._wait(wakes, self.dispatcher.poll_interval)
+                        continue
+                    batch.extend(claimed)
+                job = batch.popleft()
+                local.set_successor(batch[0] if batch else None)
+                if not self._ensure_started(job, manager):
+                    continue
+                started = time.monotonic()
+                self._perform(job, manager)
+                last_duration = time.monotonic() - started
+                finished.append(job)
+            self._hand_back(batch, manager)
         finally:
+            local.set_successor(None)
             manager.abort()
             connection.close()
+
+    def _ensure_started(self, job, manager):
+        """Make sure ``job`` is marked started; ``False`` if it is no longer ours.
+
+        The first job of a batch is started by the claim, the others by the
+        commit storing their predecessor's outcome; this commit is only
+        needed when that did not happen (say, the predecessor was
+        rescheduled).  Expired jobs are not started: they are failed.
+        """
+        manager.begin()
+        if job.status != ASSIGNED or job.deadline_passed():
+            manager.abort()
+            return job.agent is not None and job.agent.holds(job)
+
+        def start():
+            if job.status == ASSIGNED:
+                job.mark_active()
+
+        try:
+            retry_conflicts(start, manager, f"starting {job!r}")
+        except Exception:
+            events.critical("%s could not start %r; a sibling will recover it",
+                            self.name, job, exc_info=True)
+            return False
+        return job.status == ACTIVE
+
+    def _hand_back(self, jobs, manager):
+        """Return claimed but unstarted jobs to their queue (the thread is exiting)."""
+        if not jobs:
+            return
+
+        def hand_back():
+            for job in jobs:
+                agent = job.agent
+                if job.status == ASSIGNED and agent is not None and agent.holds(job):
+                    queue = agent.queue
+                    agent.release(job)
+                    job._reset()
+                    queue.requeue(job, None)
+
+        try:
+            retry_conflicts(hand_back, manager, f"{self.name} handing back {len(jobs)} jobs")
+        except Exception:
+            events.critical("%s could not hand back its unstarted jobs; they go back "
+                            "when this dispatcher deactivates", self.name, exc_info=True)
 
     def _agent(self, connection):
         try:
@@ -138,29 +213,31 @@ class WorkerThread(threading.Thread):
         except KeyError:
             return None
 
-    def _claim(self, connection, manager, finished):
-        """Claim and start one job in one commit.
+    def _claim(self, connection, manager, finished, count):
+        """Claim up to ``count`` jobs and start the first, in one commit.
 
-        The same commit moves ``finished`` (this thread's previous job) to
-        its agent's history.  Returns ``(committed, job or None)``.
+        The same commit moves ``finished`` (the jobs this thread completed
+        since its last claim) to its agent's history.  Returns
+        ``(committed, claimed jobs)``.
         """
         statistics = self.dispatcher.statistics
         for attempt in range(1, CLAIM_ATTEMPTS + 1):
             manager.begin()
-            job = None
+            claimed = []
             try:
                 agent = self._agent(connection)
                 if agent is None:
                     manager.abort()
-                    return False, None
-                job = agent.claim_job(lane=self.dispatcher.next_lane(), finished=finished,
-                                      exclude=self.dispatcher.unclaimable)
-                if job is not None and not job.deadline_passed():
-                    job.mark_active()
+                    return False, []
+                claimed = agent.claim_jobs(count, lane=self.dispatcher.next_lane(),
+                                           finished=finished,
+                                           exclude=self.dispatcher.unclaimable)
+                if claimed and not claimed[0].deadline_passed():
+                    claimed[0].mark_active()
                 manager.commit()
-                if job is None:
+                if not claimed:
                     statistics["empty claims"] += 1
-                    return True, None
+                    return True, []
             except ConflictError:
                 manager.abort()
                 statistics["claim conflicts"] += 1
@@ -172,24 +249,27 @@ class WorkerThread(threading.Thread):
                 manager.abort()
                 events.info("%s could not claim a job: disconnected", self.name)
                 time.sleep(backoff(attempt))
-                return False, None
+                return False, []
             except Exception:
                 manager.abort()
-                if job is None:
+                if not claimed:
                     events.critical("%s could not claim a job", self.name, exc_info=True)
                     time.sleep(backoff(attempt))
-                    return False, None
+                    return False, []
                 # A job this process cannot store (say, its callable cannot be
                 # imported here) must not block the others: leave it pending,
                 # visible to operators, and stop trying it in this process.
-                self.dispatcher.unclaimable.add(object_id(job))
-                events.critical("%s cannot claim job %s; leaving it pending",
-                                self.name, object_id(job), exc_info=True)
-            statistics["claims"] += 1
-            # Load the arguments in one round trip while the job starts.
-            connection.prefetch(job.args, job.kwargs)
-            return True, job
-        return False, None
+                # Which of the claimed jobs it was is unknown: exclude them all.
+                for job in claimed:
+                    self.dispatcher.unclaimable.add(object_id(job))
+                events.critical("%s cannot claim jobs %s; leaving them pending", self.name,
+                                [object_id(job) for job in claimed], exc_info=True)
+                continue  # its claim was aborted: try the next job
+            statistics["claims"] += len(claimed)
+            # Load the jobs' arguments in one round trip while the first starts.
+            connection.prefetch(*(part for job in claimed for part in (job.args, job.kwargs)))
+            return True, claimed
+        return False, []
 
     def _perform(self, job, manager):
         info = self.dispatcher.job_started(job, self.pool, self.name)

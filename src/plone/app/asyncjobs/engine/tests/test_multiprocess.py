@@ -3,6 +3,7 @@
 These are the engine's acceptance tests: jobs cross process boundaries,
 every job runs exactly once, a worker killed with SIGKILL loses nothing.
 """
+import collections
 import subprocess
 import sys
 import threading
@@ -225,3 +226,42 @@ def _produce_concurrently(db, threads_count, per_thread):
     assert queued == expected, "every job is queued exactly once"
     commits = threads_count * per_thread + len(conflicts)
     assert len(conflicts) < 0.01 * commits, f"{len(conflicts)} conflicts in {commits} commits"
+
+
+def test_worker_killed_during_a_drain_loses_nothing(zeo, tmp_path, workers):
+    """Batches of claimed jobs go back to the queue when their worker dies.
+
+    Only a job that was running when the worker was killed can run twice
+    (its side effect happened, its result was never committed); it then
+    shows two attempts.  Unstarted jobs of the dead worker's batches run once.
+    """
+    db = zeo.db()
+    configure.install_queues(db)
+    config = zeo.client_storage_config()
+    options = dict(poll_interval=0.1, ping_interval=0.3, ping_death_interval=1.5)
+    victim = workers(config, "victim", **options)
+    survivor = workers(config, "survivor", **options)
+    records, count = tmp_path / "records.txt", 1500
+    _produce(config, tmp_path, count, records)
+    wait_until(lambda: any(pid == victim.pid for _, pid in jobs.read_records(records)),
+               seconds=60, describe=lambda: "for the victim to run jobs")
+    victim.kill()
+
+    wait_until(lambda: len({n for n, _ in jobs.read_records(records)}) >= count, seconds=120,
+               describe=lambda: f"{len(jobs.read_records(records))} of {count} jobs ran")
+    connection, manager = _connection(db)
+    queue = configure.get_queue(connection)
+    wait_until(lambda: len(_completed_jobs(queue)) >= count, seconds=60, sync=manager.begin,
+               describe=lambda: "for every job to reach a history")
+    ran = collections.Counter(number for number, _ in jobs.read_records(records))
+    twice = sorted(number for number, times in ran.items() if times > 1)
+    assert set(ran) == set(range(count))
+    assert max(ran.values()) <= 2
+    assert len(twice) <= 3, "only jobs running at the kill (one per thread) run again"
+    by_number = {job.result: job for job in _completed_jobs(queue)}
+    assert sorted(by_number) == list(range(count))
+    assert all(by_number[number].attempts == 2 for number in twice)
+    assert queue.dispatchers[victim.uuid].activated is None
+    connection.close()
+    survivor.stop()
+    db.close()
