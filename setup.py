@@ -30,6 +30,7 @@ setup(
     package_dir={"": "src"},
     packages=find_namespace_packages("src", include=["plone.*"]),
     include_package_data=True,
+    package_data={"plone.app.asyncjobs": ["*.zcml", "*/*.zcml", "profiles/*/*.xml"]},
     zip_safe=False,
     python_requires=">=3.11",
     install_requires=[
@@ -48,22 +49,30 @@ setup(
     extras_require={
         "plone": [
             "Products.CMFPlone>=6.2",
+            "Products.GenericSetup",
             "plone.api",
+            "plone.app.registry",
+            "plone.app.uuid",
+            "plone.base",
+            "plone.browserlayer",
             "plone.restapi",
+            "plone.uuid",
+            "zope.globalrequest",
+            "zope.processlifetime",
+            "zope.traversing",
         ],
         "relstorage": [
             "RelStorage[postgresql]>=4",
         ],
         "test": [
-            "Products.CMFPlone>=6.2",
-            "plone.api",
-            "plone.restapi",
+            "plone.app.asyncjobs[plone,relstorage]",
             "plone.app.testing",
             "plone.testing",
             "pytest",
             "pytest-plone",
-            "RelStorage[postgresql]>=4",
             "Sphinx",
+            "zope.pytestlayer",
+            "zope.testrunner",
         ],
     },
     entry_points={

@@ -115,7 +115,9 @@ class Agent(Persistent):
         return claimed
 
     def _running(self):
-        return sum(1 for job in self._held.jobs() if job.status in (ACTIVE, CALLBACKS))
+        """Held jobs a thread is busy with (not those waiting for another job)."""
+        return sum(1 for job in self._held.jobs()
+                   if job.status in (ACTIVE, CALLBACKS) and not job.waiting)
 
     def sweep(self, jobs=None, completed_before=None):
         """Move completed held jobs to the history; return how many moved.

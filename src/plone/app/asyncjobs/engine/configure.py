@@ -50,34 +50,41 @@ def _default_queue_of_object(obj):
     return get_queue(obj._p_jar)
 
 
-def install_queues(db, queue_names=("",), database_name=None):
+def ensure_queues(connection, queue_names=("",), database_name=None):
     """Create the queues container and the named queues where missing.
 
+    Works in the current transaction of ``connection`` and commits nothing.
     With ``database_name``, the container is stored in that database of a
     multi-database set-up (keeping queue churn out of the main database)
-    and referenced from the main root under the same key.  Idempotent.
+    and referenced from the main root under the same key.  Returns the
+    container.
     """
+    home = connection if database_name is None else connection.get_connection(database_name)
+    queues = home.root().get(KEY)
+    if queues is None:
+        queues = Queues()
+        # Added at once, so that queues created below (and jobs put in them)
+        # can be used before this transaction commits.
+        home.add(queues)
+        home.root()[KEY] = queues
+        events.info("installed the queues container in database %r",
+                    home.db().database_name)
+    if home is not connection and connection.root().get(KEY) is not queues:
+        connection.root()[KEY] = queues
+    for name in queue_names:
+        if name not in queues:
+            queues[name] = Queue()
+            events.info("installed queue %r", name)
+    return queues
+
+
+def install_queues(db, queue_names=("",), database_name=None):
+    """:func:`ensure_queues` in a connection of its own, and commit.  Idempotent."""
     manager = transaction.TransactionManager()
     connection = db.open(transaction_manager=manager)
-
-    def install():
-        root = connection.root()
-        queues = root.get(KEY)
-        if queues is None:
-            queues = Queues()
-            if database_name is not None:
-                other = connection.get_connection(database_name)
-                other.root()[KEY] = queues
-                other.add(queues)
-            root[KEY] = queues
-            events.info("installed the queues container at root[%r]", KEY)
-        for name in queue_names:
-            if name not in queues:
-                queues[name] = Queue()
-                events.info("installed queue %r", name)
-
     try:
-        retry_conflicts(install, manager, "installing queues")
+        retry_conflicts(lambda: ensure_queues(connection, queue_names, database_name),
+                        manager, "installing queues")
     finally:
         connection.close()
 

@@ -243,6 +243,7 @@ class Dispatcher:
             if record is None:
                 details[name] = None
                 continue
+            self._install_agents(name, record)
             sibling = queue.dispatchers.ping(self.uuid)
             if sibling is not None:
                 self.statistics["siblings deactivated"] += 1
@@ -289,16 +290,20 @@ class Dispatcher:
                     "that record is dead.", self.uuid, name, record.process,
                 )
                 return None
-        for name, value in self.ping_settings.items():
-            setattr(record, name, value)
+        for setting, value in self.ping_settings.items():
+            setattr(record, setting, value)
         record.activate(process=process_identity())
+        self._active_queues.add(name)
+        return record
+
+    def _install_agents(self, name, record):
+        """Add the configured agents missing from ``record`` (every poll, so a
+        queue created or replaced while this dispatcher runs gets them too)."""
         for agent_name, factory in self.agents.items():
             if agent_name not in record:
                 record[agent_name] = factory()
                 events.info("dispatcher %s: added agent %r to queue %r",
                             self.uuid, agent_name, name)
-        self._active_queues.add(name)
-        return record
 
     @staticmethod
     def _earlier_life(record):

@@ -160,6 +160,7 @@ class Job(Persistent):
     _status_id = _NEW
     _result = None
     _callbacks = None  # created by the first add_callback: most jobs have none
+    _deferred = False  # waiting for a Deferred the callable returned
     _begin_after = None
     _begin_by = None
     _quota_names = ()
@@ -225,6 +226,15 @@ class Job(Persistent):
         While the job waits for a job it returned, this is that job.
         """
         return self._result
+
+    @property
+    def waiting(self):
+        """True while the job waits for a job or Deferred its callable returned.
+
+        No worker thread is busy with it then, so it does not count against
+        its agent's size (a composite job waits like this).
+        """
+        return self._status_id == _ACTIVE and (IJob.providedBy(self._result) or self._deferred)
 
     @property
     def queue(self):
@@ -614,12 +624,14 @@ class Job(Persistent):
             deferred.addBoth(outcome.append)
             return self._store_outcome(outcome[0], policy, data_cache)
         oid, database_name = object_id(self)
+        self._deferred = True
         deferred.addBoth(_complete_later, self._p_jar.db(), oid, database_name)
 
     def _set_result(self, result):
         # The commit storing this outcome also starts the worker thread's
         # next job, if it has one: one commit per job instead of two.
         local.start_successor()
+        self._deferred = False
         if failures.is_failure(result):
             result = failures.storable(result)
         self._result = result

@@ -93,6 +93,9 @@ class Queues(Container):
         queue.name = name
         queue.parent = self
         self._items[name] = queue
+        if self._p_jar is not None and queue._p_jar is None:
+            # So that jobs can be put in it before the transaction commits.
+            self._p_jar.add(queue)
 
     def __delitem__(self, name):
         queue = self._items[name]

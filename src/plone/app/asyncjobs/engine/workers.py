@@ -130,7 +130,9 @@ class WorkerThread(threading.Thread):
 
     def run(self):
         local.bind_worker(self.dispatcher, self.pool.agent_name)
-        manager = transaction.TransactionManager()
+        # The thread's own default manager: code run by jobs (Plone's catalog
+        # queue, savepoints, mail) joins transaction.get(), which is this one.
+        manager = transaction.manager
         connection = self.dispatcher.db.open(transaction_manager=manager)
         batch = collections.deque()
         finished = []
@@ -155,6 +157,12 @@ class WorkerThread(threading.Thread):
                 self._perform(job, manager)
                 last_duration = time.monotonic() - started
                 finished.append(job)
+                if len(batch) > 1 and last_duration >= SHORT_JOB:
+                    # Jobs are not all short after all: let other threads take
+                    # the rest of the batch rather than wait here.  The next
+                    # job stays: the commit of this one may have started it.
+                    rest = [batch.pop() for _ in range(len(batch) - 1)]
+                    self._hand_back(rest, manager)
             self._hand_back(batch, manager)
         finally:
             local.set_successor(None)
@@ -170,9 +178,12 @@ class WorkerThread(threading.Thread):
         rescheduled).  Expired jobs are not started: they are failed.
         """
         manager.begin()
+        if not self._owns(job):
+            manager.abort()
+            return False
         if job.status != ASSIGNED or job.deadline_passed():
             manager.abort()
-            return job.agent is not None and job.agent.holds(job)
+            return True
 
         def start():
             if job.status == ASSIGNED:
@@ -186,15 +197,28 @@ class WorkerThread(threading.Thread):
             return False
         return job.status == ACTIVE
 
+    def _owns(self, job):
+        """Tell whether ``job`` is still held by this thread's own agent.
+
+        A job of this thread's batch is started only by this thread (by its
+        claim or by its previous job's result commit); if a sibling found
+        this worker dead and handed the job to another worker, it is
+        held elsewhere, and must not run here too.
+        """
+        agent = job.agent
+        return (agent is not None and agent.holds(job) and agent.name == self.pool.agent_name
+                and agent.parent.UUID == self.dispatcher.uuid)
+
     def _hand_back(self, jobs, manager):
         """Return claimed but unstarted jobs to their queue (the thread is exiting)."""
         if not jobs:
             return
+        jobs = list(jobs)
 
         def hand_back():
             for job in jobs:
                 agent = job.agent
-                if job.status == ASSIGNED and agent is not None and agent.holds(job):
+                if job.status == ASSIGNED and self._owns(job):
                     queue = agent.queue
                     agent.release(job)
                     job._reset()

@@ -1,0 +1,162 @@
+"""Interfaces of the Plone integration.
+
+``IAsyncService`` keeps the method names and argument order of
+``plone.app.async``'s utility, so code written for it ports by changing
+one import::
+
+    from plone.app.asyncjobs.interfaces import IAsyncService
+    from zope.component import getUtility
+
+    getUtility(IAsyncService).queueJob(func, context, *args, **kwargs)
+
+New code should prefer :mod:`plone.app.asyncjobs.api`.
+"""
+from zope import schema
+from zope.interface import Attribute
+from zope.interface import Interface
+from zope.interface.interfaces import IObjectEvent
+from zope.publisher.interfaces.browser import IDefaultBrowserLayer
+
+from plone.app.asyncjobs.engine.interfaces import IJob
+
+
+class IAsyncJobsLayer(IDefaultBrowserLayer):
+    """Browser layer, active in sites where the add-on is installed."""
+
+
+class IContextJob(IJob):
+    """A job that calls ``func(context, *args, **kwargs)`` in a worker as
+    the queuing user, in the queuing site, with a request that produces
+    the URLs of the queuing request."""
+
+    func = Attribute("The function called with the context first")
+    execution = Attribute(
+        "What was recorded at queue time (an ExecutionContext): paths of "
+        "the site, the context and the user folder, the context's UID, the "
+        "user id, the request's URL data"
+    )
+
+
+class IJobEvent(IObjectEvent):
+    """A job queued through the service or the api module has finished.
+
+    Notified in the worker, in a transaction of its own right after the
+    job's, with the site, the user and the request of the job restored.
+    """
+
+    job = Attribute("The job (an IContextJob)")
+    context = Attribute(
+        "The job's context, or None when it could not be found any more"
+    )
+
+
+class IJobSuccess(IJobEvent):
+    """The job returned; ``object`` is what it returned."""
+
+
+class IJobFailure(IJobEvent):
+    """The job failed; ``object`` is the failure (a Twisted ``Failure``,
+    with ``check()``, ``getErrorMessage()`` and ``getTraceback()``)."""
+
+
+class IAsyncService(Interface):
+    """Queue jobs that run in a worker, in the context they were queued in.
+
+    ``func`` must be importable by name (a module-level function, say);
+    it is called in the worker as ``func(context, *args, **kwargs)``.
+    Every ``queue*`` method adds the job in the current transaction, so
+    the job exists only once that transaction commits.  They return the
+    job (a composite job for the serial and parallel variants).
+
+    ``queue`` is a queue or a queue name; ``None`` means the site's
+    default queue.  ``quota_names`` is a sequence of quota names; ``None``
+    means ``('default',)`` when the queue has a quota named ``default``
+    (as ``plone.app.async`` did), else no quota; ``()`` means no quota.
+    ``begin_after`` is a timezone-aware datetime, ``begin_by`` a
+    timedelta (``None``: no deadline).
+    """
+
+    def getQueues():
+        """Return the queues container (a mapping of names to queues),
+        creating it if no worker ever did."""
+
+    def queueJob(func, context, *args, **kwargs):
+        """Queue a job in the default queue."""
+
+    def queueJobWithDelay(begin_by, begin_after, func, context, *args, **kwargs):
+        """Queue a job in the default queue, to start after ``begin_after``."""
+
+    def queueJobInQueue(queue, quota_names, func, context, *args, **kwargs):
+        """Queue a job in ``queue``, counting against ``quota_names``."""
+
+    def queueJobInQueueWithDelay(begin_by, begin_after, queue, quota_names,
+                                 func, context, *args, **kwargs):
+        """Both of the above."""
+
+    def queueSerialJobs(*job_infos):
+        """Queue jobs that run one after the other.
+
+        Each job info is what :meth:`makeJob` returns.  The composite job's
+        result is the tuple of the inner jobs.
+        """
+
+    def queueParallelJobs(*job_infos):
+        """Queue jobs that may run at the same time (as far as agents and
+        quotas allow); the composite job's result is the tuple of the
+        inner jobs."""
+
+    def queueSerialJobsInQueue(queue, quota_names, *job_infos):
+        """Serial jobs in ``queue``; each inner job counts against
+        ``quota_names``."""
+
+    def queueParallelJobsInQueue(queue, quota_names, *job_infos):
+        """Parallel jobs in ``queue``; each inner job counts against
+        ``quota_names``."""
+
+    def makeJob(func, context, *args, **kwargs):
+        """Return the job info ``(func, context, args, kwargs)``."""
+
+
+class IAsyncJobsSettings(Interface):
+    """Site settings, stored in the registry under ``plone.app.asyncjobs``."""
+
+    default_queue = schema.TextLine(
+        title="Default queue",
+        description=(
+            "The queue jobs go to when the code queuing them names none. "
+            "Empty means the default queue every worker serves."
+        ),
+        default="",
+        required=False,
+        missing_value="",
+    )
+
+    default_retry_policy = schema.TextLine(
+        title="Default retry policy",
+        description=(
+            "Name of the retry policy of jobs queued without one: never, "
+            "default, forever, delayed, or a name an add-on registered. "
+            "Empty means the engine's default (retry conflicts a few times)."
+        ),
+        default="",
+        required=False,
+        missing_value="",
+    )
+
+    history_days = schema.Int(
+        title="Days of job history shown",
+        description="How far back the job overview lists completed jobs.",
+        default=7,
+        min=1,
+        required=True,
+    )
+
+
+class IWorkerRole(Interface):
+    """Registered by ``single_db.zcml`` or ``multi_db.zcml``: this process
+    runs a dispatcher once the Zope server has started."""
+
+    queues_database = Attribute(
+        "Name of the database holding the queues (mounted in zope.conf), "
+        "or None for the main database"
+    )

@@ -1,0 +1,344 @@
+"""Where a job was queued, recorded then, and restored in the worker.
+
+At queue time :meth:`ExecutionContext.capture` records plain data only
+(no persistent objects, so the job's pickle holds no reference into the
+content database):
+
+* the physical path of the site (the local component site, else the
+  nearest site above the context);
+* the physical path and the UID of the context;
+* the physical path of the user folder of the queuing user and the user's
+  id (nothing for Anonymous; a marker for Zope's system user);
+* the request's URL data: its ``SERVER_URL``, its virtual root (the path
+  a virtual host maps to the root) and the physical path of the object at
+  the virtual root, plus its ``Accept-Language`` header;
+* the name of the main database.
+
+In the worker, :meth:`ExecutionContext.enter` takes the Zope application
+from the job's own connection (or, with the queues in another database,
+from the main database's connection joined to it), builds a request that
+produces the same URLs, makes the site the local site, logs the user in,
+and finds the context by path, or by UID if it moved.  Changes the job
+makes are committed with its result, in the job's transaction.
+"""
+import logging
+from io import BytesIO
+from urllib.parse import urlsplit
+
+from AccessControl.SecurityManagement import getSecurityManager
+from AccessControl.SecurityManagement import newSecurityManager
+from AccessControl.SecurityManagement import noSecurityManager
+from AccessControl.SecurityManagement import setSecurityManager
+from AccessControl.users import UnrestrictedUser
+from AccessControl.users import system as system_user
+from Acquisition import aq_base
+from Acquisition import aq_chain
+from Acquisition import aq_inner
+from Acquisition import aq_parent
+from plone.uuid.interfaces import IUUID
+from zope.component.hooks import getSite
+from zope.component.hooks import setSite
+from zope.component.interfaces import ISite
+from zope.event import notify
+from zope.globalrequest import getRequest
+from zope.globalrequest import setRequest
+from zope.publisher.browser import setDefaultSkin
+from zope.traversing.interfaces import BeforeTraverseEvent
+from ZPublisher.BaseRequest import RequestContainer
+from ZPublisher.HTTPRequest import HTTPRequest
+from ZPublisher.HTTPResponse import HTTPResponse
+
+from plone.app.asyncjobs.service.exceptions import ContextNotFoundError
+from plone.app.asyncjobs.service.exceptions import SiteNotFoundError
+from plone.app.asyncjobs.service.exceptions import UserNotFoundError
+
+
+logger = logging.getLogger("plone.app.asyncjobs")
+
+#: The key of the Zope application in the main database's root.
+APPLICATION_KEY = "Application"
+
+#: ``user_folder_path`` of jobs queued by Zope's system user.
+SYSTEM_USER = "system"
+
+#: Where a job queued outside any request believes it is published.
+DEFAULT_SERVER_URL = "http://nohost"
+
+#: Request headers (WSGI environ keys) copied into the worker's request.
+COPIED_ENVIRON = ("HTTP_ACCEPT_LANGUAGE",)
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+class ExecutionContext:
+    """Plain data recorded when a job is queued; see the module doc."""
+
+    site_path = None
+    context_path = None
+    context_uid = None
+    user_folder_path = None
+    user_id = None
+    database_name = None
+    server_url = DEFAULT_SERVER_URL
+    virtual_root = ()
+    virtual_root_physical_path = None
+    environ = None
+
+    @classmethod
+    def capture(cls, context, request=None):
+        """Record where ``context`` is and who is working on it now."""
+        if not hasattr(aq_base(context), "getPhysicalPath"):
+            raise TypeError(
+                f"the context of a job must be a traversable object with a "
+                f"physical path (a content object, the site), not {context!r}"
+            )
+        recorded = cls()
+        recorded.context_path = tuple(context.getPhysicalPath())
+        recorded.context_uid = IUUID(context, None)
+        site = _site_of(context)
+        if site is not None:
+            recorded.site_path = tuple(site.getPhysicalPath())
+        jar = _jar_of(context, site)
+        if jar is not None:
+            recorded.database_name = jar.db().database_name
+        recorded._capture_user()
+        recorded._capture_request(request if request is not None else getRequest())
+        return recorded
+
+    def _capture_user(self):
+        user = getSecurityManager().getUser()
+        user_id = user.getId() if user is not None else None
+        if user_id is None:
+            return  # Anonymous
+        if aq_base(user) is aq_base(system_user):
+            self.user_folder_path = SYSTEM_USER
+            self.user_id = user_id
+            return
+        folder = aq_parent(aq_inner(user))
+        if folder is None or not hasattr(aq_base(folder), "getPhysicalPath"):
+            if isinstance(aq_base(user), UnrestrictedUser):
+                raise ValueError(
+                    f"cannot queue a job as {user_id!r}, an unrestricted user "
+                    "that belongs to no user folder; queue it as a real user"
+                )
+            raise ValueError(
+                f"cannot queue a job as {user_id!r}: the user is not wrapped "
+                "in the user folder it comes from"
+            )
+        self.user_folder_path = tuple(folder.getPhysicalPath())
+        self.user_id = user_id
+
+    def _capture_request(self, request):
+        if request is None or not hasattr(request, "getVirtualRoot"):
+            return
+        server_url = request.get("SERVER_URL")
+        if server_url:
+            self.server_url = server_url
+        self.virtual_root = tuple(p for p in request.getVirtualRoot().split("/") if p)
+        physical = request.get("VirtualRootPhysicalPath")
+        if physical is not None:
+            self.virtual_root_physical_path = tuple(physical)
+        environ = getattr(request, "environ", None) or {}
+        copied = {key: environ[key] for key in COPIED_ENVIRON if key in environ}
+        self.environ = copied or None
+
+    # -- in the worker ----------------------------------------------------------
+
+    def main_connection(self, connection):
+        """The connection to the main database, from the job's connection."""
+        name = self.database_name
+        if name is None or connection.db().database_name == name:
+            return connection
+        return connection.get_connection(name)
+
+    def enter(self, connection, require_context=True):
+        """Restore the recorded context; return an :class:`ActiveContext`.
+
+        ``connection`` is the job's connection.  Raises a subclass of
+        :class:`~.exceptions.ExecutionContextError` when the site, the user
+        or (if ``require_context``) the context cannot be found, leaving
+        the thread as it was.
+        """
+        active = ActiveContext()
+        try:
+            active.start(self, self.main_connection(connection), require_context)
+        except BaseException:
+            active.exit()
+            raise
+        return active
+
+    def make_request(self):
+        """A request whose URLs are those of the request the job was queued in."""
+        parts = urlsplit(self.server_url)
+        scheme = parts.scheme or "http"
+        hostname = parts.hostname or "nohost"
+        port = parts.port or _DEFAULT_PORTS.get(scheme, 80)
+        environ = {
+            "SERVER_URL": self.server_url,
+            "SERVER_NAME": hostname,
+            "SERVER_PORT": str(port),
+            "HTTP_HOST": parts.netloc or hostname,
+            "REQUEST_METHOD": "GET",
+            "wsgi.url_scheme": scheme,
+        }
+        if scheme == "https":
+            environ["HTTPS"] = "on"
+        environ.update(self.environ or {})
+        request = HTTPRequest(BytesIO(), environ, HTTPResponse(stdout=BytesIO()))
+        request._script[:] = list(self.virtual_root)
+        if self.virtual_root_physical_path is not None:
+            request.other["VirtualRootPhysicalPath"] = self.virtual_root_physical_path
+        request._steps = ["noobject"]
+        request._resetURLS()
+        setDefaultSkin(request)
+        return request
+
+    def find_site(self, app):
+        if self.site_path is None:
+            return None
+        site = _traverse(app, self.site_path)
+        if site is None:
+            raise SiteNotFoundError(
+                f"the site {'/'.join(self.site_path)!r} the job was queued in "
+                "does not exist any more"
+            )
+        return site
+
+    def find_user(self, app):
+        """The recorded user, wrapped in its user folder; ``None`` for Anonymous."""
+        if self.user_id is None:
+            return None
+        if self.user_folder_path == SYSTEM_USER:
+            return system_user
+        folder = _traverse(app, self.user_folder_path)
+        user = folder.getUserById(self.user_id) if folder is not None else None
+        if user is None:
+            raise UserNotFoundError(
+                f"the user {self.user_id!r} of {'/'.join(self.user_folder_path)!r} "
+                "who queued the job does not exist any more"
+            )
+        if aq_parent(user) is None:
+            user = user.__of__(folder)
+        return user
+
+    def find_context(self, app):
+        """The context, by path, else by UID; ``None`` if it is gone."""
+        found = _traverse(app, self.context_path)
+        if found is not None and (self.context_uid is None
+                                  or IUUID(found, None) == self.context_uid):
+            return found
+        if self.context_uid is not None:
+            from plone.app.uuid.utils import uuidToObject
+
+            moved = uuidToObject(self.context_uid, unrestricted=True)
+            if moved is not None:
+                logger.info(
+                    "job context %s moved to %s; found it by its UID",
+                    "/".join(self.context_path), "/".join(moved.getPhysicalPath()),
+                )
+                return moved
+        return None
+
+    def describe_context(self):
+        path = "/".join(self.context_path or ()) or "/"
+        return f"{path} (UID {self.context_uid})" if self.context_uid else path
+
+    def __repr__(self):
+        return (
+            f"<ExecutionContext {self.describe_context()} in site "
+            f"{'/'.join(self.site_path or ()) or '-'} as user "
+            f"{self.user_id or 'Anonymous'} at {self.server_url}>"
+        )
+
+
+class ActiveContext:
+    """The restored context of one attempt of a job; :meth:`exit` undoes it."""
+
+    app = site = user = context = request = None
+
+    def __init__(self):
+        self._previous = (getSite(), getRequest(), getSecurityManager())
+        self._exited = False
+
+    def start(self, recorded, connection, require_context):
+        request = self.request = recorded.make_request()
+        setRequest(request)
+        app = connection.root()[APPLICATION_KEY]
+        self.app = app = app.__of__(RequestContainer(REQUEST=request))
+        request["PARENTS"] = [app]
+        site = self.site = recorded.find_site(app)
+        if site is not None:
+            setSite(site)
+            request["PARENTS"] = [site, app]
+            if hasattr(aq_base(site), "setupCurrentSkin"):
+                site.setupCurrentSkin(request)
+            notify(BeforeTraverseEvent(site, request))
+        user = self.user = recorded.find_user(app)
+        if user is None:
+            noSecurityManager()
+        else:
+            newSecurityManager(request, user)
+            request["AUTHENTICATED_USER"] = user
+        context = self.context = recorded.find_context(app)
+        if context is None:
+            if require_context:
+                raise ContextNotFoundError(
+                    f"the job's context {recorded.describe_context()} was "
+                    "deleted: neither its path nor its UID finds it"
+                )
+        else:
+            request["ACTUAL_URL"] = context.absolute_url()
+
+    def exit(self):
+        """Close the request and restore the site, request and user of before."""
+        if self._exited:
+            return
+        self._exited = True
+        site, request, security_manager = self._previous
+        try:
+            if self.request is not None:
+                self.request.close()
+        finally:
+            setSecurityManager(security_manager)
+            setSite(site)
+            setRequest(request)
+
+
+def _site_of(context):
+    """The current local site if ``context`` is in it, else the nearest site
+    above ``context`` (``None`` outside any site)."""
+    path = tuple(context.getPhysicalPath())
+    site = getSite()
+    if site is not None and hasattr(aq_base(site), "getPhysicalPath"):
+        site_path = tuple(site.getPhysicalPath())
+        if path[: len(site_path)] == site_path:
+            return site
+    for obj in aq_chain(aq_inner(context)):
+        if ISite.providedBy(obj) and hasattr(aq_base(obj), "getPhysicalPath"):
+            return obj
+    return None
+
+
+def _jar_of(*objects):
+    for obj in objects:
+        jar = getattr(aq_base(obj), "_p_jar", None) if obj is not None else None
+        if jar is not None:
+            return jar
+    return None
+
+
+def _traverse(app, path):
+    """The object at the physical ``path``, or ``None`` (never one found
+    by acquisition somewhere else)."""
+    try:
+        found = app.unrestrictedTraverse(path, None)
+    except Exception:
+        return None
+    if found is None:
+        return None
+    try:
+        if tuple(found.getPhysicalPath()) != tuple(path):
+            return None
+    except AttributeError:
+        return None
+    return found

@@ -1,0 +1,136 @@
+"""Jobs that run in the Plone site, as the user, where they were queued.
+
+:class:`ContextJob` is an engine job whose :meth:`set_up` restores the
+:class:`~.context.ExecutionContext` recorded when it was created, and whose
+call is ``func(context, *args, **kwargs)``.  Its :meth:`tear_down` undoes
+the set-up after the attempt was committed or aborted, so code run at
+commit time (catalog indexing, event subscribers) still sees the site, the
+user and the request.
+
+:class:`EventCallback` is the callback the service adds to each job: it
+notifies :class:`~.events.JobSuccess` or :class:`~.events.JobFailure` in
+the same restored context, in a transaction of its own.
+"""
+from persistent import Persistent
+from zope.event import notify
+from zope.interface import implementer
+
+from plone.app.asyncjobs.engine import failure as failures
+from plone.app.asyncjobs.engine.ids import short_repr
+from plone.app.asyncjobs.engine.job import Job
+from plone.app.asyncjobs.engine.job import check_callable
+from plone.app.asyncjobs.engine.job import check_picklable
+from plone.app.asyncjobs.interfaces import IContextJob
+from plone.app.asyncjobs.service.context import ExecutionContext
+from plone.app.asyncjobs.service.events import JobFailure
+from plone.app.asyncjobs.service.events import JobSuccess
+
+
+_REPR_LIMIT = 40
+
+
+@implementer(IContextJob)
+class ContextJob(Job):
+    """Calls ``func(context, *args, **kwargs)`` in the recorded context.
+
+    ``context`` must be a traversable object (content, the site); the job
+    stores its path and UID, not the object.  See the module doc.
+    """
+
+    #: The context of the running attempt (set by :meth:`set_up`).
+    _v_context = None
+
+    def __init__(self, func, context, *args, **kwargs):
+        check_callable(func)
+        if isinstance(getattr(func, "__self__", None), Persistent):
+            raise ValueError(
+                f"{func!r} is a method of a stored object; pass a module-level "
+                "function instead: it receives the context as first argument "
+                "(a stored object would reach the worker without its "
+                "acquisition context)"
+            )
+        check_picklable(Job(func))
+        self.func = func
+        self.execution = ExecutionContext.capture(context)
+        # The engine calls the job's callable with the job's arguments; the
+        # context is only known once set_up has run, so the callable is a
+        # method of the job that puts the context first.
+        super().__init__(self._call_in_context, *args, **kwargs)
+
+    def _call_in_context(self, *args, **kwargs):
+        context = self._v_context
+        if context is None:
+            raise RuntimeError(f"{self!r} was called without its set-up")
+        return self.func(context, *args, **kwargs)
+
+    def set_up(self):
+        active = self.execution.enter(self._job_connection())
+        self._v_context = active.context
+        return active
+
+    def tear_down(self, active):
+        self._v_context = None
+        if active is not None:
+            active.exit()
+
+    def _job_connection(self):
+        if self._p_jar is None:
+            raise RuntimeError(
+                f"{self!r} is not stored in a database: put it in a queue"
+            )
+        return self._p_jar
+
+    def __repr__(self):
+        func = self.func
+        name = getattr(func, "__qualname__", None) or _short(func)
+        module = getattr(func, "__module__", None)
+        if module:
+            name = f"{module}.{name}"
+        arguments = [self.execution.describe_context()]
+        arguments += [_short(a) for a in self.args]
+        arguments += [f"{k}={_short(v)}" for k, v in self.kwargs.items()]
+        return f"<{short_repr(self)} ``{name}({', '.join(arguments)})``>"
+
+
+class EventCallback(Job):
+    """Notifies JobSuccess or JobFailure for the job it is a callback of.
+
+    Runs with the site, the user and the request of that job restored; its
+    context is ``None`` on the event if it cannot be found any more.
+    """
+
+    _v_active = None
+
+    def __init__(self):
+        super().__init__(self._notify)
+
+    def set_up(self):
+        job = self.parent
+        execution = getattr(job, "execution", None)
+        if execution is None or self._p_jar is None:
+            return None
+        self._v_active = execution.enter(self._p_jar, require_context=False)
+        return self._v_active
+
+    def tear_down(self, active):
+        self._v_active = None
+        if active is not None:
+            active.exit()
+
+    def _notify(self, result):
+        active = self._v_active
+        context = active.context if active is not None else None
+        job = self.parent
+        if failures.is_failure(result):
+            notify(JobFailure(result, job, context))
+        else:
+            notify(JobSuccess(result, job, context))
+        return None
+
+    def __repr__(self):
+        return f"<{short_repr(self)} ``notify the outcome of {self.parent!r}``>"
+
+
+def _short(value):
+    text = repr(value)
+    return text if len(text) <= _REPR_LIMIT else text[: _REPR_LIMIT - 3] + "..."

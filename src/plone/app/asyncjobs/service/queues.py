@@ -1,0 +1,87 @@
+"""Finding the queues from a Zope process's connection to the main database.
+
+Two layouts are supported:
+
+* single database: the queues container lives in the main database, at
+  ``root[KEY]``;
+* multi database: it lives in a database named ``async`` (a ``<zodb_db
+  async>`` mounted in zope.conf of every instance and worker), at its
+  ``root[KEY]``, and the main root references it under the same key (as
+  the engine's ``configure.install_queues`` stores it).
+
+The layout is recognised from the databases the connection knows, so
+instances need no configuration of their own.
+"""
+from plone.app.asyncjobs.engine.configure import ensure_queues
+from plone.app.asyncjobs.engine.queue import KEY
+from plone.app.asyncjobs.engine.queue import Queue
+
+
+#: Name of the database holding the queues in the multi-database layout.
+ASYNC_DATABASE = "async"
+
+
+def queues_database_name(connection):
+    """The name of the database holding the queues for ``connection`` (a
+    connection to the main database): ``'async'`` if the process has such
+    a database besides the main one, else ``None``."""
+    db = connection.db()
+    other = db.databases.get(ASYNC_DATABASE)
+    if other is not None and other is not db:
+        return ASYNC_DATABASE
+    return None
+
+
+def queues_connection(connection):
+    """The connection, joined to ``connection``'s transaction, to the
+    database holding the queues."""
+    name = queues_database_name(connection)
+    return connection if name is None else connection.get_connection(name)
+
+
+def find_queues(connection):
+    """Return the queues container seen by ``connection``, or ``None``."""
+    return queues_connection(connection).root().get(KEY)
+
+
+def get_queues(connection, create=True, queue_names=("",)):
+    """Return the queues container for ``connection``'s database.
+
+    If no worker ever ran, there is none yet: with ``create`` it is made
+    in the *current transaction* (so a job queued next is in the same
+    commit), with the queues ``queue_names``; else ``LookupError``.  Two
+    requests creating it at once conflict on the root, and the publisher
+    retries one of them.
+    """
+    if find_queues(connection) is None and not create:
+        raise LookupError(
+            "no job queues in this database yet; a worker creates them "
+            "when it starts, and queuing a job creates them too"
+        )
+    return ensure_queues(connection, queue_names, queues_database_name(connection))
+
+
+def resolve_queue(connection, queue, create_default=("",)):
+    """Return the queue ``queue`` (a queue, or a name) for ``connection``.
+
+    Queues named in ``create_default`` are created when missing; other
+    unknown names raise ``LookupError`` (a typo would otherwise queue jobs
+    no worker serves).
+    """
+    if not isinstance(queue, str):
+        return queue
+    queues = get_queues(connection, queue_names=())
+    if queue not in queues:
+        if queue not in create_default:
+            raise LookupError(
+                f"there is no job queue named {queue!r}; known queues: "
+                f"{sorted(queues)}"
+            )
+        return add_queue(queues, queue)
+    return queues[queue]
+
+
+def add_queue(queues, name):
+    """Create the queue ``name`` in ``queues`` (usable in this transaction)."""
+    queues[name] = Queue()
+    return queues[name]

@@ -1,0 +1,14 @@
+"""Upgrade step handlers (registered in ``upgrades.zcml``)."""
+import logging
+
+
+logger = logging.getLogger("plone.app.asyncjobs")
+
+PROFILE_ID = "profile-plone.app.asyncjobs:default"
+
+
+def reload_registry(setup_tool):
+    """Re-import ``registry.xml``: records of new settings get their
+    defaults; records that exist keep their values."""
+    setup_tool.runImportStepFromProfile(PROFILE_ID, "plone.app.registry")
+    logger.info("plone.app.asyncjobs: registry records re-imported")

@@ -1,0 +1,223 @@
+"""Test layers and helpers for add-ons that queue jobs.
+
+Layers
+------
+
+``ASYNCJOBS_FIXTURE``
+    Plone with this package's ZCML and its profile ``:default``
+    installed (which creates the job queues).  Base your own fixture on it.
+
+``ASYNCJOBS_INTEGRATION_TESTING``, ``ASYNCJOBS_FUNCTIONAL_TESTING``
+    For each test: a ``DemoStorage`` stacked on the fixture's database (as
+    plone.app.testing's functional layers do), the portal, the test user
+    logged in, and a dispatcher whose worker threads open their
+    connections from *that* database (resource ``zodbDB``), polling every
+    0.05 s.  Jobs run only once committed, so both layers let tests commit;
+    everything is discarded after the test.  The functional layer adds a
+    WSGI server (resources ``host`` and ``port``) for tests that make real
+    HTTP requests.  The dispatcher is the resource ``asyncjobsDispatcher``.
+
+For your own fixture, instantiate :class:`AsyncJobsTesting`::
+
+    MY_FIXTURE = MyFixture(bases=(ASYNCJOBS_FIXTURE,))   # a PloneSandboxLayer
+    MY_JOBS_TESTING = AsyncJobsTesting(bases=(MY_FIXTURE,), name="MyAddon:Jobs")
+
+zope.testrunner: ``layer = MY_JOBS_TESTING`` on a ``unittest.TestCase``.
+pytest with pytest-plone, in ``conftest.py``::
+
+    from pytest_plone import fixtures_factory
+    globals().update(fixtures_factory(((MY_JOBS_TESTING, "integration"),)))
+
+    def test_preview(portal):
+        job = api.queue_job(make_preview, portal["doc"], 800)
+        assert wait_for_result(job) == ...
+
+Helpers
+-------
+
+:func:`wait_for_all_jobs` and :func:`wait_for_result` commit the test's
+transaction (so that the worker sees the jobs), then poll until done.
+
+Job functions must be importable by their module's full name: keep them in
+a module of your package (say ``my.addon.tests.jobs``), not in the test
+module itself, which pytest imports under a shortened name unless
+``consider_namespace_packages = true`` is set for a native-namespace
+package.
+"""
+import contextlib
+import uuid
+
+import transaction
+from plone.app.testing import PLONE_FIXTURE
+from plone.app.testing import FunctionalTesting
+from plone.app.testing import PloneSandboxLayer
+from plone.app.testing import applyProfile
+from plone.testing.zope import WSGI_SERVER_FIXTURE
+
+from plone.app.asyncjobs.engine import configure as engine_configure
+from plone.app.asyncjobs.engine.failure import is_failure
+from plone.app.asyncjobs.engine.failure import traceback_text
+from plone.app.asyncjobs.engine.status import COMPLETED
+from plone.app.asyncjobs.engine.testing import waiting
+from plone.app.asyncjobs.service.service import AsyncService
+
+
+#: Seconds between two polls of a test dispatcher.
+POLL_INTERVAL = 0.05
+
+
+def start_dispatcher(db, poll_interval=POLL_INTERVAL, agent_size=3, uuid_=None,
+                     shutdown_grace=5):
+    """Start a dispatcher on ``db`` (creating the queues if missing).
+
+    Its worker threads open their connections from ``db``: pass the very
+    database the test's connections come from.  Stop it with
+    :func:`stop_dispatcher`.
+    """
+    return engine_configure.start(
+        db, poll_interval=poll_interval, agent_size=agent_size,
+        uuid=uuid_ or uuid.uuid4(), shutdown_grace=shutdown_grace,
+    )
+
+
+def stop_dispatcher(dispatcher, timeout=30):
+    """Stop a dispatcher from :func:`start_dispatcher` and its threads."""
+    if not engine_configure.stop(dispatcher, timeout):
+        raise RuntimeError(f"{dispatcher!r} did not stop within {timeout}s")
+
+
+@contextlib.contextmanager
+def dispatcher_running(db, **options):
+    """``with dispatcher_running(db) as dispatcher:`` - see :func:`start_dispatcher`."""
+    dispatcher = start_dispatcher(db, **options)
+    try:
+        yield dispatcher
+    finally:
+        stop_dispatcher(dispatcher)
+
+
+class AsyncJobsFixture(PloneSandboxLayer):
+    """Plone with plone.app.asyncjobs installed (ZCML and profile)."""
+
+    defaultBases = (PLONE_FIXTURE,)
+
+    def setUpZope(self, app, configurationContext):
+        import plone.app.asyncjobs
+
+        self.loadZCML(package=plone.app.asyncjobs, context=configurationContext)
+
+    def setUpPloneSite(self, portal):
+        applyProfile(portal, "plone.app.asyncjobs:default")
+
+
+ASYNCJOBS_FIXTURE = AsyncJobsFixture(name="plone.app.asyncjobs:Fixture")
+
+
+class AsyncJobsTesting(FunctionalTesting):
+    """plone.app.testing's functional life cycle plus a running dispatcher.
+
+    Each test gets its own stacked ``DemoStorage`` (commits allowed) and a
+    dispatcher on it; see the module doc.  Class attributes (or keyword
+    arguments) ``poll_interval`` and ``agent_size`` tune the dispatcher.
+    """
+
+    poll_interval = POLL_INTERVAL
+    agent_size = 3
+    shutdown_grace = 5
+
+    def __init__(self, bases=None, name=None, module=None, poll_interval=None,
+                 agent_size=None):
+        super().__init__(bases=bases, name=name, module=module)
+        if poll_interval is not None:
+            self.poll_interval = poll_interval
+        if agent_size is not None:
+            self.agent_size = agent_size
+        self.dispatcher_uuid = uuid.uuid4()
+
+    def testSetUp(self):
+        super().testSetUp()
+        try:
+            self["asyncjobsDispatcher"] = start_dispatcher(
+                self["zodbDB"], poll_interval=self.poll_interval,
+                agent_size=self.agent_size, uuid_=self.dispatcher_uuid,
+                shutdown_grace=self.shutdown_grace,
+            )
+        except BaseException:
+            super().testTearDown()
+            raise
+
+    def testTearDown(self):
+        dispatcher = self["asyncjobsDispatcher"]
+        del self["asyncjobsDispatcher"]
+        try:
+            stop_dispatcher(dispatcher)
+        finally:
+            super().testTearDown()
+
+
+ASYNCJOBS_INTEGRATION_TESTING = AsyncJobsTesting(
+    bases=(ASYNCJOBS_FIXTURE,), name="plone.app.asyncjobs:Integration")
+
+ASYNCJOBS_FUNCTIONAL_TESTING = AsyncJobsTesting(
+    bases=(ASYNCJOBS_FIXTURE, WSGI_SERVER_FIXTURE), name="plone.app.asyncjobs:Functional")
+
+
+# -- waiting -----------------------------------------------------------------------
+
+
+def _commit(job=None):
+    jar = getattr(job, "_p_jar", None)
+    (jar.transaction_manager if jar is not None else transaction.manager).commit()
+
+
+def wait_for_result(job, seconds=10, commit=True):
+    """Commit (unless ``commit`` is false), wait until ``job`` is completed,
+    return its result (a failure if it failed)."""
+    if commit:
+        _commit(job)
+    if job._p_jar is None:
+        raise AssertionError(
+            f"{job!r} is not in the database: was the transaction that "
+            "queued it aborted?"
+        )
+    return waiting.wait_for_result(job, seconds)
+
+
+def wait_for_all_jobs(seconds=10, assert_successful=True, context=None, commit=True):
+    """Commit, then wait until every job queued so far has completed.
+
+    "Every job" is those pending in any queue or held by a worker when the
+    wait starts (jobs they queue, such as the inner jobs of a composite,
+    complete before it).  The queues are those of ``context``'s database
+    (default: the current site's).  With ``assert_successful``, a failed
+    job raises ``AssertionError`` with its traceback.  Returns the jobs.
+    """
+    if commit:
+        transaction.commit()
+    transaction.begin()
+    jobs = _all_jobs(AsyncService().getQueues(context))
+
+    def describe():
+        unfinished = [job for job in jobs if job.status != COMPLETED]
+        return "waiting for " + ", ".join(f"{job!r} ({job.status})" for job in unfinished)
+
+    waiting.wait_until(
+        lambda: all(job.status == COMPLETED for job in jobs),
+        seconds, sync=transaction.begin, describe=describe,
+    )
+    if assert_successful:
+        failed = [job for job in jobs if is_failure(job.result)]
+        if failed:
+            raise AssertionError("\n\n".join(
+                f"{job!r} failed:\n{traceback_text(job.result)}" for job in failed))
+    return jobs
+
+
+def _all_jobs(queues):
+    jobs = []
+    for queue in queues.values():
+        jobs.extend(queue)
+        for record in queue.dispatchers.values():
+            for agent in record.values():
+                jobs.extend(agent)
+    return jobs

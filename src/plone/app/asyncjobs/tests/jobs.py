@@ -1,0 +1,113 @@
+"""Job functions and event handlers for the tests.
+
+Workers load job functions by module and name, so the tests import this
+module by its full name (``plone.app.asyncjobs.tests.jobs``).
+"""
+import threading
+import time
+
+from AccessControl import getSecurityManager
+from plone import api
+from zope.component.hooks import getSite
+from zope.globalrequest import getRequest
+
+
+def describe(context):
+    """Where the job runs: URLs, site, user, request."""
+    request = getRequest()
+    user = getSecurityManager().getUser()
+    return {
+        "url": context.absolute_url(),
+        "path": "/".join(context.getPhysicalPath()),
+        "site": "/".join(getSite().getPhysicalPath()),
+        "portal_url": api.portal.get().absolute_url(),
+        "user": user.getId(),
+        "user_name": user.getUserName(),
+        "api_user": api.user.get_current().getId(),
+        "anonymous": api.user.is_anonymous(),
+        "request_is_global": request is not None and request is context.REQUEST,
+        "actual_url": request.get("ACTUAL_URL"),
+        "thread": threading.current_thread().name,
+    }
+
+
+def add(context, a, b=0):
+    return a + b
+
+
+def fail(context, message):
+    raise ValueError(message)
+
+
+def create_document(container, id, title="A document"):
+    """Create a document; return its path, creators and owner."""
+    doc = api.content.create(container=container, type="Document", id=id, title=title)
+    return {
+        "path": "/".join(doc.getPhysicalPath()),
+        "creators": tuple(doc.listCreators()),
+        "owner": doc.getOwner().getId(),
+    }
+
+
+def set_title(context, title):
+    context.title = title
+    context.reindexObject(idxs=["Title"])
+    return context.title
+
+
+def timed(context, seconds, label=None):
+    """Sleep; return (label, start, end) in time.monotonic() seconds."""
+    start = time.monotonic()
+    time.sleep(seconds)
+    return (label, start, time.monotonic())
+
+
+def mark(context, value):
+    """Leave a trace on the context."""
+    context._asyncjobs_mark = value
+    return value
+
+
+# -- events -------------------------------------------------------------------
+
+events = []
+_events_lock = threading.Lock()
+
+
+def record_event(event):
+    """Handler for IJobSuccess / IJobFailure: record what it saw."""
+    user = getSecurityManager().getUser()
+    site = getSite()
+    entry = {
+        "kind": type(event).__name__,
+        "outcome": event.object,
+        "job": repr(event.job),
+        "job_oid": event.job._p_oid,
+        "context": None if event.context is None else "/".join(event.context.getPhysicalPath()),
+        "site": None if site is None else site.getId(),
+        "user": user.getId(),
+        "thread": threading.current_thread().name,
+    }
+    with _events_lock:
+        events.append(entry)
+
+
+
+def queue_another(context, a, b):
+    """Queue ``add`` from inside a job; return that job (so this job's
+    result becomes that job's result)."""
+    from plone.app.asyncjobs import api as jobs_api
+
+    return jobs_api.queue_job(add, context, a, b)
+
+
+def create_and_rename(container, id, new_id):
+    """Create content, then rename it in the same transaction (needs a
+    savepoint of the job's transaction, as plone.api does)."""
+    doc = api.content.create(container=container, type="Document", id=id, title="Temp")
+    api.content.rename(obj=doc, new_id=new_id)
+    return "/".join(doc.getPhysicalPath())
+
+
+def catalog_paths(context, **query):
+    return sorted(brain.getPath() for brain in api.content.find(**query))

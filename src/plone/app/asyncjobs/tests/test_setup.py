@@ -1,0 +1,64 @@
+"""The GenericSetup profiles and the upgrade step."""
+from plone import api
+from plone.app.testing import TEST_USER_ID
+from plone.app.testing import setRoles
+from plone.browserlayer.utils import registered_layers
+from plone.registry.interfaces import IRegistry
+from Products.GenericSetup.upgrade import listUpgradeSteps
+from zope.component import getUtility
+
+from plone.app.asyncjobs.engine.queue import KEY
+from plone.app.asyncjobs.interfaces import IAsyncJobsLayer
+from plone.app.asyncjobs.interfaces import IAsyncJobsSettings
+
+
+PROFILE = "plone.app.asyncjobs:default"
+
+
+def test_installed_with_settings_layer_and_queues(portal):
+    settings = getUtility(IRegistry).forInterface(IAsyncJobsSettings,
+                                                  prefix="plone.app.asyncjobs")
+    assert settings.default_queue == ""
+    assert settings.default_retry_policy == ""
+    assert settings.history_days == 7
+    assert IAsyncJobsLayer in registered_layers()
+    assert KEY in portal._p_jar.root()
+    setup_tool = api.portal.get_tool("portal_setup")
+    assert setup_tool.getLastVersionForProfile(PROFILE) == ("1001",)
+
+
+def test_uninstall_removes_settings_and_layer_but_keeps_the_jobs(portal):
+    from plone.base.utils import get_installer
+
+    setRoles(portal, TEST_USER_ID, ["Manager"])
+    installer = get_installer(portal)
+    assert installer.is_product_installed("plone.app.asyncjobs")
+    installer.uninstall_product("plone.app.asyncjobs")
+    assert not installer.is_product_installed("plone.app.asyncjobs")
+    assert "plone.app.asyncjobs.history_days" not in getUtility(IRegistry)
+    assert IAsyncJobsLayer not in registered_layers()
+    assert KEY in portal._p_jar.root()
+
+
+def test_the_default_profile_installs_and_the_uninstall_profile_is_hidden(portal):
+    from plone.base.interfaces import INonInstallable
+    from plone.base.utils import get_installer
+    from zope.component import getUtility
+
+    installer = get_installer(portal)
+    assert installer.get_install_profile("plone.app.asyncjobs")["id"] == PROFILE
+    hidden = getUtility(INonInstallable, name="plone.app.asyncjobs")
+    assert hidden.getNonInstallableProfiles() == ["plone.app.asyncjobs:uninstall"]
+
+
+def test_upgrade_step_reloads_the_registry(portal):
+    setup_tool = api.portal.get_tool("portal_setup")
+    [step] = [s for s in listUpgradeSteps(setup_tool, PROFILE, "1000")
+              if not isinstance(s, list)]
+    assert (step["source"], step["dest"]) == (("1000",), ("1001",))
+    registry = getUtility(IRegistry)
+    del registry.records["plone.app.asyncjobs.history_days"]
+    registry["plone.app.asyncjobs.default_queue"] = "kept"
+    step["step"].doStep(setup_tool)
+    assert registry["plone.app.asyncjobs.history_days"] == 7
+    assert registry["plone.app.asyncjobs.default_queue"] == "kept"

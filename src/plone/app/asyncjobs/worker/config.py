@@ -1,0 +1,108 @@
+"""Worker settings from zope.conf.
+
+::
+
+    <product-config plone.app.asyncjobs>
+        poll-interval 2
+        agent-size 3
+        default-quota-size 1
+        shutdown-grace 10
+        queues reports mail
+    </product-config>
+
+All keys are optional:
+
+``poll-interval``
+    seconds between two looks at the queues (default 2); a busy worker
+    does not wait for it;
+``agent-size``
+    how many jobs this worker runs at once per queue (default 3): the size
+    of the agent ``main`` it installs in every queue, also applied to an
+    existing one;
+``default-quota-size``
+    if given, every queue this worker installs gets a quota named
+    ``default`` of that size (created, or resized); jobs queued through
+    ``IAsyncService`` without quota names count against it, as with
+    plone.app.async, so ``1`` runs them one at a time across all workers;
+``shutdown-grace``
+    seconds running jobs get to finish when the worker stops (default 10);
+    jobs still running then are handed back and run again later;
+``queues``
+    names of queues to create besides the default queue ``''``.
+
+The monitor server is configured apart, in ``<product-config
+zc.z3monitor>`` (``port`` or ``bind``), as with plone.app.async.
+"""
+from dataclasses import dataclass
+
+
+PRODUCT_CONFIG = "plone.app.asyncjobs"
+MONITOR_PRODUCT_CONFIG = "zc.z3monitor"
+
+
+@dataclass
+class WorkerSettings:
+    poll_interval: float = 2.0
+    agent_size: int = 3
+    agent_size_configured: bool = False
+    default_quota_size: int = None
+    shutdown_grace: float = 10.0
+    queue_names: tuple = ("",)
+
+    @classmethod
+    def from_section(cls, section):
+        """Parse a product-config section (a mapping of ``str`` values)."""
+        section = dict(section or {})
+        settings = cls()
+        known = {"poll-interval", "agent-size", "default-quota-size",
+                 "shutdown-grace", "queues"}
+        unknown = sorted(set(section) - known)
+        if unknown:
+            raise ValueError(
+                f"<product-config {PRODUCT_CONFIG}>: unknown keys {unknown}; "
+                f"known: {sorted(known)}"
+            )
+        if "poll-interval" in section:
+            settings.poll_interval = _number(section, "poll-interval", float, 0.001)
+        if "agent-size" in section:
+            settings.agent_size = _number(section, "agent-size", int, 0)
+            settings.agent_size_configured = True
+        if "default-quota-size" in section:
+            settings.default_quota_size = _number(section, "default-quota-size", int, 1)
+        if "shutdown-grace" in section:
+            settings.shutdown_grace = _number(section, "shutdown-grace", float, 0)
+        if "queues" in section:
+            names = section["queues"].split()
+            settings.queue_names = ("",) + tuple(n for n in names if n)
+        return settings
+
+
+def _number(section, key, kind, minimum):
+    text = section[key]
+    try:
+        value = kind(str(text).strip())
+    except ValueError:
+        raise ValueError(
+            f"<product-config {PRODUCT_CONFIG}>: {key} must be a "
+            f"{'whole ' if kind is int else ''}number, got {text!r}"
+        ) from None
+    if value < minimum:
+        raise ValueError(
+            f"<product-config {PRODUCT_CONFIG}>: {key} must be at least "
+            f"{minimum}, got {text!r}"
+        )
+    return value
+
+
+def product_config(name):
+    """The ``<product-config name>`` section of zope.conf (a dict), or ``{}``."""
+    try:
+        from App.config import getConfiguration
+    except ImportError:  # pragma: no cover - only outside Zope
+        return {}
+    sections = getattr(getConfiguration(), "product_config", None) or {}
+    return dict(sections.get(name) or {})
+
+
+def worker_settings():
+    return WorkerSettings.from_section(product_config(PRODUCT_CONFIG))
