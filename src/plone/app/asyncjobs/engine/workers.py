@@ -4,9 +4,10 @@ Each thread holds its own ZODB connection for its whole life (so its object
 cache stays warm).  A thread claims a job and starts it in one commit, runs
 it, and immediately claims the next; only when its agent has nothing to
 give does it wait, until the dispatcher wakes it (every poll, or sooner
-through :meth:`Dispatcher.wake`).  A thread running short jobs claims a
-batch at once and starts each next job in the commit that stores the
-outcome of the previous one: about one commit per job.
+through :meth:`Dispatcher.wake`).  While all threads of a pool are busy
+with short jobs, a thread claims a batch at once and starts each next job
+in the commit that stores the outcome of the previous one: about one
+commit per job.
 """
 import collections
 import threading
@@ -34,17 +35,14 @@ from plone.app.asyncjobs.engine.transactions import retry_forever
 
 CLAIM_ATTEMPTS = 5
 
-#: A thread whose last job took less than SHORT_JOB seconds claims up to
-#: BATCH jobs at once (one commit for all); otherwise one at a time, so
-#: that a long job never holds back jobs another thread could run.
+#: A thread whose last job took less than SHORT_JOB seconds, while every
+#: thread of its pool found a job at its last claim (there is more work
+#: than threads), claims up to BATCH jobs at once (one commit for all);
+#: otherwise one at a time, so that jobs do not wait in a batch while
+#: another thread could run them (jobs of a parallel() composite may even
+#: wait for each other).
 SHORT_JOB = 0.05
 BATCH = 8
-
-
-def _batch_size(last_duration):
-    if last_duration is not None and last_duration < SHORT_JOB:
-        return BATCH
-    return 1
 
 
 class AgentWorkers:
@@ -109,6 +107,11 @@ class AgentWorkers:
             finally:
                 self.waiting -= 1
 
+    def any_found_nothing(self):
+        """Whether a thread of the pool found no job at its last claim: then
+        there is not more work than threads, and nobody should batch."""
+        return any(thread.found_nothing for thread in self.alive())
+
     def join(self, timeout):
         """Wait up to ``timeout`` seconds for every thread to end; return the living."""
         deadline = time.monotonic() + timeout
@@ -127,6 +130,8 @@ class WorkerThread(threading.Thread):
         self.pool = pool
         self.dispatcher = pool.dispatcher
         self.current_job = None
+        #: Whether this thread's last claim found no job (see _batch_size).
+        self.found_nothing = True
 
     def run(self):
         local.bind_worker(self.dispatcher, self.pool.agent_name)
@@ -142,9 +147,10 @@ class WorkerThread(threading.Thread):
                 if not batch:
                     wakes = self.pool._wakes_seen()
                     committed, claimed = self._claim(
-                        connection, manager, finished, _batch_size(last_duration))
+                        connection, manager, finished, self._batch_size(last_duration))
                     if committed:
                         finished = []
+                    self.found_nothing = not claimed
                     if not claimed:
                         self.pool._wait(wakes, self.dispatcher.poll_interval)
                         continue
@@ -168,6 +174,12 @@ class WorkerThread(threading.Thread):
             local.set_successor(None)
             manager.abort()
             connection.close()
+
+    def _batch_size(self, last_duration):
+        if (last_duration is not None and last_duration < SHORT_JOB
+                and not self.pool.any_found_nothing()):
+            return BATCH
+        return 1
 
     def _ensure_started(self, job, manager):
         """Make sure ``job`` is marked started; ``False`` if it is no longer ours.
