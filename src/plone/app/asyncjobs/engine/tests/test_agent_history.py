@@ -1,0 +1,234 @@
+"""Agents (size, filter, chooser, holding jobs) and their history of completed jobs."""
+import uuid
+from datetime import timedelta
+
+import pytest
+
+from plone.app.asyncjobs.engine import status
+from plone.app.asyncjobs.engine.agent import Agent
+from plone.app.asyncjobs.engine.history import CompletedJobs
+from plone.app.asyncjobs.engine.job import Job
+from plone.app.asyncjobs.engine.tests import jobs
+from plone.app.asyncjobs.engine.tests.support import commit
+
+
+@pytest.fixture
+def dispatcher_record(queue, record):
+    return record(uuid.UUID(int=1), agents=())
+
+
+def add_agent(dispatcher_record, name="main", **options):
+    agent = dispatcher_record[name] = Agent(**options)
+    commit(dispatcher_record)
+    return agent
+
+
+def fill(queue, count, callable_=jobs.echo):
+    queued = [queue.put(Job(callable_, n)) for n in range(count)]
+    commit(queue)
+    return queued
+
+
+def test_an_agent_runs_at_most_size_jobs(queue, dispatcher_record):
+    agent = add_agent(dispatcher_record, size=2)
+    assert agent.queue is queue
+    queued = fill(queue, 4)
+    first, second = agent.claim_job(), agent.claim_job()
+    assert {first, second} <= set(queued)
+    assert len(agent) == 2 and bool(agent) and set(agent) == {first, second}
+    assert agent.holds(first) and first.agent is agent
+    assert repr(agent) == "<Agent 'main' size 2, holding 2>"
+    # Claimed jobs count against the size once they run.
+    first.mark_active()
+    second.mark_active()
+    assert agent.claim_job() is None
+    assert len(queue) == 2
+    agent.size = 3
+    assert agent.claim_job() is not None
+
+
+def test_claim_jobs_takes_a_batch_in_claim_order(queue, dispatcher_record):
+    agent = add_agent(dispatcher_record, size=1)
+    queued = fill(queue, 5)
+    batch = agent.claim_jobs(3)
+    assert len(batch) == 3 and set(batch) <= set(queued)
+    assert all(job.status == status.ASSIGNED for job in batch)
+    assert len(agent) == 3 and len(queue) == 2
+    batch[0].mark_active()
+    assert agent.claim_jobs(3) == []  # size 1, and one runs
+    assert agent.claim_jobs(0) == []
+
+
+def test_an_agent_of_size_zero_claims_nothing(queue, dispatcher_record):
+    agent = add_agent(dispatcher_record, size=0)
+    fill(queue, 1)
+    assert agent.claim_job() is None
+    assert len(queue) == 1
+
+
+@pytest.mark.parametrize("size", [-1, 1.5, True, "3"])
+def test_an_agents_size_is_a_non_negative_integer(size):
+    with pytest.raises(ValueError, match="an agent's size must be an integer >= 0"):
+        Agent(size=size)
+
+
+def test_an_agent_claims_nothing_while_its_dispatcher_is_inactive_or_dead(
+    queue, dispatcher_record, clock
+):
+    agent = add_agent(dispatcher_record)
+    fill(queue, 1)
+    clock.advance(seconds=61)
+    assert dispatcher_record.dead
+    assert agent.claim_job() is None
+    queue.dispatchers.ping(dispatcher_record.UUID)
+    dispatcher_record.deactivate()
+    assert agent.claim_job() is None
+    dispatcher_record.activate()
+    assert agent.claim_job() is not None
+
+
+def test_a_filter_chooses_the_jobs_an_agent_takes(queue, dispatcher_record):
+    picky = add_agent(dispatcher_record, "picky", filter=jobs.only_echo)
+    echo = queue.put(Job(jobs.echo, 1))
+    add = queue.put(Job(jobs.add, 1, 2))
+    commit(queue)
+    assert picky.accepts(echo) and not picky.accepts(add)
+    assert picky.claim_job() is echo
+    assert picky.claim_job() is None
+    assert list(queue) == [add]
+    anything = add_agent(dispatcher_record, "anything")
+    assert anything.accepts(add)
+    assert anything.claim_job() is add
+
+
+def test_a_chooser_claims_from_the_queue_itself(queue, dispatcher_record, clock):
+    agent = add_agent(dispatcher_record, chooser=jobs.choose_last)
+    first = queue.put(Job(jobs.echo, 1))
+    clock.advance(seconds=1)
+    last = queue.put(Job(jobs.echo, 2))
+    commit(queue)
+    assert agent.claim_job() is last
+    assert last.status == status.ASSIGNED
+    assert agent.claim_job() is first
+    assert agent.claim_job() is None
+
+
+def test_a_chooser_and_a_filter_exclude_each_other():
+    with pytest.raises(ValueError, match="a chooser or a filter, not both"):
+        Agent(chooser=jobs.choose_last, filter=jobs.only_echo)
+
+
+def test_take_all_releases_every_job_and_its_quota_slots(queue, dispatcher_record):
+    agent = add_agent(dispatcher_record)
+    queue.quotas.create("q", size=5)
+    for n in range(2):
+        queue.put(Job(jobs.echo, n), quota_names=("q",))
+    commit(queue)
+    held = {agent.claim_job(), agent.claim_job()}
+    assert len(queue.quotas["q"]) == 2
+    assert set(agent.take_all()) == held
+    assert len(agent) == 0 and not agent
+    assert len(queue.quotas["q"]) == 0
+    commit(queue)  # the holder tree keeps its marker: never empty, never a conflict
+
+
+def test_sweep_moves_completed_jobs_to_the_history(queue, dispatcher_record):
+    agent = add_agent(dispatcher_record)
+    job, other = fill(queue, 2)
+    assert {agent.claim_job(), agent.claim_job()} == {job, other}
+    commit(queue)
+    job()
+    assert job.status == status.COMPLETED
+    assert len(agent) == 2  # completing writes only the job
+    assert agent.sweep() == 1
+    assert len(agent) == 1 and list(agent) == [other]
+    assert list(agent.completed) == [job]
+    assert job in agent.completed and agent.completed.first() is job
+    assert agent.sweep() == 0
+
+
+def test_a_claim_sweeps_the_job_the_claimer_finished(queue, dispatcher_record):
+    agent = add_agent(dispatcher_record)
+    job = fill(queue, 1)[0]
+    assert agent.claim_job() is job
+    commit(queue)
+    job()
+    assert agent.claim_job(finished=[job]) is None
+    assert len(agent) == 0 and job in agent.completed
+
+
+# -- the history itself ----------------------------------------------------------
+
+def completed_job(conn, name):
+    job = Job(jobs.echo, name)
+    conn.add(job)
+    return job
+
+
+def test_history_is_newest_first_and_answers_since(conn, clock):
+    history = CompletedJobs()
+    assert not history and len(history) == 0 and history.first() is None
+    start = clock.now
+    added = []
+    for hour in range(4):
+        job = completed_job(conn, hour)
+        history.add(job)
+        added.append(job)
+        clock.advance(hours=1)
+    assert list(history) == added[::-1]
+    assert len(history) == 4 and bool(history)
+    assert history.first() is added[-1]
+    assert list(history.since(start + timedelta(hours=2))) == [added[3], added[2]]
+    assert list(history.since(start)) == added[::-1]
+    assert list(history.since(clock.now)) == []
+    assert completed_job(conn, "never added") not in history
+
+
+def test_history_takes_the_completion_time_when_given(conn, clock):
+    history = CompletedJobs()
+    earlier, later = completed_job(conn, "earlier"), completed_job(conn, "later")
+    history.add(later)
+    history.add(earlier, clock.now - timedelta(minutes=5))
+    assert list(history) == [later, earlier]
+    assert list(history.since(clock.now - timedelta(minutes=1))) == [later]
+
+
+def test_history_rotates_and_stays_bounded(conn, clock):
+    history = CompletedJobs(period=timedelta(days=7), generations=7)
+    by_day = []
+    for day in range(10):
+        job = completed_job(conn, day)
+        history.add(job)
+        by_day.append(job)
+        clock.advance(days=1)
+    # Each day starts a new generation; the seven newest are kept.
+    assert list(history) == by_day[:2:-1]
+    assert len(history) == 7
+    assert by_day[0] not in history and by_day[3] in history
+
+
+def test_history_forgets_jobs_older_than_the_period_after_a_quiet_time(conn, clock):
+    history = CompletedJobs(period=timedelta(days=7), generations=7)
+    old = [completed_job(conn, n) for n in range(3)]
+    for job in old:
+        history.add(job)
+    clock.advance(days=8)
+    new = completed_job(conn, "new")
+    history.add(new)
+    assert list(history) == [new]
+    assert all(job not in history for job in old)
+
+
+def test_history_keeps_what_is_younger_than_the_period_after_a_quiet_time(conn, clock):
+    history = CompletedJobs(period=timedelta(days=7), generations=7)
+    old = completed_job(conn, "old")
+    history.add(old)
+    clock.advance(days=5)
+    new = completed_job(conn, "new")
+    history.add(new)
+    assert list(history) == [new, old]
+
+
+def test_history_needs_two_generations():
+    with pytest.raises(ValueError, match="keep at least two generations"):
+        CompletedJobs(generations=1)

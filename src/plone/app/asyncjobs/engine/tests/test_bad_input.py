@@ -1,0 +1,173 @@
+"""Mistakes are refused where they are made, with messages that say what to do."""
+import functools
+import types
+from datetime import datetime
+from datetime import timedelta
+from datetime import timezone
+
+import pytest
+
+from plone.app.asyncjobs.engine import configure
+from plone.app.asyncjobs.engine import status
+from plone.app.asyncjobs.engine.exceptions import BadStatusError
+from plone.app.asyncjobs.engine.ids import object_id
+from plone.app.asyncjobs.engine.job import Job
+from plone.app.asyncjobs.engine.retry import DelayedRetry
+from plone.app.asyncjobs.engine.testing.clock import Clock
+from plone.app.asyncjobs.engine.testing.waiting import wait_for_poll
+from plone.app.asyncjobs.engine.testing.waiting import wait_for_result
+from plone.app.asyncjobs.engine.testing.waiting import wait_for_start
+from plone.app.asyncjobs.engine.testing.waiting import wait_until
+from plone.app.asyncjobs.engine.tests import jobs
+from plone.app.asyncjobs.engine.tests.support import commit
+from plone.app.asyncjobs.engine.tests.support import sync
+
+
+def test_a_function_that_cannot_be_found_by_its_name_is_refused():
+    impostor = types.FunctionType(jobs.add.__code__, jobs.add.__globals__, "impostor")
+    with pytest.raises(ValueError, match="jobs.add cannot be imported by name"):
+        Job(impostor)
+
+
+def test_bind_refuses_what_job_refuses():
+    with pytest.raises(ValueError, match="<lambda> cannot be a job"):
+        Job.bind(lambda job: job)
+
+
+def test_a_callback_must_be_callable():
+    with pytest.raises(TypeError, match="a job needs a callable, not 'text'"):
+        Job(jobs.echo, 1).add_callback("text")
+
+
+def test_the_callable_can_change_only_while_new(queue):
+    job = Job(jobs.echo, 1)
+    job.callable = jobs.double
+    assert job.callable is jobs.double
+    with pytest.raises(ValueError, match="<lambda> cannot be a job"):
+        job.callable = lambda: 1
+    queue.put(job)
+    with pytest.raises(BadStatusError, match="cannot change the callable of a pending job"):
+        job.callable = jobs.echo
+
+
+@pytest.mark.parametrize("value, error, message", [
+    ("tomorrow", TypeError, "begin_after must be a datetime, not str"),
+    (datetime(2030, 1, 1), ValueError, "begin_after must be timezone-aware .* naive"),
+])
+def test_begin_after_must_be_an_aware_datetime(queue, value, error, message):
+    with pytest.raises(error, match=message):
+        queue.put(Job(jobs.echo, 1), begin_after=value)
+    with pytest.raises(error, match=message):
+        Job(jobs.echo, 1).begin_after = value
+    assert len(queue) == 0
+
+
+def test_scheduling_cannot_change_once_a_job_runs(queue, record):
+    agent = record()["main"]
+    job = queue.put(Job(jobs.echo, 1))
+    later = datetime.now(timezone.utc) + timedelta(hours=1)
+    with pytest.raises(BadStatusError, match="cannot change begin_after of a pending job"):
+        job.begin_after = later
+    job.begin_by = timedelta(hours=1)  # still allowed while pending
+    assert agent.claim_job() is job
+    job.mark_active()
+    with pytest.raises(BadStatusError, match="cannot change begin_by of a active job"):
+        job.begin_by = timedelta(hours=2)
+    with pytest.raises(BadStatusError, match="cannot change quota_names of a active job"):
+        job.quota_names = ()
+
+
+def test_quota_names_must_be_a_sequence_of_known_names(queue):
+    with pytest.raises(TypeError, match="not the string 'mail'"):
+        queue.put(Job(jobs.echo, 1), quota_names="mail")
+    with pytest.raises(ValueError, match="unknown quota name 'mail'"):
+        queue.put(Job(jobs.echo, 1), quota_names=["mail"])
+    assert len(queue) == 0
+
+
+def test_operations_that_the_status_forbids(queue):
+    job = queue.put(Job(jobs.echo, 1))
+    with pytest.raises(BadStatusError, match="only a new or assigned job can be called"):
+        job()
+    with pytest.raises(BadStatusError, match="no callbacks to resume"):
+        job.resume_callbacks()
+    job.fail()
+    assert job.status == status.COMPLETED
+    with pytest.raises(BadStatusError, match="cannot fail a completed job"):
+        job.fail()
+    with pytest.raises(BadStatusError, match="only a new or assigned job can be called"):
+        job()
+
+
+def test_an_unknown_queue_name(queue):
+    with pytest.raises(KeyError):
+        configure.get_queue(queue._p_jar, "nope")
+
+
+def test_the_testing_clock_refuses_naive_times():
+    with pytest.raises(ValueError, match="now must be timezone-aware"):
+        Clock(datetime(2030, 1, 1))
+
+
+def test_a_broken_set_up_fails_the_job_without_calling_it(dispatcher, queue):
+    job = queue.put(jobs.BrokenSetUpJob(jobs.counted, "called"))
+    commit(queue)
+    result = wait_for_result(job)
+    assert result.check(RuntimeError)
+    assert result.getErrorMessage() == "set_up is broken"
+    assert jobs.calls["called"] == 0
+    assert jobs.log == [("tear_down", None)]
+
+
+def test_a_job_calling_itself_fails_instead_of_looping(dispatcher, queue):
+    job = queue.put(Job.bind(jobs.call_it))
+    commit(queue)
+    result = wait_for_result(job)
+    assert result.check(BadStatusError)
+    assert "only a new or assigned job can be called" in result.getErrorMessage()
+
+
+def test_a_worker_survives_a_bad_job_and_runs_the_next(dispatcher, queue):
+    bad = queue.put(Job(jobs.make_lock))
+    commit(queue)
+    wait_for_result(bad)
+    good = queue.put(Job(jobs.add, 1, 1))
+    commit(queue)
+    assert wait_for_result(good) == 2
+
+
+def test_put_of_a_job_held_by_an_agent_is_refused(queue, record):
+    agent = record()["main"]
+    job = queue.put(Job(jobs.echo, 1))
+    agent.claim_job()
+    assert job.status == status.ASSIGNED
+    with pytest.raises(ValueError, match="only a new job can be queued; .* is assigned"):
+        queue.put(job)
+
+
+def test_put_of_a_running_job_is_refused(dispatcher, queue):
+    job = queue.put(Job(jobs.wait_for_event, "running"))
+    commit(queue)
+    wait_for_start(job)
+    with pytest.raises(ValueError, match="is active"):
+        queue.put(job)
+    jobs.event("running").set()
+    wait_for_result(job)
+
+
+def test_a_job_whose_claim_cannot_be_committed_stays_pending_and_blocks_nothing(
+    dispatcher, queue, caplog
+):
+    # The factory is resolved at put, but only called when the job starts.
+    broken_policy = functools.partial(DelayedRetry, max_attempts=0)
+    poison = queue.put(Job(jobs.counted, "poison"), retry_policy_factory=broken_policy)
+    commit(queue)
+    wait_until(lambda: object_id(poison) in dispatcher.unclaimable)
+    good = queue.put(Job(jobs.add, 1, 1))
+    commit(queue)
+    assert wait_for_result(good) == 2
+    wait_for_poll(dispatcher, 2)
+    sync(queue)
+    assert poison.status == status.PENDING and poison.result is None
+    assert jobs.calls["poison"] == 0
+    assert "cannot claim job" in caplog.text

@@ -1,0 +1,264 @@
+"""Queues: transactional put, ordering, removal, claims and input checks."""
+import random
+import threading
+from datetime import timedelta
+
+import pytest
+import transaction
+
+from plone.app.asyncjobs.engine import configure
+from plone.app.asyncjobs.engine import status
+from plone.app.asyncjobs.engine.instanceuuid import get_uuid
+from plone.app.asyncjobs.engine.job import Job
+from plone.app.asyncjobs.engine.queue import Queue
+from plone.app.asyncjobs.engine.queue import Queues
+from plone.app.asyncjobs.engine.testing.waiting import wait_for_result
+from plone.app.asyncjobs.engine.tests import jobs
+from plone.app.asyncjobs.engine.tests.support import commit
+from plone.app.asyncjobs.engine.tests.support import sync
+
+
+def nested_function():
+    def inner():
+        return 1
+    return inner
+
+
+def test_install_queues_is_idempotent_and_get_queue_finds_them(db, conn):
+    configure.install_queues(db, ("", "other"))
+    configure.install_queues(db, ("", "third"))
+    sync(conn.root())
+    queues = configure.get_queues(conn)
+    assert sorted(queues) == ["", "other", "third"]
+    assert configure.get_queue(conn, "other").name == "other"
+    assert configure.get_queue(conn).parent is queues
+
+
+def test_get_queues_explains_a_missing_installation(db, conn):
+    with pytest.raises(LookupError, match="call configure.install_queues"):
+        configure.get_queues(conn)
+
+
+def test_put_belongs_to_the_current_transaction(queue, connect):
+    other_queue = configure.get_queue(connect())
+    job = queue.put(Job(jobs.add, 1, 2))
+    assert len(queue) == 1 and list(queue) == [job]
+    assert len(other_queue) == 0
+    sync(other_queue)
+    assert len(other_queue) == 0, "visible to another connection before the commit"
+    commit(queue)
+    sync(other_queue)
+    assert len(other_queue) == 1
+    assert other_queue[0]._p_oid == job._p_oid
+
+
+def test_an_aborted_put_leaves_nothing(queue, connect):
+    other_queue = configure.get_queue(connect())
+    job = queue.put(Job(jobs.add, 1, 2))
+    queue._p_jar.transaction_manager.abort()
+    assert len(queue) == 0 and list(queue) == []
+    assert job._p_jar is None
+    commit(queue)
+    sync(other_queue)
+    assert len(other_queue) == 0
+
+
+def test_put_wraps_a_callable_and_returns_the_job(queue):
+    job = queue.put(jobs.echo)
+    assert isinstance(job, Job)
+    assert job.callable is jobs.echo
+    assert job.status == status.PENDING
+    assert job.begin_after is not None
+
+
+def test_iteration_len_and_getitem_follow_due_order_handed_back_first(queue, clock):
+    first = queue.put(Job(jobs.echo, "first"))
+    clock.advance(seconds=1)
+    second = queue.put(Job(jobs.echo, "second"))
+    clock.advance(seconds=1)
+    third = queue.put(Job(jobs.echo, "third"))
+    later = queue.put(Job(jobs.echo, "later"), begin_after=clock.now + timedelta(hours=1))
+    earlier = queue.put(Job(jobs.echo, "earlier"), begin_after=clock.now - timedelta(hours=1))
+    back = Job(jobs.echo, "handed back")
+    queue.put_back(back)
+    commit(queue)
+    expected = [back, earlier, first, second, third, later]
+    assert list(queue) == expected
+    assert len(queue) == 6 and bool(queue)
+    assert [queue[i] for i in range(6)] == expected
+    assert queue[-1] is later and queue[-6] is back
+    with pytest.raises(IndexError):
+        queue[6]
+    with pytest.raises(IndexError):
+        queue[-7]
+    assert repr(queue) == "<Queue '' with 6 pending>"
+
+
+def test_pull_and_remove(queue, clock):
+    a = queue.put(Job(jobs.echo, "a"))
+    clock.advance(seconds=1)
+    b = queue.put(Job(jobs.echo, "b"))
+    clock.advance(seconds=1)
+    c = queue.put(Job(jobs.echo, "c"))
+    clock.advance(seconds=1)
+    d = queue.put(Job(jobs.echo, "d"))
+    commit(queue)
+    assert queue.pull() is a
+    assert a.status == status.NEW and a.parent is None
+    assert queue.pull(-1) is d
+    queue.remove(b)
+    assert list(queue) == [c] and len(queue) == 1
+    with pytest.raises(LookupError, match="is not pending in queue ''"):
+        queue.remove(b)
+    commit(queue)
+    # A pulled job can be queued again.
+    queue.put(a)
+    commit(queue)
+    assert list(queue) == [c, a] or list(queue) == [a, c]
+    assert len(queue) == 2
+
+
+def test_put_back_is_for_new_jobs_only(queue):
+    job = queue.put(Job(jobs.echo, 1))
+    with pytest.raises(ValueError, match="only a new job can be put back"):
+        queue.put_back(job)
+
+
+def test_a_job_put_twice_is_refused(queue):
+    job = queue.put(Job(jobs.echo, 1))
+    commit(queue)
+    with pytest.raises(ValueError, match="only a new job can be queued"):
+        queue.put(job)
+    with pytest.raises(ValueError, match="only a new job can be queued"):
+        configure.get_queue(queue._p_jar, "other").put(job)
+    assert len(queue) == 1
+
+
+def test_claim_takes_due_jobs_handed_back_first(queue, clock):
+    due = queue.put(Job(jobs.echo, "due"))
+    future = queue.put(Job(jobs.echo, "future"), begin_after=clock.now + timedelta(minutes=1))
+    back = Job(jobs.echo, "back")
+    queue.put_back(back)
+    commit(queue)
+    assert queue.claim() is back
+    assert queue.claim() is due
+    assert queue.claim() is None
+    assert queue.claim(default="nothing") == "nothing"
+    assert len(queue) == 1
+    clock.advance(minutes=1)
+    assert queue.claim() is future
+    assert len(queue) == 0 and due.parent is None
+
+
+def test_claim_with_a_filter_skips_what_the_filter_refuses(queue):
+    echo = queue.put(Job(jobs.echo, 1))
+    add = queue.put(Job(jobs.add, 1, 2))
+    commit(queue)
+    assert queue.claim(filter=lambda job: job.callable is jobs.add) is add
+    assert queue.claim(filter=jobs.never) is None
+    assert queue.claim(filter=jobs.only_echo) is echo
+
+
+def test_claim_returns_an_expired_job_whatever_the_filter(queue, clock):
+    job = queue.put(Job(jobs.echo, 1), begin_by=timedelta(seconds=10))
+    commit(queue)
+    assert queue.claim(filter=jobs.never) is None
+    clock.advance(seconds=11)
+    assert queue.claim(filter=jobs.never) is job  # for the claimer to fail it
+
+
+def test_claims_spread_over_lanes_keep_about_due_order(queue, clock):
+    state = random.getstate()
+    random.seed(20260101)  # lanes and claim windows are random; make them repeatable
+    try:
+        for number in range(64):
+            queue.put(Job(jobs.echo, number))
+            clock.advance(seconds=1)
+        commit(queue)
+        claimed = [queue.claim(lane=number) for number in range(64)]
+    finally:
+        random.setstate(state)
+    positions = [job.args[0] for job in claimed]
+    assert sorted(positions) == list(range(64))
+    assert queue.claim() is None and len(queue) == 0
+    # Not FIFO, but close: early claims take early jobs.
+    assert sum(positions[:32]) < sum(positions[32:])
+    assert positions != list(range(64))
+
+
+@pytest.mark.parametrize("callable_, error, message", [
+    (lambda: 1, ValueError, "<lambda> cannot be a job.*module-level function"),
+    (nested_function(), ValueError, "<locals>.inner cannot be a job"),
+    (42, TypeError, "a job needs a callable, not 42"),
+])
+def test_unusable_callables_are_refused_at_job_and_at_put(queue, callable_, error, message):
+    with pytest.raises(error, match=message):
+        Job(callable_)
+    with pytest.raises(error, match=message):
+        queue.put(callable_)
+    assert len(queue) == 0
+
+
+def test_an_unpicklable_argument_is_refused_at_put_naming_job_and_argument(queue, connect):
+    with pytest.raises(ValueError) as raised:
+        queue.put(Job(jobs.add, 1, threading.Lock()))
+    message = str(raised.value)
+    assert "cannot queue <plone.app.asyncjobs.engine.job.Job" in message
+    assert "jobs.add(1, <unlocked _thread.lock" in message
+    assert "its argument 1 (<unlocked _thread.lock" in message
+    assert "cannot be stored in the database" in message
+    with pytest.raises(ValueError, match="its keyword argument 'lock'"):
+        queue.put(Job(jobs.echo, value=1, lock=threading.Lock()))
+    assert len(queue) == 0
+    commit(queue)
+    other_queue = configure.get_queue(connect())
+    assert len(other_queue) == 0
+
+
+def test_an_argument_that_is_a_persistent_object_is_fine(queue, conn):
+    counter = conn.root()["counter"] = jobs.Counter()
+    job = queue.put(Job(jobs.increment, counter, 2))
+    commit(queue)
+    assert job.args[0] is counter
+
+
+def test_put_needs_a_stored_queue():
+    with pytest.raises(ValueError, match="not stored in a database"):
+        Queue().put(Job(jobs.echo, 1))
+
+
+def test_queues_container_rules(queue, queues):
+    container = queue.parent
+    assert isinstance(container, Queues)
+    with pytest.raises(ValueError, match="is not a queue"):
+        container["bad"] = object()
+    with pytest.raises(ValueError, match="queue '' exists already"):
+        container[""] = Queue()
+    queue.put(Job(jobs.echo, 1))
+    with pytest.raises(ValueError, match="has pending jobs"):
+        del container[""]
+    del container["other"]
+    assert "other" not in container
+
+
+def test_assigner_uuid_is_the_producers_uuid_when_configured(queue):
+    job = queue.put(Job(jobs.echo, 1))
+    assert job.assigner_uuid == get_uuid()  # ZC_ASYNC_UUID is set for every test
+
+
+def test_queued_jobs_run_in_a_worker_after_commit(dispatcher, queue):
+    job = queue.put(Job(jobs.add, 20, 22))
+    queue._p_jar.transaction_manager.commit()
+    assert wait_for_result(job) == 42
+    assert len(queue) == 0
+
+
+def test_the_default_transaction_manager_works_for_producers(db, queues, dispatcher):
+    connection = db.open()  # bound to the thread's default transaction manager
+    try:
+        job = configure.get_queue(connection).put(Job(jobs.add, 1, 1))
+        transaction.commit()
+        assert wait_for_result(job) == 2
+    finally:
+        transaction.abort()
+        connection.close()
