@@ -461,15 +461,10 @@ class Job(Persistent):
         return self._run(args, kwargs)
 
     def mark_active(self):
-        """Record a start (the claim transaction calls this for workers).
-
-        The retry policy is created here, so that it is stored with the
-        start and not lost with an attempt whose transaction is aborted.
-        """
+        """Record a start (the claim transaction calls this for workers)."""
         self._status_id = _ACTIVE
         self.active_start = utcnow()
         self.attempts += 1
-        self.get_retry_policy()
 
     def run_claimed(self):
         """Run a job a worker claimed: fail it if expired, else call it."""
@@ -478,8 +473,9 @@ class Job(Persistent):
         return self._run((), {})
 
     def _run(self, extra_args, extra_kwargs):
+        # The retry policy is created only when a decision is needed: most
+        # jobs succeed and never store one.
         manager = self._transaction_manager()
-        policy = self.get_retry_policy()
         data_cache = {}
         while True:
             setup_info = None
@@ -498,13 +494,13 @@ class Job(Persistent):
                     manager.abort()
                     self._tear_down_quietly(setup_info)
                     setup_info = _TORN_DOWN
-                    decision = self._allowed(policy.job_error(result, data_cache))
+                    decision = self._allowed(self.get_retry_policy().job_error(result, data_cache))
                     if decision is True:
                         continue
                     if decision:
                         return self._reschedule(decision, manager)
                 try:
-                    self._store_outcome(result, policy, data_cache)
+                    self._store_outcome(result, data_cache)
                     manager.commit()
                 except EXPLOSIVE:
                     manager.abort()
@@ -515,14 +511,15 @@ class Job(Persistent):
                     manager.abort()
                     self._tear_down_quietly(setup_info)
                     self._check_not_reassigned(manager)
-                    decision = self._allowed(policy.commit_error(commit_failure, data_cache))
+                    decision = self._allowed(
+                        self.get_retry_policy().commit_error(commit_failure, data_cache))
                     if decision is True:
                         continue
                     if decision:
                         return self._reschedule(decision, manager)
                     self._log_lost_outcome(result, commit_failure)
                     retry_forever(
-                        lambda: self._store_outcome(commit_failure, policy, data_cache),
+                        lambda: self._store_outcome(commit_failure, data_cache),
                         manager, f"storing the commit failure of {self!r}",
                     )
                 else:
@@ -551,10 +548,11 @@ class Job(Persistent):
         return decision
 
     def _reschedule(self, when, manager):
-        # The policy decided after the attempt was aborted, and retry_forever
-        # begins a new transaction: carry over what it recorded in its data.
-        data = getattr(self.get_retry_policy(), "data", None)
-        recorded = dict(data) if data is not None else {}
+        # The policy decided after the attempt was aborted (it may even have
+        # been created then), and retry_forever begins a new transaction:
+        # keep the policy and what it recorded in its data.
+        policy = self.get_retry_policy()
+        recorded = dict(policy.data)
 
         def requeue():
             queue = self.queue
@@ -563,8 +561,9 @@ class Job(Persistent):
                 agent.release(self)
             self._reset()
             queue.requeue(self, when)
-            if recorded:
-                data.update(recorded)
+            if self._retry_policy is None:
+                self._retry_policy = policy
+            self._retry_policy.data.update(recorded)
 
         retry_forever(requeue, manager, f"rescheduling {self!r}")
         trace.info("%r rescheduled for %s", self, when)
@@ -589,40 +588,42 @@ class Job(Persistent):
         if agent is None or agent.parent.UUID != dispatcher.uuid or not agent.holds(self):
             raise ReassignedError(f"{self!r} was reassigned to another worker")
 
-    def _store_outcome(self, result, policy, data_cache):
+    def _store_outcome(self, result, data_cache):
         if IJob.providedBy(result):
-            self._wait_for_job(result, policy, data_cache)
+            self._wait_for_job(result, data_cache)
         elif isinstance(result, Deferred):
-            self._wait_for_deferred(result, policy, data_cache)
+            self._wait_for_deferred(result, data_cache)
         else:
-            policy.update_data(data_cache)
+            if data_cache or self._retry_policy is not None:
+                self.get_retry_policy().update_data(data_cache)
             self._set_result(result)
 
-    def _wait_for_job(self, inner, policy, data_cache):
+    def _wait_for_job(self, inner, data_cache):
         if inner.status == COMPLETED:
-            return self._store_outcome(inner.result, policy, data_cache)
+            return self._store_outcome(inner.result, data_cache)
         if inner.status == NEW and inner.parent is None:
             queue = self.queue
             if queue is None:
-                return self._store_outcome(inner(), policy, data_cache)
+                return self._store_outcome(inner(), data_cache)
             queue.put(inner)
         self._result = inner
         inner.add_callback(Job(self._take_result_of_waited_job))
 
     def _take_result_of_waited_job(self, result):
         if self._status_id == _ACTIVE:
-            self.get_retry_policy().update_data({})
+            if self._retry_policy is not None:
+                self._retry_policy.update_data({})
             self._set_result(result)
             self._log_outcome()
         if self._status_id == _CALLBACKS:
             self.resume_callbacks()
         return result
 
-    def _wait_for_deferred(self, deferred, policy, data_cache):
+    def _wait_for_deferred(self, deferred, data_cache):
         if deferred.called and not isinstance(deferred.result, Deferred):
             outcome = []
             deferred.addBoth(outcome.append)
-            return self._store_outcome(outcome[0], policy, data_cache)
+            return self._store_outcome(outcome[0], data_cache)
         oid, database_name = object_id(self)
         self._deferred = True
         deferred.addBoth(_complete_later, self._p_jar.db(), oid, database_name)

@@ -40,6 +40,11 @@ class NeverRetry(Persistent):
     def __init__(self, job):
         self.job = job
         self.data = PersistentMapping()
+        # Policies are created at a job's first error or interruption,
+        # during its first attempt: that attempt's start is the first one.
+        first_active = getattr(job, "active_start", None)
+        if first_active is not None:
+            self.data["first_active"] = first_active
 
     def job_error(self, failure, data_cache):
         return False

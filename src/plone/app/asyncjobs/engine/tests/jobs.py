@@ -11,6 +11,7 @@ how they report back: counters, call logs and events the tests wait on.
 :func:`reset` clears it between tests; :func:`release_all` unblocks every
 job waiting on an event (fixtures call it before stopping dispatchers).
 """
+import pickle
 import collections
 import threading
 import time
@@ -48,6 +49,7 @@ def reset():
     events.clear()
     del threads[:]
     clock = None
+    Unstorable.refuse = False
 
 
 def event(name):
@@ -413,3 +415,21 @@ class BrokenSetUpJob(Job):
 def call_it(job):
     """A job that calls itself (bound with Job.bind)."""
     return job()
+
+
+class Unstorable:
+    """A callable that can be stored until ``refuse`` is set, then not.
+
+    Stands in for a job a worker cannot store back (say, its callable
+    cannot be imported in that process).
+    """
+
+    refuse = False
+
+    def __call__(self):
+        counted("poison")
+
+    def __reduce__(self):
+        if Unstorable.refuse:
+            raise pickle.PicklingError("this job cannot be stored in this process")
+        return (Unstorable, ())

@@ -158,10 +158,9 @@ def test_put_of_a_running_job_is_refused(dispatcher, queue):
 def test_a_job_whose_claim_cannot_be_committed_stays_pending_and_blocks_nothing(
     dispatcher, queue, caplog
 ):
-    # The factory is resolved at put, but only called when the job starts.
-    broken_policy = functools.partial(DelayedRetry, max_attempts=0)
-    poison = queue.put(Job(jobs.counted, "poison"), retry_policy_factory=broken_policy)
+    poison = queue.put(Job(jobs.Unstorable()))
     commit(queue)
+    jobs.Unstorable.refuse = True  # the claim cannot store the job back
     wait_until(lambda: object_id(poison) in dispatcher.unclaimable)
     good = queue.put(Job(jobs.add, 1, 1))
     commit(queue)
