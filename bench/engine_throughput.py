@@ -101,8 +101,8 @@ def drain(server, db, directory, workers, count, agent_size):
         elapsed = time.perf_counter() - started
         finished = [job for history in histories(connection) for job in history]
         assert all(job.status == COMPLETED for job in finished)
-        result_conflicts = sum(job.get_retry_policy().data.get("transaction_error", 0)
-                               for job in finished)
+        result_conflicts = sum(job.retry_policy.data.get("transaction_error", 0)
+                               for job in finished if job.retry_policy is not None)
         connection.close()
     finally:
         for process in processes:

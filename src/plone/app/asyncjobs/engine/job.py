@@ -322,6 +322,11 @@ class Job(Persistent):
         deadline = self.deadline
         return deadline is not None and deadline < (now or utcnow())
 
+    @property
+    def retry_policy(self):
+        """The job's retry policy, or ``None`` while none was needed."""
+        return self._retry_policy
+
     def get_retry_policy(self):
         """Return the job's retry policy, creating it on first use."""
         if self._retry_policy is None:
