@@ -69,6 +69,19 @@ def _produce(storage_config, directory, count, records):
     )
 
 
+def _start_holding_job(queue, manager, directory, number):
+    """Queue a job that runs until its gate file exists; wait until it started.
+
+    Returns the job, the file its start is recorded in, and the gate.
+    """
+    started, gate = directory / "started.txt", directory / "gate"
+    job = queue.put(Job(jobs.hold_until, str(started), str(gate), number))
+    manager.commit()
+    wait_until(lambda: jobs.read_records(started), seconds=30,
+               describe=lambda: "for the job to start")
+    return job, started, gate
+
+
 def _completed_jobs(queue):
     return [job for record in queue.dispatchers.values()
             for agent in record.values() for job in agent.completed]
@@ -129,14 +142,9 @@ def test_killed_worker_job_runs_again_in_its_sibling(zeo, tmp_path, workers):
     options = dict(poll_interval=0.1, ping_interval=0.3, ping_death_interval=1.5)
     first = workers(config, "first", **options)
     second = workers(config, "second", **options)
-    started, gate = tmp_path / "started.txt", tmp_path / "gate"
-
     connection, manager = _connection(db)
     queue = configure.get_queue(connection)
-    job = queue.put(Job(jobs.hold_until, str(started), str(gate), 7))
-    manager.commit()
-    wait_until(lambda: jobs.read_records(started), seconds=30,
-               describe=lambda: "for the job to start")
+    job, started, gate = _start_holding_job(queue, manager, tmp_path, 7)
     [(_, victim_pid)] = jobs.read_records(started)
     victim, survivor = (first, second) if victim_pid == first.pid else (second, first)
     victim_uuid = victim.uuid
@@ -162,12 +170,9 @@ def test_restarted_worker_recovers_its_own_jobs(zeo, tmp_path, workers):
     configure.install_queues(db)
     config = zeo.client_storage_config()
     worker = workers(config, "only", poll_interval=0.1)
-    started, gate = tmp_path / "started.txt", tmp_path / "gate"
     connection, manager = _connection(db)
-    job = configure.get_queue(connection).put(Job(jobs.hold_until, str(started), str(gate), 3))
-    manager.commit()
-    wait_until(lambda: jobs.read_records(started), seconds=30,
-               describe=lambda: "for the job to start")
+    job, started, gate = _start_holding_job(configure.get_queue(connection), manager,
+                                            tmp_path, 3)
     first_pid = worker.pid
     worker.kill()
     gate.touch()
