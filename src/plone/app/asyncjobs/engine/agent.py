@@ -151,11 +151,6 @@ class Agent(Persistent):
         self._held.pop(object_id(job)[0], None)
         self.queue.quotas.leave(job)
 
-    def job_completed(self, job):
-        """Move ``job`` from the held jobs to the history now."""
-        self.release(job)
-        self.completed.add(job, job.active_end)
-
     def take_all(self):
         """Release and return every held job (for cleaning up a dead worker)."""
         jobs = list(self._held.jobs())
