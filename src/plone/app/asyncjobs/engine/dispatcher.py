@@ -331,7 +331,9 @@ class Dispatcher:
     def job_started(self, job, pool, thread_name):
         info = {
             "id": object_id(job),
-            "call": repr(job),
+            # The name only: the full call (with arguments) is recorded when
+            # the job has run and its arguments are loaded anyway.
+            "call": job.call_name,
             "queue": pool.queue_name,
             "agent": pool.agent_name,
             "thread": thread_name,
@@ -351,6 +353,7 @@ class Dispatcher:
 
     def job_finished(self, info, job):
         info["completed"] = utcnow()
+        info["call"] = repr(job)
         result = job.result
         if failures.is_failure(result):
             info["failed"] = True

@@ -334,16 +334,19 @@ class Job(Persistent):
             self._retry_policy = factory(self)
         return self._retry_policy
 
-    def __repr__(self):
+    @property
+    def call_name(self):
+        """The dotted name of the callable (``object :method`` for methods)."""
+        if isinstance(self._callable, types.MethodType):
+            return f"{_short(self._callable.__self__)} :{self._callable.__name__}"
         call = getattr(self._callable, "__qualname__", None) or _short(self._callable)
         module = getattr(self._callable, "__module__", None)
-        if module and not isinstance(self._callable, types.MethodType):
-            call = f"{module}.{call}"
-        elif isinstance(self._callable, types.MethodType):
-            call = f"{_short(self._callable.__self__)} :{self._callable.__name__}"
+        return f"{module}.{call}" if module else call
+
+    def __repr__(self):
         arguments = [_short(a) for a in self.args]
         arguments += [f"{k}={_short(v)}" for k, v in self.kwargs.items()]
-        return f"<{short_repr(self)} ``{call}({', '.join(arguments)})``>"
+        return f"<{short_repr(self)} ``{self.call_name}({', '.join(arguments)})``>"
 
     # -- hooks for subclasses ----------------------------------------------
 

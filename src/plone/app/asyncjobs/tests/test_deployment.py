@@ -1,0 +1,112 @@
+"""End to end: the buildout deployment with real processes.
+
+Builds a buildout (base.cfg) in a temporary directory, with the eggs cached
+in ``.cache/buildout-eggs`` of the checkout (the first build downloads
+Plone: a few minutes; later ones take seconds), starts a ZEO server, one
+instance and one worker as separate Zope processes on free ports, creates
+a Plone site with the add-on and a non-Manager user, queues a job over
+HTTP as that user and checks that the worker ran it.
+
+Select it with ``pytest -m deployment``; leave it out with
+``-m 'not deployment'``.
+"""
+import base64
+import json
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+import pytest
+
+from plone.app.asyncjobs import deployment as deploy
+
+
+pytestmark = pytest.mark.deployment
+
+E2E_ZCML = '<include package="plone.app.asyncjobs.tests" file="deployment.zcml" />'
+
+
+@pytest.fixture(scope="module")
+def running(tmp_path_factory):
+    names = ["http-instance", "monitor-instance", "http-worker", "monitor-worker",
+             "zeo-port"]
+    ports = dict(zip(names, deploy.free_ports(len(names))))
+    dep = deploy.Deployment(tmp_path_factory.mktemp("buildout"), ports=ports,
+                            instance_zcml=E2E_ZCML, worker_zcml=E2E_ZCML)
+    timings = {}
+    try:
+        started = time.monotonic()
+        dep.buildout()
+        timings["buildout"] = time.monotonic() - started
+        started = time.monotonic()
+        dep.start()
+        timings["start"] = time.monotonic() - started
+        yield dep
+    finally:
+        dep.stop()
+        leftovers = [pid for pid in dep._own_processes() if deploy._alive(pid)]
+        assert leftovers == [], f"processes still running: {leftovers}"
+        for port in ports.values():
+            assert not deploy.port_open(dep.host, port), f"port {port} still open"
+        print("deployment timings:", {k: round(v, 1) for k, v in timings.items()})
+
+
+def get(url, user=None, timeout=60):
+    request = urllib.request.Request(url)
+    if user is not None:
+        token = base64.b64encode(f"{user[0]}:{user[1]}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return response.status, response.read().decode()
+
+
+def test_job_queued_over_http_runs_in_the_worker(running):
+    dep = running
+    user = deploy.TEST_USER
+    site_url = dep.url("instance", deploy.SITE_ID)
+
+    # The user is no Manager: the Plone control panel is forbidden.
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        get(site_url + "/@@overview-controlpanel", user)
+    assert refused.value.code in (401, 403)
+
+    status, body = get(site_url + "/@@asyncjobs-e2e-queue?id=e2e-doc", user)
+    assert status == 200
+    queued = json.loads(body)
+
+    deadline = time.monotonic() + 120
+    while True:
+        _, body = get(f"{site_url}/@@asyncjobs-e2e-job?oid={queued['oid']}", user)
+        state = json.loads(body)
+        if state["status"] == "completed" or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert state["status"] == "completed", (state, dep.log_tail("worker"))
+    assert not state["failed"], state["result"]
+    result = state["result"]
+
+    assert result["site_url"] == site_url
+    assert result["document_url"] == site_url + "/e2e-doc"
+    assert result["creators"] == [user[0]]
+    assert result["user"] == user[0]
+    # It ran in the worker, not in the instance that queued it.
+    worker_uuid = (dep.directory / "var" / "worker-uuid.txt").read_text().split()[0]
+    assert result["uuid"] == worker_uuid
+    assert result["pid"] == dep.pid("worker")
+    assert result["pid"] != queued["pid"]
+
+    # The document is there, seen through the instance.
+    status, body = get(site_url + "/e2e-doc", user)
+    assert status == 200 and "Document e2e-doc" in body
+
+
+def test_worker_monitor_lists_its_dispatcher_active(running):
+    dep = running
+    worker_uuid = (dep.directory / "var" / "worker-uuid.txt").read_text().split()[0]
+    report = deploy.monitor_json(dep.host, dep.ports["monitor-worker"], "asyncdb status")
+    dispatchers = report[""]["dispatchers"]
+    assert dispatchers[worker_uuid]["state"] == "ACTIVE", report
+    # The instance's monitor reads the same database.
+    report = deploy.monitor_json(dep.host, dep.ports["monitor-instance"], "asyncdb status")
+    assert report[""]["dispatchers"][worker_uuid]["state"] == "ACTIVE"
