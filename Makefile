@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP_PIN := pip==26.3
 
-.PHONY: install test run bench docs clean
+.PHONY: install test run stop monitor demo bench docs clean distclean
 
 install: $(VENV)/.installed
 
@@ -19,8 +19,28 @@ test: install
 	$(BIN)/python -m pytest
 	$(BIN)/python -m sphinx -W -q -b html docs docs/_build/html
 
-## Run the standalone demo: a ZEO server, two worker processes, jobs queued and run.
+## Run Plone with the add-on: buildout (base.cfg) with a ZEO server (8100), an
+## instance (8080, monitor 8081) and a worker (8082, monitor 8083); creates
+## the site if missing.  The first run builds the buildout (a few minutes).
 run: install
+	$(BIN)/python -m plone.app.asyncjobs.deployment run
+
+## Stop what `make run` started.
+stop:
+	test ! -x $(BIN)/python || $(BIN)/python -m plone.app.asyncjobs.deployment stop
+
+## Send a monitor command without nc: make monitor PORT=8083 CMD='asyncdb status'
+PORT ?= 8083
+CMD ?= help
+monitor:
+	$(BIN)/python -m plone.app.asyncjobs.deployment monitor $(PORT) $(CMD)
+
+## Regenerate buildout's versions.cfg from constraints.txt.
+versions.cfg: constraints.txt
+	$(BIN)/python -m plone.app.asyncjobs.deployment.versions constraints.txt versions.cfg
+
+## The standalone engine demo: a ZEO server, two worker processes, jobs queued and run.
+demo: install
 	$(BIN)/python -m plone.app.asyncjobs.engine.demo
 
 ## Benchmarks print rates and ratios against a baseline measured in the same run.
@@ -31,4 +51,8 @@ docs: install
 	$(BIN)/python -m sphinx -W -b html docs docs/_build/html
 
 clean:
-	rm -rf $(VENV) docs/_build .pytest_cache
+	rm -rf $(VENV) docs/_build .pytest_cache .venv-buildout bin parts develop-eggs .installed.cfg
+
+## Also drop the buildout eggs cache (the next `make run` downloads again).
+distclean: clean
+	rm -rf .cache var

@@ -119,6 +119,7 @@ class Deployment:
     host: str = "127.0.0.1"
     instance_zcml: str = ""
     worker_zcml: str = ""
+    layout: str = "base.cfg"  # or "multi_db.cfg"
     root: Path = ROOT
     log: object = print
 
@@ -133,12 +134,13 @@ class Deployment:
         if self.config is not None:
             return Path(self.config)
         self.directory.mkdir(parents=True, exist_ok=True)
-        worker_zcml = ('<include package="plone.app.asyncjobs" file="single_db.zcml" />\n'
+        role = "multi_db.zcml" if self.layout == "multi_db.cfg" else "single_db.zcml"
+        worker_zcml = (f'<include package="plone.app.asyncjobs" file="{role}" />\n'
                        + self.worker_zcml)
         lines = [
             "# written by plone.app.asyncjobs.deployment",
             "[buildout]",
-            f"extends = {self.root / 'base.cfg'}",
+            f"extends = {self.root / self.layout}",
             f"develop = {self.root}",
             f"eggs-directory = {self.root / '.cache' / 'buildout-eggs'}",
             "instance-zcml-additional =",

@@ -11,6 +11,7 @@ from zope.interface import alsoProvides
 
 from plone.app.asyncjobs import api
 from plone.app.asyncjobs.engine.instanceuuid import get_uuid
+from plone.app.asyncjobs.service.queues import queues_connection
 
 
 def create_document(site, id, title):
@@ -32,12 +33,14 @@ class QueueCreateDocument(BrowserView):
         doc_id = self.request.form["id"]
         job = api.queue_job(create_document, self.context, doc_id, f"Document {doc_id}")
         self.request.response.setHeader("Content-Type", "application/json")
-        return json.dumps({"oid": u64(job._p_oid), "pid": os.getpid()})
+        return json.dumps({"oid": u64(job._p_oid), "pid": os.getpid(),
+                           "database": job._p_jar.db().database_name})
 
 
 class JobState(BrowserView):
     def __call__(self):
-        job = self.context._p_jar.get(p64(int(self.request.form["oid"])))
+        connection = queues_connection(self.context._p_jar)
+        job = connection.get(p64(int(self.request.form["oid"])))
         result = job.result
         self.request.response.setHeader("Content-Type", "application/json")
         return json.dumps({
