@@ -11,7 +11,9 @@ from ZODB.utils import p64
 
 from plone.app.asyncjobs import api as jobs_api
 from plone.app.asyncjobs.engine.testing.waiting import wait_for_poll
+from plone.app.asyncjobs.testing import wait_for_all_jobs
 from plone.app.asyncjobs.testing import wait_for_result
+from plone.app.asyncjobs.tests.views import QueueThenConflict
 
 
 def browser_for(app):
@@ -73,3 +75,20 @@ def test_a_job_queued_by_a_request_that_fails_never_runs(views):
     wait_for_poll(views["asyncjobsDispatcher"], count=3)
     transaction.begin()
     assert not hasattr(portal.doc.aq_base, "_asyncjobs_mark")
+
+
+def test_a_request_retried_after_a_conflict_queues_its_job_once(views):
+    app, portal = setup_site(views)
+    browser = browser_for(app)
+    browser.open("http://nohost/plone/doc/@@asyncjobs-test-queue-then-conflict")
+    assert browser.headers["status"].startswith("200")
+    assert QueueThenConflict.attempts == 2, "the publisher retried the request"
+    job = portal._p_jar.get(p64(int(browser.contents)))
+    assert wait_for_result(job) == "attempt 2"
+    wait_for_all_jobs()
+    queue = jobs_api.get_queue(context=portal)
+    assert len(queue) == 0
+    history = [done for record in queue.dispatchers.values() for agent in record.values()
+               for done in list(agent) + list(agent.completed)]
+    assert [done for done in history if "tests.jobs.mark(" in repr(done)] == [job]
+    assert portal.doc._asyncjobs_mark == "attempt 2"
