@@ -258,7 +258,8 @@ def test_monitoring_job_info_active_jobs_polls_and_statistics(dispatcher, queue)
     for job in (quick, slow, failing):
         wait_for_result(job)
     wait_for_start(blocked)
-    wait_until(lambda: job_id(blocked) in dispatcher.active_job_ids())
+    # A thread commits a job's result a moment before it forgets the job.
+    wait_until(lambda: dispatcher.active_job_ids() == [job_id(blocked)])
     assert dispatcher.active_job_ids("", "main") == [job_id(blocked)]
     assert dispatcher.active_job_ids("other") == []
 
