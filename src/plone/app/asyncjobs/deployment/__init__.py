@@ -30,6 +30,7 @@ from dataclasses import field
 from pathlib import Path
 
 from plone.app.asyncjobs.deployment.versions import write_versions_cfg
+from plone.app.asyncjobs.engine.dispatcher import process_alive
 
 
 #: The checkout (holds base.cfg, buildout.cfg, constraints.txt, setup.py).
@@ -198,7 +199,7 @@ class Deployment:
                 pid = int(pidfile.read_text().split()[0])
             except (OSError, ValueError, IndexError):
                 continue
-            if _alive(pid):
+            if process_alive(pid):
                 return pid
         return None
 
@@ -304,9 +305,9 @@ class Deployment:
                     pass
         pids = set(self.started.values()) | set(self._own_processes())
         deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and any(_alive(pid) for pid in pids):
+        while time.monotonic() < deadline and any(process_alive(pid) for pid in pids):
             time.sleep(0.1)
-        killed = [pid for pid in pids if _alive(pid)]
+        killed = [pid for pid in pids if process_alive(pid)]
         for pid in killed:
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -314,24 +315,10 @@ class Deployment:
                 pass
         for pid in killed:
             deadline = time.monotonic() + 10
-            while _alive(pid) and time.monotonic() < deadline:
+            while process_alive(pid) and time.monotonic() < deadline:
                 time.sleep(0.05)
         self.started.clear()
         return killed
-
-
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie is gone for our purposes
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        return state != "Z"
-    except (OSError, IndexError):
-        return False
 
 
 def monitor_command(host, port, command, timeout=30):

@@ -26,6 +26,7 @@ import random
 import socket
 import threading
 from datetime import timedelta
+from pathlib import Path
 
 import transaction
 from twisted.internet import threads
@@ -67,14 +68,19 @@ def process_identity():
     return (socket.gethostname(), os.getpid())
 
 
-def _pid_alive(pid):
+def process_alive(pid):
+    """Tell whether process ``pid`` exists on this host; a zombie counts as gone."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True  # no /proc to ask: kill() found the process
+    return state != "Z"
 
 
 class PollInfo(dict):
@@ -311,7 +317,7 @@ class Dispatcher:
         if record.process is None:
             return False
         host, pid = record.process
-        return host == socket.gethostname() and pid != os.getpid() and not _pid_alive(pid)
+        return host == socket.gethostname() and pid != os.getpid() and not process_alive(pid)
 
     def _pool(self, queue_name, agent_name):
         key = (queue_name, agent_name)
