@@ -223,12 +223,6 @@ class Deployment:
             raise DeploymentError("site creation failed:\n" + result.stdout[-5000:])
         self.log(f"site ready in {time.monotonic() - started:.1f} s")
 
-    def start_zope(self, part, timeout=180):
-        self._ctl(part, "start")
-        self._remember(part)
-        self._wait(lambda: self._http_answers(self.url(part)), timeout,
-                   f"{part} HTTP {self.url(part)}", part)
-
     def start(self, create_site=True):
         self.start_zeo()
         if create_site:

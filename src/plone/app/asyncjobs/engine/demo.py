@@ -8,7 +8,6 @@ Everything it starts is stopped at the end; its files are in ``var/demo``.
 """
 import shutil
 import sys
-import time
 from datetime import timedelta
 from pathlib import Path
 

@@ -418,32 +418,41 @@ class Dispatcher:
             polls = itertools.takewhile(lambda p: p.utc_timestamp >= since, polls)
         return itertools.islice(polls, count)
 
-    def statistics_info(self, since=None, queue=None, agent=None):
+    def statistics_info(self, since=None, until=None, before=False, queue=None, agent=None):
         """Counts and extreme durations of the recent jobs (in memory).
 
+        ``since`` and ``until`` (aware datetimes) limit the jobs to those
+        started in that window (strictly before ``until`` with ``before``);
+        with ``until``, outcomes known only later count as unknown.
         ``statistics start`` is the oldest start considered, ``statistics
         end`` the newest.
         """
-        infos = [i for i in list(self.jobs.values())
-                 if (since is None or i["started"] >= since)
-                 and queue in (None, i["queue"]) and agent in (None, i["agent"])]
+        infos = []
+        for info in list(self.jobs.values()):
+            started = info["started"]
+            if (since is not None and started < since
+                    or until is not None and (started > until or before and started == until)
+                    or queue not in (None, info["queue"]) or agent not in (None, info["agent"])):
+                continue
+            if until is not None and info["completed"] is not None and info["completed"] > until:
+                info = dict(info, completed=None, failed=False)
+            infos.append(info)
         stats = {"started": len(infos), "successful": 0, "failed": 0, "unknown": 0}
-        extremes = {}
+        shortest, longest = {}, {}
         for info in infos:
             if info["completed"] is None:
                 stats["unknown"] += 1
                 continue
             kind = "failed" if info["failed"] else "successful"
             stats[kind] += 1
-            duration = info["completed"] - info["started"]
-            for name, better in (("shortest", min), ("longest", max)):
-                key = f"{name} {kind}"
-                current = extremes.get(key)
-                if current is None or better(duration, current[0]) == duration != current[0]:
-                    extremes[key] = (duration, info["id"])
-        for name in ("shortest successful", "longest successful",
-                     "shortest failed", "longest failed"):
-            stats[name] = extremes.get(name)
+            entry = (info["completed"] - info["started"], info["id"])
+            if kind not in shortest or entry[0] < shortest[kind][0]:
+                shortest[kind] = entry
+            if kind not in longest or entry[0] > longest[kind][0]:
+                longest[kind] = entry
+        for kind in ("successful", "failed"):
+            stats[f"shortest {kind}"] = shortest.get(kind)
+            stats[f"longest {kind}"] = longest.get(kind)
         starts = [i["started"] for i in infos]
         stats["statistics start"] = min(starts, default=None)
         stats["statistics end"] = max(starts, default=None)

@@ -85,13 +85,11 @@ class DispatcherAgents(Container):
         zope.event.notify(DispatcherReactivated(self))
 
     def _clean(self):
-        queue = self.queue
         for agent in self._items.values():
             for job in agent.take_all():
                 status = job.status
                 if status == ASSIGNED:
-                    job._reset()
-                    queue.requeue(job, None)
+                    job.return_to_queue()
                 elif status in (ACTIVE, CALLBACKS):
                     job.interrupted()
                 elif status == COMPLETED:

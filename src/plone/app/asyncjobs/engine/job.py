@@ -563,12 +563,7 @@ class Job(Persistent):
         recorded = dict(policy.data)
 
         def requeue():
-            queue = self.queue
-            agent = self.agent
-            if agent is not None:
-                agent.release(self)
-            self._reset()
-            queue.requeue(self, when)
+            self.return_to_queue(when)
             if self._retry_policy is None:
                 self._retry_policy = policy
             self._retry_policy.data.update(recorded)
@@ -576,6 +571,16 @@ class Job(Persistent):
         retry_forever(requeue, manager, f"rescheduling {self!r}")
         trace.info("%r rescheduled for %s", self, when)
         return self
+
+    def return_to_queue(self, when=None):
+        """Leave the agent holding this job, if any, and queue it again: first
+        in line, or to start at ``when``.  Commits nothing."""
+        queue = self.queue
+        agent = self.agent
+        if agent is not None:
+            agent.release(self)
+        self._reset()
+        queue.requeue(self, when)
 
     def _reset(self):
         self._status_id = _NEW
@@ -714,9 +719,7 @@ class Job(Persistent):
             return
         decision = self._allowed(self.get_retry_policy().interrupted())
         if decision:
-            queue = self.queue
-            self._reset()
-            queue.requeue(self, None if decision is True else decision)
+            self.return_to_queue(None if decision is True else decision)
             return
         self._set_result(failures.capture(AbortedError(f"the worker running {self!r} died")))
         self._log_outcome()

@@ -29,9 +29,6 @@ class ReactorThread:
     def running(self):
         return self.thread.is_alive()
 
-    def in_reactor_thread(self):
-        return threading.current_thread() is self.thread
-
     def stop(self, timeout=10):
         """Stop the reactor (running its shutdown triggers) and join the thread.
 

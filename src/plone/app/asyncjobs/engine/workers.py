@@ -229,12 +229,8 @@ class WorkerThread(threading.Thread):
 
         def hand_back():
             for job in jobs:
-                agent = job.agent
                 if job.status == ASSIGNED and self._owns(job):
-                    queue = agent.queue
-                    agent.release(job)
-                    job._reset()
-                    queue.requeue(job, None)
+                    job.return_to_queue()
 
         try:
             retry_conflicts(hand_back, manager, f"{self.name} handing back {len(jobs)} jobs")

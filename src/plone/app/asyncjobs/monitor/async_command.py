@@ -8,8 +8,6 @@ the database.  The conventions shared by both are in `.tool_commands`.
 """
 
 import itertools
-from collections import OrderedDict
-from types import SimpleNamespace
 
 from zope.interface import implementer
 
@@ -246,21 +244,9 @@ class AsyncCommand(ToolCommand):
             since_point = parse_poll_point(since, f"{arguments.label}: since:")
             since = self._moment_of(dispatcher, since_point, now)
         queue, agent = arguments.get("queue"), arguments.get("agent")
-        if point is None:
-            return dispatcher.statistics_info(since=since, queue=queue, agent=agent)
-        until = self._moment_of(dispatcher, point, now)
-        # The engine counts every job it remembers; show it those started
-        # by `until`, with the outcomes known then.
-        as_of = OrderedDict()
-        for key, info in list(dispatcher.jobs.items()):
-            started = info["started"]
-            if started < until or (inclusive and started == until):
-                completed = info["completed"]
-                if completed is not None and completed > until:
-                    info = dict(info, completed=None, failed=False)
-                as_of[key] = info
-        view = SimpleNamespace(jobs=as_of)
-        return type(dispatcher).statistics_info(view, since=since, queue=queue, agent=agent)
+        until = None if point is None else self._moment_of(dispatcher, point, now)
+        return dispatcher.statistics_info(since=since, until=until, before=not inclusive,
+                                          queue=queue, agent=agent)
 
     @staticmethod
     def _moment_of(dispatcher, point, now):

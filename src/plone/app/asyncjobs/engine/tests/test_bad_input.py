@@ -1,5 +1,4 @@
 """Mistakes are refused where they are made, with messages that say what to do."""
-import functools
 import types
 from datetime import datetime
 from datetime import timedelta
@@ -12,7 +11,6 @@ from plone.app.asyncjobs.engine import status
 from plone.app.asyncjobs.engine.exceptions import BadStatusError
 from plone.app.asyncjobs.engine.ids import object_id
 from plone.app.asyncjobs.engine.job import Job
-from plone.app.asyncjobs.engine.retry import DelayedRetry
 from plone.app.asyncjobs.engine.testing.clock import Clock
 from plone.app.asyncjobs.engine.testing.waiting import wait_for_poll
 from plone.app.asyncjobs.engine.testing.waiting import wait_for_result

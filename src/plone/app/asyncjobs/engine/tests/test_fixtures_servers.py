@@ -10,7 +10,6 @@ import time
 
 import psycopg2
 import pytest
-from ZODB.blob import Blob
 
 from plone.app.asyncjobs.engine.testing import zeo
 from plone.app.asyncjobs.engine.testing.postgres import PostgreSQLDatabase
