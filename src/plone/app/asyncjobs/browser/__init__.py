@@ -1,0 +1,1 @@
+"""Browser views: the control panel for jobs and the demo page."""

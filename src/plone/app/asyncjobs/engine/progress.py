@@ -1,0 +1,61 @@
+"""Progress reports of running jobs.
+
+A job reports how far it got with :func:`report_progress`; the report is a
+live annotation (see :mod:`~plone.app.asyncjobs.engine.local`), committed at
+once in a connection of its own, so monitors and the control panel see it
+while the job's own transaction is still open.  :func:`progress_of` reads
+the last report of any job.
+"""
+from dataclasses import dataclass
+
+from plone.app.asyncjobs.engine.local import set_live_annotation
+
+
+#: The annotation key under which a job's last report is stored.
+PROGRESS_KEY = "progress"
+
+
+@dataclass(frozen=True)
+class Progress:
+    """``done`` units of ``total`` (``None`` if unknown), and a message."""
+
+    done: float
+    total: float | None = None
+    message: str = ""
+
+    @property
+    def fraction(self):
+        """``done / total`` between 0 and 1, or ``None`` without a total."""
+        if not self.total:
+            return None
+        return min(max(self.done / self.total, 0.0), 1.0)
+
+    def as_dict(self):
+        return {"done": self.done, "total": self.total, "message": self.message,
+                "fraction": self.fraction}
+
+
+def report_progress(done, total=None, message="", job=None):
+    """Publish that the current job (or ``job``) has done ``done`` of ``total``.
+
+    Raises ``ValueError`` for a negative ``done`` or a ``total`` that is not
+    positive, and ``NotInJobError`` outside a job when no ``job`` is given.
+    """
+    if not isinstance(done, (int, float)) or isinstance(done, bool) or done < 0:
+        raise ValueError(f"done must be a number >= 0, not {done!r}")
+    if total is not None and (
+            not isinstance(total, (int, float)) or isinstance(total, bool) or total <= 0):
+        raise ValueError(f"total must be a number > 0 or None, not {total!r}")
+    set_live_annotation(PROGRESS_KEY, (done, total, str(message)), job=job)
+
+
+def progress_of(job):
+    """The last :class:`Progress` ``job`` reported, or ``None``.
+
+    Reads what the caller's connection sees: sync (begin a transaction) to
+    see newer reports.
+    """
+    report = job.annotations.get(PROGRESS_KEY)
+    if report is None:
+        return None
+    return Progress(*report)
