@@ -81,8 +81,8 @@ class Agent(Persistent):
         claim, which move to the history in this transaction; jobs in
         ``exclude`` (by ``(oid, database)``) are not claimed.
 
-        Nothing is claimed while the dispatcher is inactive or considered
-        dead, or while ``size`` of the held jobs are running.
+        Nothing is claimed while the dispatcher is inactive, paused or
+        considered dead, or while ``size`` of the held jobs are running.
         """
         jobs = self.claim_jobs(1, now=now, lane=lane, finished=finished, exclude=exclude)
         return jobs[0] if jobs else None
@@ -97,7 +97,7 @@ class Agent(Persistent):
         dispatcher_record = self.parent
         if finished:
             self.sweep(finished)
-        if not dispatcher_record.activated or dispatcher_record.dead:
+        if not dispatcher_record.activated or dispatcher_record.dead or dispatcher_record.paused:
             return []
         if self._running() >= self.size:
             return []

@@ -260,7 +260,7 @@ class Dispatcher:
                 agent.sweep(completed_before=leftovers)
                 wanted.add((name, agent_name))
                 pool = self._pool(name, agent_name)
-                pool.set_size(agent.size)
+                pool.set_size(0 if record.paused else agent.size)
                 if due:
                     pool.wake()
                 agents[agent_name] = {

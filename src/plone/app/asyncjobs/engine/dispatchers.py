@@ -41,6 +41,8 @@ class DispatcherAgents(Container):
 
     activated = None
     last_ping = None
+    #: Set by an administrator: the agents claim nothing (running jobs finish).
+    paused = False
     #: ``(hostname, pid)`` of the process that activated this record.
     process = None
     ping_interval = timedelta(seconds=30)
@@ -84,6 +86,18 @@ class DispatcherAgents(Container):
         self.activated = self.last_ping = utcnow()
         zope.event.notify(DispatcherReactivated(self))
 
+    def pause(self):
+        """Stop claiming jobs until :meth:`resume`; running jobs finish.
+
+        Unlike deactivation this is no failure: the dispatcher keeps pinging
+        and holding its jobs, and a restart does not undo it.
+        """
+        self.paused = True
+
+    def resume(self):
+        """Claim jobs again after :meth:`pause`."""
+        self.paused = False
+
     def _clean(self):
         for agent in self._items.values():
             for job in agent.take_all():
@@ -116,6 +130,8 @@ class DispatcherAgents(Container):
 
     def __repr__(self):
         state = "active" if self.activated else "inactive"
+        if self.paused:
+            state += ", paused"
         return f"<DispatcherAgents {self.UUID} {state}, agents {list(self._items)}>"
 
 

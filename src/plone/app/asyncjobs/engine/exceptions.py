@@ -10,6 +10,10 @@ class AbortedError(Exception):
     """The job was interrupted (its worker died) and its policy gave up."""
 
 
+class CancelledError(Exception):
+    """Someone cancelled the job before it started."""
+
+
 class TimeoutError(builtins.TimeoutError):
     """The job did not start before its ``begin_by`` deadline."""
 

@@ -2,21 +2,28 @@
 
 Completed jobs are kept for about ``period`` (a week by default), newest
 first, and then forgotten, so the database does not grow as jobs complete
-(a pack removes forgotten jobs).  The history is split into ``generations``
-trees; when the newest tree is older than ``period / generations``, a new
+(a pack removes forgotten jobs).  The history is split into ``generations``;
+when the newest generation is older than ``period / generations``, a new
 one starts and the oldest is dropped, so entries live between
 ``period * (generations - 1) / generations`` and ``period``.
 
+Each generation keeps succeeded and failed jobs in two trees and counts
+both, so that listing either kind and counting never read every job.
+
 Concurrent additions from several worker threads touch different keys of
-one tree, which ZODB's BTree conflict resolution merges.
+one tree, which ZODB's BTree conflict resolution merges; the counters are
+:class:`~BTrees.Length.Length` objects, which resolve concurrent changes.
 """
+import heapq
 from datetime import timedelta
 
+from BTrees.Length import Length
 from BTrees.OOBTree import OOBTree
 from persistent import Persistent
 
 from plone.app.asyncjobs.engine.clock import to_microseconds
 from plone.app.asyncjobs.engine.clock import utcnow
+from plone.app.asyncjobs.engine.failure import is_failure
 from plone.app.asyncjobs.engine.ids import object_id
 
 
@@ -30,6 +37,63 @@ class HistoryTree(OOBTree):
     max_leaf_size = 250
 
 
+class Generation(Persistent):
+    """The jobs completed during one span, succeeded and failed apart."""
+
+    def __init__(self):
+        self.succeeded = HistoryTree()
+        self.failed = HistoryTree()
+        self.succeeded_count = Length()
+        self.failed_count = Length()
+
+    def _part(self, job):
+        if is_failure(job.result):
+            return self.failed, self.failed_count
+        return self.succeeded, self.succeeded_count
+
+    def add(self, key, job):
+        tree, count = self._part(job)
+        tree[key] = job
+        count.change(1)
+
+    def get(self, key):
+        job = self.succeeded.get(key)
+        return self.failed.get(key) if job is None else job
+
+    def remove(self, key):
+        """Forget the job under ``key``; return it, or ``None`` if not here."""
+        for tree, count in ((self.succeeded, self.succeeded_count),
+                            (self.failed, self.failed_count)):
+            job = tree.pop(key, None)
+            if job is not None:
+                count.change(-1)
+                return job
+        return None
+
+    def items(self, outcome, after, reverse):
+        """``(key, job)`` of ``outcome`` (``"succeeded"``, ``"failed"`` or
+        ``None`` for both) in key order, after the key ``after``."""
+        trees = [self.succeeded, self.failed] if outcome is None else [getattr(self, outcome)]
+        ranges = [_range(tree, after, reverse) for tree in trees]
+        return ranges[0] if len(ranges) == 1 else heapq.merge(
+            *ranges, key=_key, reverse=reverse)
+
+
+def _key(item):
+    return item[0]
+
+
+def _range(tree, after, reverse):
+    if reverse:
+        return reversed(tree.items() if after is None else tree.items(max=after, excludemax=True))
+    return tree.items() if after is None else tree.items(min=after, excludemin=True)
+
+
+def history_key(completed, job):
+    """The key of ``job`` completed at the aware datetime ``completed``."""
+    return (-to_microseconds(completed), object_id(job)[0] or id(job))
+
+
 class CompletedJobs(Persistent):
     """Completed jobs, iterable newest first."""
 
@@ -39,15 +103,15 @@ class CompletedJobs(Persistent):
         self.period = period
         self.generations = generations
         self._started = utcnow()
-        self._trees = (HistoryTree(),)
+        self._generations = (Generation(),)
 
     def add(self, job, completed=None):
         """Add ``job``, completed at ``completed`` (default: now)."""
         now = utcnow()
         self._rotate(now)
-        key = (-to_microseconds(completed or now), object_id(job)[0] or id(job))
+        key = history_key(completed or now, job)
         job._history_key = key
-        self._trees[0][key] = job
+        self._generations[0].add(key, job)
 
     def _rotate(self, now):
         span = self.period / self.generations
@@ -55,22 +119,67 @@ class CompletedJobs(Persistent):
             # One generation per span passed, so that after a quiet time
             # everything older than the period goes at once.
             passed = min(int((now - self._started) / span), self.generations)
-            self._trees = (HistoryTree(),) + self._trees[: self.generations - passed]
+            kept = self._generations[: self.generations - passed]
+            self._generations = (Generation(),) + kept
             self._started = now
 
+    def remove(self, job):
+        """Forget ``job``; raise ``LookupError`` if it is not in this history."""
+        key = getattr(job, "_history_key", None)
+        for generation in self._generations:
+            if key is not None and generation.get(key) is job:
+                generation.remove(key)
+                job._history_key = None
+                return
+        raise LookupError(f"{job!r} is not in this history")
+
+    def purge(self, before):
+        """Forget the jobs completed before the aware datetime ``before``;
+        return how many."""
+        limit = (-to_microseconds(before), float("inf"))
+        removed = 0
+        for generation in self._generations:
+            for tree in (generation.succeeded, generation.failed):
+                keys = list(tree.keys(min=limit, excludemin=True))
+                for key in keys:
+                    generation.remove(key)._history_key = None
+                removed += len(keys)
+        return removed
+
+    def items(self, outcome=None, after=None, reverse=False):
+        """``(key, job)`` pairs newest first (oldest first if ``reverse``),
+        after the key ``after`` if given; ``outcome`` ``"succeeded"`` or
+        ``"failed"`` restricts them to one kind."""
+        if outcome not in (None, "succeeded", "failed"):
+            raise ValueError(f"outcome must be None, 'succeeded' or 'failed', not {outcome!r}")
+        # Generations do not overlap in time unless a job was added with an
+        # old completion time, so merging costs little.
+        return heapq.merge(
+            *(generation.items(outcome, after, reverse) for generation in self._generations),
+            key=_key, reverse=reverse)
+
     def __iter__(self):
-        for tree in self._trees:
-            yield from tree.values()
+        for _, job in self.items():
+            yield job
 
     def __len__(self):
-        return sum(len(tree) for tree in self._trees)
+        return self.succeeded_count() + self.failed_count()
+
+    def succeeded_count(self):
+        """How many of the jobs kept succeeded."""
+        return sum(generation.succeeded_count() for generation in self._generations)
+
+    def failed_count(self):
+        """How many of the jobs kept failed."""
+        return sum(generation.failed_count() for generation in self._generations)
 
     def __bool__(self):
-        return any(self._trees)
+        return len(self) > 0
 
     def __contains__(self, job):
         key = getattr(job, "_history_key", None)
-        return key is not None and any(tree.get(key) is job for tree in self._trees)
+        return key is not None and any(
+            generation.get(key) is job for generation in self._generations)
 
     def first(self):
         """The most recently completed job, or ``None``."""
@@ -79,5 +188,7 @@ class CompletedJobs(Persistent):
     def since(self, start):
         """Jobs completed at or after the aware datetime ``start``, newest first."""
         limit = (-to_microseconds(start), float("inf"))
-        for tree in self._trees:
-            yield from tree.values(max=limit)
+        for key, job in self.items():
+            if key > limit:
+                return
+            yield job

@@ -42,6 +42,7 @@ from plone.app.asyncjobs.engine.clock import utcnow
 from plone.app.asyncjobs.engine.events import JobCompleted
 from plone.app.asyncjobs.engine.exceptions import AbortedError
 from plone.app.asyncjobs.engine.exceptions import BadStatusError
+from plone.app.asyncjobs.engine.exceptions import CancelledError
 from plone.app.asyncjobs.engine.exceptions import ReassignedError
 from plone.app.asyncjobs.engine.exceptions import TimeoutError
 from plone.app.asyncjobs.engine.ids import load
@@ -67,6 +68,13 @@ _NEW, _ACTIVE, _CALLBACKS, _COMPLETED = range(4)
 _STORED_STATUS = {_ACTIVE: ACTIVE, _CALLBACKS: CALLBACKS, _COMPLETED: COMPLETED}
 
 _REPR_LIMIT = 60
+
+# What a job records about its runs, as opposed to the work it describes.
+_RUN_STATE = frozenset({
+    "_callable", "args", "kwargs", "annotations", "_callbacks", "_status_id", "_result",
+    "_deferred", "_retry_policy", "_queue_key", "_history_key", "parent", "active_start",
+    "active_end", "attempts", "_begin_after", "_begin_by", "assigner_uuid",
+})
 _TORN_DOWN = object()
 
 
@@ -704,6 +712,53 @@ class Job(Persistent):
         if self._status_id == _CALLBACKS:
             self.resume_callbacks()
         return self._result
+
+    def cancel(self, reason="cancelled"):
+        """Take a pending job out of its queue and complete it with a
+        :class:`~.exceptions.CancelledError` failure.
+
+        Commits nothing.  The job goes to its queue's own history; its
+        callbacks run in a worker, like those of an interrupted job.
+        """
+        if self.status != PENDING:
+            raise BadStatusError(f"only a pending job can be cancelled; {self!r} is {self.status}")
+        queue = self.queue
+        queue.remove(self)
+        self._set_result(failures.capture(CancelledError(reason)))
+        self.parent = queue
+        queue.completed.add(self, self.active_end)
+        self._log_outcome()
+        if self._status_id == _CALLBACKS:
+            queue.put_back(self._resume_callbacks_job())
+
+    def copy(self):
+        """Return a new job that does the same work: same class, callable,
+        arguments (a shallow copy), quota names and policies, with copies of
+        the callbacks; no status, result, schedule or annotations.
+
+        This is how a finished job is retried.  Jobs whose work involves
+        other jobs (composite jobs, a job calling a job, add_callbacks
+        proxies) cannot be copied: their parts would be shared.
+        """
+        parts = [self._callable, *self.args, *self.kwargs.values()]
+        if any(IJob.providedBy(part) for part in parts):
+            raise ValueError(f"{self!r} calls or is given other jobs and cannot be copied")
+        if any(not IJob.providedBy(callback) for callback in self.callbacks):
+            raise ValueError(f"{self!r} has add_callbacks() callbacks and cannot be copied")
+        cls = type(self)
+        new = cls.__new__(cls)
+        state = self.__getstate__()
+        new.__setstate__({key: value for key, value in state.items() if key not in _RUN_STATE})
+        callable = self._callable
+        if getattr(callable, "__self__", None) is self:
+            callable = getattr(new, callable.__name__)
+        new._callable = callable
+        new.args = PersistentList(self.args)
+        new.kwargs = PersistentMapping(self.kwargs)
+        new.annotations = OOBTree()
+        for callback in self.callbacks:
+            new.add_callback(callback.copy())
+        return new
 
     def interrupted(self):
         """Handle the death of the worker that ran this ACTIVE job.

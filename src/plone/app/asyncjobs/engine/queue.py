@@ -35,6 +35,7 @@ from plone.app.asyncjobs.engine.clock import to_microseconds
 from plone.app.asyncjobs.engine.clock import utcnow
 from plone.app.asyncjobs.engine.container import Container
 from plone.app.asyncjobs.engine.dispatchers import Dispatchers
+from plone.app.asyncjobs.engine.history import CompletedJobs
 from plone.app.asyncjobs.engine.ids import object_id
 from plone.app.asyncjobs.engine.instanceuuid import configured_uuid
 from plone.app.asyncjobs.engine.interfaces import IQueue
@@ -110,6 +111,7 @@ class Queue(Persistent):
 
     name = None
     parent = None
+    _completed = None
 
     def __init__(self):
         self._handed_back = PendingJobs()
@@ -186,6 +188,13 @@ class Queue(Persistent):
         job.parent = self
         self._length.change(1)
 
+    @property
+    def completed(self):
+        """Jobs completed without an agent (cancelled ones), created on first use."""
+        if self._completed is None:
+            self._completed = CompletedJobs()
+        return self._completed
+
     # -- removing -----------------------------------------------------------
 
     def _take(self, job):
@@ -253,6 +262,25 @@ class Queue(Persistent):
 
     def __bool__(self):
         return len(self) > 0
+
+    def items(self, after=None, reverse=False):
+        """``(key, job)`` of the pending jobs by due time (latest first if
+        ``reverse``), after the key ``after``; a key is ``(due µs, oid)``.
+
+        Unlike iteration, handed-back jobs are not put first.
+        """
+        def lane_items(lane):
+            bounds = {"min": lane.MARKER_KEY, "excludemin": True}
+            if after is not None and reverse:
+                bounds.update(max=after, excludemax=True)
+            elif after is not None:
+                bounds["min"] = max(after, lane.MARKER_KEY)
+            items = lane.items(**bounds)
+            return reversed(items) if reverse else items
+
+        lanes = (self._handed_back,) + self._lanes
+        return heapq.merge(*(lane_items(lane) for lane in lanes),
+                           key=lambda item: item[0], reverse=reverse)
 
     def __iter__(self):
         """Pending jobs: handed-back ones, then all by due time."""

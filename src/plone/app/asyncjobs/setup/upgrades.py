@@ -12,3 +12,10 @@ def reload_registry(setup_tool):
     defaults; records that exist keep their values."""
     setup_tool.runImportStepFromProfile(PROFILE_ID, "plone.app.registry")
     logger.info("plone.app.asyncjobs: registry records re-imported")
+
+
+def add_control_panel(setup_tool):
+    """Import the permission's role map and the configlet."""
+    for step in ("rolemap", "controlpanel"):
+        setup_tool.runImportStepFromProfile(PROFILE_ID, step)
+    logger.info("plone.app.asyncjobs: job control panel added")

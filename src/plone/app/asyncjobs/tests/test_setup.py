@@ -24,7 +24,7 @@ def test_installed_with_settings_layer_and_queues(portal):
     assert IAsyncJobsLayer in registered_layers()
     assert KEY in portal._p_jar.root()
     setup_tool = api.portal.get_tool("portal_setup")
-    assert setup_tool.getLastVersionForProfile(PROFILE) == ("1001",)
+    assert setup_tool.getLastVersionForProfile(PROFILE) == ("1002",)
 
 
 def test_uninstall_removes_settings_and_layer_but_keeps_the_jobs(portal):
@@ -54,11 +54,34 @@ def test_the_default_profile_installs_and_the_uninstall_profile_is_hidden(portal
 def test_upgrade_step_reloads_the_registry(portal):
     setup_tool = api.portal.get_tool("portal_setup")
     [step] = [s for s in listUpgradeSteps(setup_tool, PROFILE, "1000")
-              if not isinstance(s, list)]
-    assert (step["source"], step["dest"]) == (("1000",), ("1001",))
+              if not isinstance(s, list) and s["source"] == ("1000",)]
+    assert step["dest"] == ("1001",)
     registry = getUtility(IRegistry)
     del registry.records["plone.app.asyncjobs.history_days"]
     registry["plone.app.asyncjobs.default_queue"] = "kept"
     step["step"].doStep(setup_tool)
     assert registry["plone.app.asyncjobs.history_days"] == 7
     assert registry["plone.app.asyncjobs.default_queue"] == "kept"
+
+
+MANAGE_JOBS = "plone.app.asyncjobs: Manage jobs"
+
+
+def granted_roles(portal):
+    return {role["name"] for role in portal.rolesOfPermission(MANAGE_JOBS)
+            if role["selected"]}
+
+
+def test_manage_jobs_is_granted_to_managers_and_site_administrators(portal):
+    assert granted_roles(portal) == {"Manager", "Site Administrator"}
+
+
+def test_upgrade_step_to_1002_grants_manage_jobs(portal):
+    setup_tool = api.portal.get_tool("portal_setup")
+    [step] = [s for s in listUpgradeSteps(setup_tool, PROFILE, "1001")
+              if not isinstance(s, list) and s["source"] == ("1001",)]
+    assert step["dest"] == ("1002",)
+    portal.manage_permission(MANAGE_JOBS, roles=[], acquire=False)
+    assert granted_roles(portal) == set()
+    step["step"].doStep(setup_tool)
+    assert granted_roles(portal) == {"Manager", "Site Administrator"}

@@ -4,6 +4,7 @@ from datetime import timedelta
 
 import pytest
 
+from plone.app.asyncjobs.engine import failure
 from plone.app.asyncjobs.engine import status
 from plone.app.asyncjobs.engine.agent import Agent
 from plone.app.asyncjobs.engine.history import CompletedJobs
@@ -232,3 +233,59 @@ def test_history_keeps_what_is_younger_than_the_period_after_a_quiet_time(conn, 
 def test_history_needs_two_generations():
     with pytest.raises(ValueError, match="keep at least two generations"):
         CompletedJobs(generations=1)
+
+
+def failed_job(conn, name):
+    job = completed_job(conn, name)
+    job._result = failure.capture(ValueError(name))
+    return job
+
+
+def test_history_indexes_and_counts_failed_jobs(conn, clock):
+    history = CompletedJobs(period=timedelta(days=7), generations=7)
+    ok, bad = completed_job(conn, "ok"), failed_job(conn, "bad")
+    history.add(bad)
+    clock.advance(days=1)
+    history.add(ok)
+    later_bad = failed_job(conn, "later bad")
+    history.add(later_bad)
+    assert [job for _, job in history.items("failed")] == [later_bad, bad]
+    assert len(history) == 3 and history.failed_count() == 2
+    clock.advance(days=7)
+    history.add(completed_job(conn, "new"))
+    assert history.failed_count() == 0 and len(history) == 1
+
+
+def test_history_pages_after_a_key(conn, clock):
+    history = CompletedJobs()
+    added = []
+    for n in range(5):
+        added.append(completed_job(conn, n))
+        history.add(added[-1])
+        clock.advance(minutes=1)
+    first_page = [item for item, _ in zip(history.items(), range(2))]
+    assert [job for _, job in first_page] == [added[4], added[3]]
+    rest = [job for _, job in history.items(after=first_page[-1][0])]
+    assert rest == [added[2], added[1], added[0]]
+    oldest_first = [job for _, job in history.items(reverse=True, after=first_page[-1][0])]
+    assert oldest_first == [added[4]]
+    assert [job for _, job in history.items(reverse=True)] == added
+    assert list(history.items("succeeded")) == list(history.items())
+    with pytest.raises(ValueError, match="outcome must be"):
+        history.items("lost")
+
+
+def test_history_removes_one_job_and_purges_old_ones(conn, clock):
+    history = CompletedJobs()
+    old, bad, new = completed_job(conn, "old"), failed_job(conn, "bad"), completed_job(conn, "new")
+    history.add(old)
+    history.add(bad)
+    clock.advance(days=2)
+    history.add(new)
+    history.remove(bad)
+    assert list(history) == [new, old] and history.failed_count() == 0
+    with pytest.raises(LookupError, match="not in this history"):
+        history.remove(bad)
+    assert history.purge(clock.now - timedelta(days=1)) == 1
+    assert list(history) == [new] and len(history) == 1 and old not in history
+    assert history.purge(clock.now - timedelta(days=1)) == 0

@@ -1,0 +1,73 @@
+"""What an administrator does to jobs: find, cancel, retry, forget, purge.
+
+These functions change objects in the caller's transaction and commit
+nothing; the caller commits (a Plone request does so when it ends).  Bad
+requests raise ``LookupError`` (no such job) or ``BadStatusError`` (not in
+a status that allows it) with a message meant for the administrator.
+"""
+from ZODB.POSException import POSKeyError
+
+from plone.app.asyncjobs.engine.exceptions import BadStatusError
+from plone.app.asyncjobs.engine.ids import load
+from plone.app.asyncjobs.engine.ids import object_id
+from plone.app.asyncjobs.engine.interfaces import IJob
+from plone.app.asyncjobs.engine.listing import histories
+from plone.app.asyncjobs.engine.status import COMPLETED
+from plone.app.asyncjobs.engine.status import PENDING
+
+
+#: The annotation keys linking a retried job and its retry, by integer oid.
+RETRIED_AS = "retried_as"
+RETRY_OF = "retry_of"
+
+
+def find_job(connection, oid, database_name=None):
+    """The job with the integer ``oid``; ``LookupError`` if there is none."""
+    try:
+        job = load(connection, oid, database_name)
+    except (POSKeyError, KeyError):
+        job = None
+    if not IJob.providedBy(job):
+        raise LookupError(f"there is no job {oid}")
+    return job
+
+
+def cancel(job, reason="cancelled"):
+    """Cancel a pending job (see :meth:`.Job.cancel`)."""
+    if job.status != PENDING:
+        raise BadStatusError(f"only a pending job can be cancelled; this one is {job.status}")
+    job.cancel(reason)
+
+
+def retry(job):
+    """Queue a copy of the finished ``job`` in its queue; return the copy.
+
+    The two are linked by the annotations :data:`RETRIED_AS` and
+    :data:`RETRY_OF`.
+    """
+    if job.status != COMPLETED:
+        raise BadStatusError(f"only a finished job can be retried; this one is {job.status}")
+    queue = job.queue
+    if queue is None:
+        raise BadStatusError("this job is not in a queue, so it cannot be retried")
+    new = queue.put(job.copy())
+    new.annotations[RETRY_OF] = object_id(job)[0]
+    job.annotations[RETRIED_AS] = object_id(new)[0]
+    return new
+
+
+def forget(job):
+    """Remove a finished job from the history it is kept in."""
+    if job.status != COMPLETED:
+        raise BadStatusError(f"only a finished job can be removed; this one is {job.status}")
+    history = getattr(job.parent, "completed", None)
+    if history is None or job not in history:
+        raise LookupError("this job is not in a history any more")
+    history.remove(job)
+
+
+def purge(queues, before):
+    """Forget every finished job completed before the aware datetime
+    ``before``, in all ``queues``; return how many."""
+    return sum(history.purge(before)
+               for queue in queues.values() for history in histories(queue))

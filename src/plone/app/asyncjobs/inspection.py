@@ -1,0 +1,401 @@
+"""What the job control panel and the REST API show of jobs, and do to them.
+
+Both present the same facts, so they are computed here once, as plain
+JSON-ready data (times as ISO 8601 strings in UTC, job ids as strings of
+integer oids).  Listings come from :mod:`.engine.listing` and never read
+more jobs than a page needs (a filtered page reads at most
+:data:`SCAN_LIMIT`).  Actions change the caller's transaction only and log
+who did what on the logger ``plone.app.asyncjobs.admin``.
+
+Bad input raises :class:`QueryError` (its ``field`` names the parameter),
+an unknown job ``LookupError``, an action the job's status does not allow
+:class:`~.engine.exceptions.BadStatusError`.
+"""
+import logging
+from datetime import datetime
+from datetime import timedelta
+from datetime import timezone
+
+from plone.app.asyncjobs.engine import admin
+from plone.app.asyncjobs.engine import listing
+from plone.app.asyncjobs.engine.clock import utcnow
+from plone.app.asyncjobs.engine.failure import is_failure
+from plone.app.asyncjobs.engine.failure import traceback_text
+from plone.app.asyncjobs.engine.ids import object_id
+from plone.app.asyncjobs.engine.interfaces import IJob
+from plone.app.asyncjobs.engine.progress import progress_of
+from plone.app.asyncjobs.engine.status import COMPLETED
+from plone.app.asyncjobs.monitor.tool_commands import brief_repr
+from plone.app.asyncjobs.monitor.tool_commands import dotted_name
+
+
+logger = logging.getLogger("plone.app.asyncjobs.admin")
+
+#: The job lists: pending, active, completed (succeeded) and failed.
+STATES = listing.STATES
+#: Page sizes a listing accepts, and the default.
+MAX_PAGE_SIZE = 100
+DEFAULT_PAGE_SIZE = 20
+#: How many jobs a filtered page reads at most before it offers to go on.
+SCAN_LIMIT = 5000
+#: Sort orders: name -> reverse the natural order?
+SORTS = {"natural": False, "reverse": True}
+
+
+class QueryError(ValueError):
+    """A listing parameter or an action argument is not acceptable."""
+
+    def __init__(self, field, message):
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+# -- facts -----------------------------------------------------------------------
+
+
+def iso(moment):
+    return None if moment is None else moment.astimezone(timezone.utc).isoformat()
+
+
+def job_id(job):
+    return str(object_id(job)[0])
+
+
+def get_job(queues, text):
+    """The job whose id is ``text``; ``LookupError`` if none."""
+    try:
+        oid = int(text)
+    except (TypeError, ValueError):
+        raise LookupError(f"there is no job {text!r}") from None
+    if oid <= 0:
+        raise LookupError(f"there is no job {text!r}")
+    return admin.find_job(queues._p_jar, oid)
+
+
+def outcome(job):
+    """``"succeeded"``, ``"failed"``, or ``None`` while not completed."""
+    if job.status != COMPLETED:
+        return None
+    return "failed" if is_failure(job.result) else "succeeded"
+
+
+def list_state(job):
+    """Which list (:data:`STATES`) the job appears in."""
+    status = job.status
+    if status == COMPLETED:
+        return listing.FAILED if is_failure(job.result) else listing.SUCCEEDED
+    if status in ("new", "pending"):
+        return listing.PENDING
+    return listing.RUNNING
+
+
+def call_name(job):
+    func = getattr(job, "func", None)  # a job of the Plone service
+    return dotted_name(func) if func is not None else job.call_name
+
+
+def _execution(job):
+    return getattr(job, "execution", None)
+
+
+def queued_by(job):
+    execution = _execution(job)
+    if execution is None:
+        return None
+    if execution.user_id is None:
+        return {"id": None, "user_folder": None, "anonymous": True}
+    folder = execution.user_folder_path
+    return {"id": execution.user_id,
+            "user_folder": folder if isinstance(folder, str) else "/".join(folder),
+            "anonymous": False}
+
+
+def context_path(job):
+    execution = _execution(job)
+    if execution is None or execution.context_path is None:
+        return None
+    return "/".join(execution.context_path)
+
+
+def _result_text(job):
+    result = job.result
+    if is_failure(result):
+        return traceback_text(result, detail="brief").strip().splitlines()[-1]
+    if IJob.providedBy(result):
+        return f"waiting for job {job_id(result)}"
+    if result is None and job.status != COMPLETED:
+        return None
+    return brief_repr(result)
+
+
+def describe(job, detail=False):
+    """What a listing (or, with ``detail``, a job page) shows of ``job``."""
+    queue = job.queue
+    agent = job.agent
+    progress = progress_of(job)
+    facts = {
+        "id": job_id(job),
+        "queue": None if queue is None else queue.name,
+        "status": job.status,
+        "state": list_state(job),
+        "outcome": outcome(job),
+        "callable": call_name(job),
+        "queued_by": queued_by(job),
+        "context_path": context_path(job),
+        "begin_after": iso(job.begin_after),
+        "begin_by_seconds": None if job.begin_by is None else job.begin_by.total_seconds(),
+        "started": iso(job.active_start),
+        "ended": iso(job.active_end),
+        "attempts": job.attempts,
+        "progress": None if progress is None else progress.as_dict(),
+        "result": _result_text(job),
+        "dispatcher": None if agent is None else str(agent.parent.UUID),
+        "agent": None if agent is None else agent.name,
+    }
+    if detail:
+        facts.update(_details(job))
+    return facts
+
+
+def _details(job):
+    result = job.result
+    retry_of = job.annotations.get(admin.RETRY_OF)
+    retried_as = job.annotations.get(admin.RETRIED_AS)
+    policy = job.retry_policy
+    return {
+        "args": [brief_repr(value) for value in job.args],
+        "kwargs": {str(name): brief_repr(value) for name, value in job.kwargs.items()},
+        "quota_names": list(job.quota_names),
+        "retry_policy": job.retry_policy_factory or "default",
+        "retry_history": None if policy is None else brief_repr(getattr(policy, "data", policy)),
+        "retry_of": None if retry_of is None else str(retry_of),
+        "retried_as": None if retried_as is None else str(retried_as),
+        "traceback": traceback_text(result) if is_failure(result) else None,
+        "callbacks": [describe(callback) for callback in job.callbacks if IJob.providedBy(callback)],
+        "subjobs": [describe(part) for part in job.args if IJob.providedBy(part)],
+        "assigner": None if job.assigner_uuid is None else str(job.assigner_uuid),
+    }
+
+
+# -- dispatchers --------------------------------------------------------------------
+
+
+ALIVE, STUCK, DEAD, DEACTIVATED = "alive", "stuck", "dead", "deactivated"
+
+
+def dispatcher_state(record, now=None):
+    """alive, stuck (pings overdue, not dead yet), dead, or deactivated."""
+    if not record.activated:
+        return DEACTIVATED
+    if record.dead:
+        return DEAD
+    last = max(t for t in (record.last_ping, record.activated) if t is not None)
+    if (now or utcnow()) - last > 2 * record.ping_interval:
+        return STUCK
+    return ALIVE
+
+
+def overview(queues, now=None):
+    """Queues with counts, dispatchers with agents, and the last hour's work."""
+    now = now or utcnow()
+    hour_ago = now - timedelta(hours=1)
+    dispatchers = {}
+    completed = failed = 0
+    queue_facts = []
+    for name, queue in queues.items():
+        queue_facts.append({"name": name, "counts": listing.count_jobs(queue),
+                            "quotas": {q: {"size": quota.size, "filled": len(quota)}
+                                       for q, quota in queue.quotas.items()}})
+        for history in listing.histories(queue):
+            for job in history.since(hour_ago):
+                completed += 1
+                failed += is_failure(job.result)
+        for uuid, record in queue.dispatchers.items():
+            facts = dispatchers.setdefault(str(uuid), {
+                "uuid": str(uuid), "queues": {}, "states": set(), "paused": False,
+                "last_ping": None, "activated": None, "process": None})
+            facts["states"].add(dispatcher_state(record, now))
+            facts["paused"] = facts["paused"] or record.paused
+            facts["last_ping"] = max(filter(None, (facts["last_ping"], record.last_ping)),
+                                     default=None)
+            facts["activated"] = min(filter(None, (facts["activated"], record.activated)),
+                                     default=None)
+            if record.process is not None:
+                facts["process"] = f"{record.process[0]}:{record.process[1]}"
+            facts["queues"][name] = [
+                {"name": agent_name, "size": agent.size,
+                 "jobs": [job_id(job) for job in agent]}
+                for agent_name, agent in record.items()]
+    for facts in dispatchers.values():
+        states = facts.pop("states")
+        # The worst state any of its queue records is in.
+        facts["state"] = next(s for s in (DEAD, STUCK, DEACTIVATED, ALIVE) if s in states)
+        activated = facts["activated"]
+        facts["uptime_seconds"] = None if activated is None else (now - activated).total_seconds()
+        facts["last_ping"] = iso(facts["last_ping"])
+        facts["activated"] = iso(activated)
+    return {"queues": queue_facts,
+            "dispatchers": sorted(dispatchers.values(), key=lambda d: d["uuid"]),
+            "last_hour": {"completed": completed, "failed": failed}}
+
+
+# -- listing -----------------------------------------------------------------------
+
+
+def _text_of(job):
+    """What free-text search looks at."""
+    parts = [call_name(job), context_path(job) or "", _result_text(job) or ""]
+    user = queued_by(job)
+    if user and user["id"]:
+        parts.append(user["id"])
+    parts.extend(brief_repr(value) for value in job.args)
+    return "\n".join(parts).lower()
+
+
+def _parse_time(field, text):
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise QueryError(field, f"not an ISO 8601 date and time: {text!r}") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment
+
+
+class JobQuery:
+    """A listing request, built from (string) parameters and checked.
+
+    Parameters: ``state`` (one of :data:`STATES`, default ``pending``),
+    ``queue`` (name; repeatable as a list), ``user`` (user id, exact),
+    ``callable`` (substring of the dotted name), ``text`` (substring of
+    callable, context path, user, arguments and result), ``since`` and
+    ``until`` (ISO 8601; naive means UTC), ``sort`` (``natural`` or
+    ``reverse``), ``after`` (the cursor of the previous page) and ``size``.
+    """
+
+    def __init__(self, params):
+        get = params.get
+        self.state = get("state") or listing.PENDING
+        if self.state not in STATES:
+            raise QueryError("state", f"must be one of {', '.join(STATES)}")
+        queue = get("queue")
+        self.queues = None if not queue else ([queue] if isinstance(queue, str) else list(queue))
+        self.user = get("user") or None
+        self.callable = (get("callable") or "").strip() or None
+        self.text = (get("text") or "").strip().lower() or None
+        self.since = _parse_time("since", get("since")) if get("since") else None
+        self.until = _parse_time("until", get("until")) if get("until") else None
+        sort = get("sort") or "natural"
+        if sort not in SORTS:
+            raise QueryError("sort", f"must be one of {', '.join(SORTS)}")
+        self.sort = sort
+        try:
+            self.after = listing.decode_cursor(get("after")) if get("after") else None
+        except ValueError as error:
+            raise QueryError("after", str(error)) from None
+        size = get("size") or DEFAULT_PAGE_SIZE
+        try:
+            self.size = int(size)
+        except (TypeError, ValueError):
+            raise QueryError("size", f"not a number: {size!r}") from None
+        if not 1 <= self.size <= MAX_PAGE_SIZE:
+            raise QueryError("size", f"must be between 1 and {MAX_PAGE_SIZE}")
+
+    def match(self, job):
+        if self.user is not None:
+            user = queued_by(job)
+            if user is None or user["id"] != self.user:
+                return False
+        if self.callable is not None and self.callable not in call_name(job):
+            return False
+        return self.text is None or self.text in _text_of(job)
+
+    def filtered(self):
+        return any(v is not None for v in (self.user, self.callable, self.text))
+
+    def run(self, queues):
+        """``{"items", "next", "scanned", "exhausted"}`` for one page."""
+        page = listing.find_jobs(
+            queues, self.state, queue_names=self.queues,
+            match=self.match if self.filtered() else None,
+            since=self.since, until=self.until, after=self.after,
+            reverse=SORTS[self.sort], size=self.size, scan_limit=max(SCAN_LIMIT, self.size))
+        return {
+            "items": [describe(job) for _, job in page.jobs],
+            "next": None if page.after is None else listing.encode_cursor(page.after),
+            "scanned": page.scanned,
+            "exhausted": page.exhausted,
+        }
+
+
+# -- actions -----------------------------------------------------------------------
+
+
+def cancel(job, actor):
+    admin.cancel(job, f"cancelled by {actor}")
+    logger.info("%s cancelled job %s (%s)", actor, job_id(job), call_name(job))
+
+
+def retry(job, actor):
+    new = admin.retry(job)
+    logger.info("%s retried job %s (%s) as job %s", actor, job_id(job), call_name(job),
+                job_id(new))
+    return new
+
+
+def remove(job, actor):
+    admin.forget(job)
+    logger.info("%s removed finished job %s (%s)", actor, job_id(job), call_name(job))
+
+
+def purge(queues, days, actor):
+    """Forget jobs finished more than ``days`` days ago; return how many."""
+    try:
+        days = float(days)
+    except (TypeError, ValueError):
+        raise QueryError("days", f"not a number: {days!r}") from None
+    if days < 0:
+        raise QueryError("days", "must be 0 or more")
+    removed = admin.purge(queues, utcnow() - timedelta(days=days))
+    logger.info("%s purged %d jobs finished more than %s days ago", actor, removed, days)
+    return removed
+
+
+def _records(queues, uuid):
+    records = [queue.dispatchers[key] for queue in queues.values()
+               for key in queue.dispatchers.keys() if str(key) == uuid]
+    if not records:
+        raise LookupError(f"there is no dispatcher {uuid!r}")
+    return records
+
+
+def set_agent_size(queues, uuid, queue_name, agent_name, size, actor):
+    """Change the size of an agent; the worker follows at its next poll."""
+    try:
+        size = int(size)
+    except (TypeError, ValueError):
+        raise QueryError("size", f"not a number: {size!r}") from None
+    if not 0 <= size <= 100:
+        raise QueryError("size", "must be between 0 and 100")
+    if queue_name not in queues:
+        raise LookupError(f"there is no queue {queue_name!r}")
+    [record] = [r for r in _records(queues, uuid) if r.queue is queues[queue_name]] or [None]
+    if record is None or agent_name not in record:
+        raise LookupError(f"dispatcher {uuid} has no agent {agent_name!r} in queue {queue_name!r}")
+    old = record[agent_name].size
+    record[agent_name].size = size
+    logger.info("%s changed the size of agent %r of dispatcher %s in queue %r from %d to %d",
+                actor, agent_name, uuid, queue_name, old, size)
+
+
+def pause(queues, uuid, actor):
+    """Stop a dispatcher's agents from claiming jobs in every queue."""
+    for record in _records(queues, uuid):
+        record.pause()
+    logger.info("%s paused the agents of dispatcher %s", actor, uuid)
+
+
+def resume(queues, uuid, actor):
+    for record in _records(queues, uuid):
+        record.resume()
+    logger.info("%s resumed the agents of dispatcher %s", actor, uuid)
