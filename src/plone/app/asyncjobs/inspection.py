@@ -20,6 +20,7 @@ from plone.app.asyncjobs.engine import admin
 from plone.app.asyncjobs.engine import listing
 from plone.app.asyncjobs.engine.clock import utcnow
 from plone.app.asyncjobs.engine.failure import is_failure
+from plone.app.asyncjobs.engine.failure import summary as failure_summary
 from plone.app.asyncjobs.engine.failure import traceback_text
 from plone.app.asyncjobs.engine.ids import object_id
 from plone.app.asyncjobs.engine.interfaces import IJob
@@ -120,7 +121,7 @@ def context_path(job):
 def _result_text(job):
     result = job.result
     if is_failure(result):
-        return traceback_text(result, detail="brief").strip().splitlines()[-1]
+        return failure_summary(result)
     if IJob.providedBy(result):
         return f"waiting for job {job_id(result)}"
     if result is None and job.status != COMPLETED:

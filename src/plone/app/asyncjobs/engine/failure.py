@@ -78,5 +78,10 @@ def traceback_text(failure, detail="default"):
     return failure.getTraceback(detail=detail)
 
 
+def summary(failure):
+    """``module.ExceptionClass: message`` of a failure, in one line."""
+    return f"{_qualified_name(failure.type)}: {failure.getErrorMessage()}"
+
+
 def _qualified_name(cls):
     return f"{cls.__module__}.{cls.__qualname__}"

@@ -1,0 +1,97 @@
+"""The facts and actions shared by the control panel and the REST API,
+with jobs queued through the Plone service."""
+from datetime import timedelta
+
+import pytest
+import transaction
+from plone.app.testing import TEST_USER_ID
+
+from plone.app.asyncjobs import api as jobs_api
+from plone.app.asyncjobs import inspection
+from plone.app.asyncjobs.engine.exceptions import BadStatusError
+from plone.app.asyncjobs.engine.status import COMPLETED
+from plone.app.asyncjobs.engine.status import PENDING
+from plone.app.asyncjobs.engine.testing.waiting import wait_until
+from plone.app.asyncjobs.testing import wait_for_all_jobs
+from plone.app.asyncjobs.testing import wait_for_result
+from plone.app.asyncjobs.tests import jobs
+
+
+def test_describe_names_the_function_user_and_context(portal, recorded_events):
+    job = jobs_api.queue_job(jobs.fail, portal, "secret reason")
+    wait_for_result(job)
+    facts = inspection.describe(job, detail=True)
+    assert facts["callable"] == "plone.app.asyncjobs.tests.jobs.fail"
+    assert facts["queued_by"] == {"id": TEST_USER_ID, "user_folder": "/plone/acl_users",
+                                  "anonymous": False}
+    assert facts["context_path"] == "/plone"
+    assert facts["state"] == "failed" and facts["outcome"] == "failed"
+    assert facts["result"] == "builtins.ValueError: secret reason"
+    assert "Traceback" in facts["traceback"] and facts["args"] == ["'secret reason'"]
+    assert [cb["callable"] for cb in facts["callbacks"]] == [facts["callbacks"][0]["callable"]]
+
+
+def test_retry_runs_a_copy_in_the_same_context_as_the_same_user(portal, recorded_events):
+    job = jobs_api.queue_job(jobs.describe, portal)
+    first = wait_for_result(job)
+    again = inspection.retry(job, "admin")
+    transaction.commit()
+    second = wait_for_result(again)
+    assert again.func is jobs.describe and again is not job
+    assert second["user"] == first["user"] == TEST_USER_ID
+    assert second["path"] == first["path"]
+    # The copy notified its own outcome event, with its own job.
+    assert [event for event in recorded_events if event["job_oid"] == again._p_oid]
+    assert inspection.describe(job, detail=True)["retried_as"] == inspection.job_id(again)
+
+
+def test_listing_filters_by_user_callable_and_text(portal):
+    jobs_api.queue_job(jobs.add, portal, 1)
+    jobs_api.queue_job(jobs.mark, portal, "needle")
+    wait_for_all_jobs()
+    queues = jobs_api.get_queues()
+
+    def listed(**params):
+        return [item["callable"] for item in
+                inspection.JobQuery({"state": "completed", **params}).run(queues)["items"]]
+
+    assert sorted(listed()) == ["plone.app.asyncjobs.tests.jobs.add",
+                                "plone.app.asyncjobs.tests.jobs.mark"]
+    assert listed(text="NEEDLE") == ["plone.app.asyncjobs.tests.jobs.mark"]
+    assert listed(callable="jobs.add") == ["plone.app.asyncjobs.tests.jobs.add"]
+    assert listed(user="someone-else") == []
+    assert len(listed(user=TEST_USER_ID)) == 2
+
+
+@pytest.mark.parametrize("params, field", [
+    ({"state": "lost"}, "state"), ({"size": "0"}, "size"), ({"size": "x"}, "size"),
+    ({"sort": "up"}, "sort"), ({"since": "yesterday"}, "since"), ({"after": "1"}, "after"),
+])
+def test_bad_listing_parameters_name_the_field(params, field):
+    with pytest.raises(inspection.QueryError) as raised:
+        inspection.JobQuery(params)
+    assert raised.value.field == field
+
+
+def test_cancel_remove_and_the_overview(portal, integration):
+    job = jobs_api.queue_job(jobs.add, portal, 1, delay=timedelta(hours=1))
+    transaction.commit()
+    assert job.status == PENDING
+    inspection.cancel(job, "admin")
+    transaction.commit()
+    # Its event callback runs in the worker.
+    wait_until(lambda: job.status == COMPLETED, sync=transaction.begin)
+    assert job.status == COMPLETED and "cancelled by admin" in inspection.describe(job)["result"]
+    with pytest.raises(BadStatusError):
+        inspection.cancel(job, "admin")
+    facts = inspection.overview(jobs_api.get_queues())
+    [queue] = [q for q in facts["queues"] if q["name"] == ""]
+    assert queue["counts"]["failed"] == 1 and queue["counts"]["pending"] == 0
+    [dispatcher] = facts["dispatchers"]
+    assert dispatcher["uuid"] == str(integration["asyncjobsDispatcher"].uuid)
+    assert dispatcher["state"] == "alive" and dispatcher["paused"] is False
+    inspection.remove(job, "admin")
+    transaction.commit()
+    assert inspection.overview(jobs_api.get_queues())["queues"][0]["counts"]["failed"] == 0
+    with pytest.raises(LookupError):
+        inspection.get_job(jobs_api.get_queues(), "not-a-number")
