@@ -40,6 +40,7 @@ Ready after {time.monotonic() - started:.0f} s.
   Site:      {dep.url('instance', SITE_ID)}    (admin login: {ADMIN[0]} / {ADMIN[1]};
              non-Manager user: {TEST_USER[0]} / {TEST_USER[1]})
   Worker:    {dep.url('worker', SITE_ID)}    (runs the jobs)
+  Demo jobs: {dep.url('instance', SITE_ID)}/@@asyncjobs-demo    (as admin: queue three example jobs)
   ZEO:       127.0.0.1:{p['zeo-port']}
   Logs:      var/log/instance.log, var/log/worker.log, var/log/zeo.log
 
