@@ -11,13 +11,16 @@ Bad input raises :class:`QueryError` (its ``field`` names the parameter),
 an unknown job ``LookupError``, an action the job's status does not allow
 :class:`~.engine.exceptions.BadStatusError`.
 """
+import itertools
 import logging
+import math
 from datetime import datetime
 from datetime import timedelta
 from datetime import timezone
 
 from plone.app.asyncjobs.engine import admin
 from plone.app.asyncjobs.engine import listing
+from plone.app.asyncjobs.engine.clock import to_microseconds
 from plone.app.asyncjobs.engine.clock import utcnow
 from plone.app.asyncjobs.engine.failure import is_failure
 from plone.app.asyncjobs.engine.failure import summary as failure_summary
@@ -41,6 +44,8 @@ DEFAULT_PAGE_SIZE = 20
 SCAN_LIMIT = 5000
 #: Sort orders: name -> reverse the natural order?
 SORTS = {"natural": False, "reverse": True}
+#: The largest age in days :func:`purge` accepts.
+MAX_PURGE_DAYS = 36500
 
 
 class QueryError(ValueError):
@@ -68,7 +73,7 @@ def get_job(queues, text):
         oid = int(text)
     except (TypeError, ValueError):
         raise LookupError(f"there is no job {text!r}") from None
-    if oid <= 0:
+    if not 0 < oid < 2 ** 64:  # ZODB oids are 8 bytes
         raise LookupError(f"there is no job {text!r}")
     return admin.find_job(queues._p_jar, oid)
 
@@ -185,15 +190,28 @@ ALIVE, STUCK, DEAD, DEACTIVATED = "alive", "stuck", "dead", "deactivated"
 
 
 def dispatcher_state(record, now=None):
-    """alive, stuck (pings overdue, not dead yet), dead, or deactivated."""
+    """alive, stuck (pings overdue, not dead yet), dead, or deactivated.
+
+    A live dispatcher's last sign is at most about ``ping_interval`` old;
+    it counts as stuck from halfway between that and ``ping_death_interval``.
+    """
     if not record.activated:
         return DEACTIVATED
     if record.dead:
         return DEAD
     last = max(t for t in (record.last_ping, record.activated) if t is not None)
-    if (now or utcnow()) - last > 2 * record.ping_interval:
+    overdue = (record.ping_interval + record.ping_death_interval) / 2
+    if (now or utcnow()) - last > overdue:
         return STUCK
     return ALIVE
+
+
+def _finished_since(history, outcome, start):
+    """How many jobs of ``outcome`` ``history`` holds that finished at or
+    after ``start``; reads keys only, not the jobs."""
+    limit = (-to_microseconds(start), float("inf"))
+    return sum(1 for _ in itertools.takewhile(
+        lambda item: item[0] <= limit, history.items(outcome)))
 
 
 def overview(queues, now=None):
@@ -208,9 +226,9 @@ def overview(queues, now=None):
                             "quotas": {q: {"size": quota.size, "filled": len(quota)}
                                        for q, quota in queue.quotas.items()}})
         for history in listing.histories(queue):
-            for job in history.since(hour_ago):
-                completed += 1
-                failed += is_failure(job.result)
+            failures = _finished_since(history, "failed", hour_ago)
+            failed += failures
+            completed += failures + _finished_since(history, "succeeded", hour_ago)
         for uuid, record in queue.dispatchers.items():
             facts = dispatchers.setdefault(str(uuid), {
                 "uuid": str(uuid), "queues": {}, "states": set(), "paused": False,
@@ -355,8 +373,8 @@ def purge(queues, days, actor):
         days = float(days)
     except (TypeError, ValueError):
         raise QueryError("days", f"not a number: {days!r}") from None
-    if days < 0:
-        raise QueryError("days", "must be 0 or more")
+    if not (math.isfinite(days) and 0 <= days <= MAX_PURGE_DAYS):
+        raise QueryError("days", f"must be between 0 and {MAX_PURGE_DAYS}")
     removed = admin.purge(queues, utcnow() - timedelta(days=days))
     logger.info("%s purged %d jobs finished more than %s days ago", actor, removed, days)
     return removed
