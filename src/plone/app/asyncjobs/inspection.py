@@ -22,6 +22,7 @@ from plone.app.asyncjobs.engine import admin
 from plone.app.asyncjobs.engine import listing
 from plone.app.asyncjobs.engine.clock import to_microseconds
 from plone.app.asyncjobs.engine.clock import utcnow
+from plone.app.asyncjobs.engine.exceptions import BadStatusError
 from plone.app.asyncjobs.engine.failure import is_failure
 from plone.app.asyncjobs.engine.failure import summary as failure_summary
 from plone.app.asyncjobs.engine.failure import traceback_text
@@ -356,7 +357,10 @@ def cancel(job, actor):
 
 
 def retry(job, actor):
-    new = admin.retry(job)
+    try:
+        new = admin.retry(job)
+    except ValueError as error:  # from Job.copy(): the job involves other jobs
+        raise BadStatusError(str(error)) from None
     logger.info("%s retried job %s (%s) as job %s", actor, job_id(job), call_name(job),
                 job_id(new))
     return new
