@@ -111,3 +111,24 @@ def create_and_rename(container, id, new_id):
 
 def catalog_paths(context, **query):
     return sorted(brain.getPath() for brain in api.content.find(**query))
+
+
+_gates = {}
+_gates_lock = threading.Lock()
+
+
+def gate(key):
+    """The ``threading.Event`` that :func:`report_and_wait` for ``key`` waits on."""
+    with _gates_lock:
+        return _gates.setdefault(key, threading.Event())
+
+
+def report_and_wait(context, key, done=3, total=10, message="working"):
+    """Report ``done`` of ``total`` as the job's progress, then wait until
+    ``gate(key)`` is set (at most 30 s); return ``done``."""
+    from plone.app.asyncjobs.engine.progress import report_progress
+
+    report_progress(done, total, message)
+    if not gate(key).wait(30):
+        raise TimeoutError(f"the gate {key!r} was not opened")
+    return done

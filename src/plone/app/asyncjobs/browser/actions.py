@@ -1,0 +1,229 @@
+"""``@@asyncjobs-action``: confirm, then do, what an administrator asks.
+
+The pages link (or send a GET form) to ``@@asyncjobs-action?action=<name>&...``,
+which shows a confirmation page: what will happen, and a POST form with
+the CSRF token (``_authenticator``) whose submit button is named
+``form.buttons.<name>``.  The POST checks the token (``Forbidden``, status
+403, without it), calls the :mod:`.inspection` action with the member id
+as the actor (which logs it), adds a status message and redirects.  Bad
+input (an unknown job, a status that does not allow the action, a number
+that is not one) gives an error status message and a redirect instead.
+
+Actions and their parameters: ``cancel``, ``retry``, ``remove`` (``id``);
+``purge`` (``days``); ``resize`` (``dispatcher``, ``queue``, ``agent``,
+``size``); ``pause`` and ``resume`` (``dispatcher``).
+"""
+from dataclasses import dataclass
+
+from plone.protect import CheckAuthenticator
+from Products.Five.browser.pagetemplatefile import ViewPageTemplateFile
+from Products.statusmessages.interfaces import IStatusMessage
+from zope.i18n import translate
+from zope.i18nmessageid import Message
+
+from plone.app.asyncjobs import inspection
+from plone.app.asyncjobs.browser.controlpanel import PanelView
+from plone.app.asyncjobs.browser.controlpanel import _
+from plone.app.asyncjobs.engine.exceptions import BadStatusError
+
+
+#: What an action may fail with; the message goes to the administrator.
+ACTION_ERRORS = (inspection.QueryError, LookupError, BadStatusError)
+
+
+def _job(view, params):
+    return inspection.get_job(view.queues, params["id"])
+
+
+def cancel(view, params):
+    inspection.cancel(_job(view, params), view.actor)
+    return (_("msg_job_cancelled", default="Job ${id} was cancelled.", mapping=params),
+            view.job_url(params["id"]))
+
+
+def retry(view, params):
+    new_id = inspection.job_id(inspection.retry(_job(view, params), view.actor))
+    return (_("msg_job_retried", default="Job ${id} was queued again as job ${new}.",
+              mapping={"id": params["id"], "new": new_id}),
+            view.job_url(new_id))
+
+
+def remove(view, params):
+    job = _job(view, params)
+    state = inspection.list_state(job)
+    inspection.remove(job, view.actor)
+    return (_("msg_job_removed", default="Job ${id} was removed.", mapping=params),
+            view.list_url(state))
+
+
+def purge(view, params):
+    count = inspection.purge(view.queues, params["days"], view.actor)
+    return (_("msg_jobs_purged",
+              default="${count} jobs that finished more than ${days} days ago were removed.",
+              mapping={"count": count, "days": params["days"]}),
+            view.overview_url)
+
+
+def resize(view, params):
+    inspection.set_agent_size(view.queues, params["dispatcher"], params["queue"],
+                              params["agent"], params["size"], view.actor)
+    return (_("msg_agent_resized",
+              default="Agent ${agent} of dispatcher ${dispatcher} now runs up to ${size} "
+                      "jobs at a time (from the worker's next poll).",
+              mapping=params),
+            view.overview_url)
+
+
+def pause(view, params):
+    inspection.pause(view.queues, params["dispatcher"], view.actor)
+    return (_("msg_dispatcher_paused",
+              default="The agents of dispatcher ${dispatcher} start no new jobs now; "
+                      "the jobs they run finish.", mapping=params),
+            view.overview_url)
+
+
+def resume(view, params):
+    inspection.resume(view.queues, params["dispatcher"], view.actor)
+    return (_("msg_dispatcher_resumed",
+              default="The agents of dispatcher ${dispatcher} start jobs again.",
+              mapping=params),
+            view.overview_url)
+
+
+@dataclass(frozen=True)
+class Action:
+    """An action: its parameters, the words of its confirmation page, and
+    ``run(view, params)``, which returns the status message and the URL to
+    go to."""
+
+    fields: tuple
+    title: Message
+    question: Message
+    button: Message
+    button_class: str
+    run: object
+
+
+JOB = ("id",)
+DISPATCHER = ("dispatcher",)
+
+ACTIONS = {
+    "cancel": Action(
+        JOB, _("title_cancel", default="Cancel job ${id}?"),
+        _("confirm_cancel", default="The job will not run.  It is kept with the failed "
+                                    "jobs, with your name as the reason."),
+        _("button_cancel", default="Cancel the job"), "btn-danger", cancel),
+    "retry": Action(
+        JOB, _("title_retry", default="Retry job ${id}?"),
+        _("confirm_retry", default="A copy of the job is queued in the same queue, to run "
+                                   "again as the same user in the same context.  This "
+                                   "job stays in the history, linked to its copy."),
+        _("button_retry", default="Retry the job"), "btn-primary", retry),
+    "remove": Action(
+        JOB, _("title_remove", default="Remove job ${id}?"),
+        _("confirm_remove", default="The job and its result are removed from the "
+                                    "history.  This cannot be undone."),
+        _("button_remove", default="Remove the job"), "btn-danger", remove),
+    "purge": Action(
+        ("days",), _("title_purge", default="Purge finished jobs?"),
+        _("confirm_purge", default="Every job that finished more than ${days} days ago is "
+                                   "removed from the history of every queue.  This cannot "
+                                   "be undone."),
+        _("button_purge", default="Purge"), "btn-danger", purge),
+    "resize": Action(
+        DISPATCHER + ("queue", "agent", "size"),
+        _("title_resize", default="Change the size of agent ${agent}?"),
+        _("confirm_resize", default="Agent ${agent} of dispatcher ${dispatcher} in queue "
+                                    "${queue_label} will run up to ${size} jobs at a time.  "
+                                    "With size 0 it starts none."),
+        _("button_resize", default="Change the size"), "btn-primary", resize),
+    "pause": Action(
+        DISPATCHER, _("title_pause", default="Pause dispatcher ${dispatcher}?"),
+        _("confirm_pause", default="Its agents stop starting jobs in every queue; the jobs "
+                                   "they run now finish.  The pause lasts, across restarts "
+                                   "too, until you resume them."),
+        _("button_pause", default="Pause"), "btn-warning", pause),
+    "resume": Action(
+        DISPATCHER, _("title_resume", default="Resume dispatcher ${dispatcher}?"),
+        _("confirm_resume", default="Its agents start jobs again."),
+        _("button_resume", default="Resume"), "btn-primary", resume),
+}
+
+
+class ActionView(PanelView):
+    """GET: the confirmation page of an action; POST: the action."""
+
+    template = ViewPageTemplateFile("templates/confirm.pt")
+    job = None
+
+    def __call__(self):
+        if self.request.method == "POST":
+            CheckAuthenticator(self.request)
+            names = [name for name in ACTIONS if f"form.buttons.{name}" in self.request.form]
+            return self.perform(names[0] if len(names) == 1 else None)
+        return self.confirm(self.request.form.get("action"))
+
+    def collect(self, name):
+        """The action ``name`` and its parameters (strings) from the form.
+
+        Raises ``QueryError`` for an unknown action or a missing parameter.
+        """
+        action = ACTIONS.get(name) if isinstance(name, str) else None
+        if action is None:
+            raise inspection.QueryError("action", f"must be one of {', '.join(ACTIONS)}")
+        params = {}
+        for field in action.fields:
+            value = self.request.form.get(field)
+            if not isinstance(value, str) or (not value and field != "queue"):
+                raise inspection.QueryError(field, "missing")
+            params[field] = value
+        return action, params
+
+    def confirm(self, name):
+        try:
+            self.action, self.params = self.collect(name)
+            self.name = name
+            if "id" in self.params:
+                self.job = inspection.describe(_job(self, self.params))
+        except ACTION_ERRORS as error:
+            return self.fail(error)
+        return self.template()
+
+    def perform(self, name):
+        try:
+            action, params = self.collect(name)
+            message, url = action.run(self, params)
+        except ACTION_ERRORS as error:
+            return self.fail(error)
+        IStatusMessage(self.request).add(message, type="info")
+        self.request.response.redirect(url)
+        return ""
+
+    def fail(self, error):
+        """Say why nothing was done; go back to where the action was asked
+        from (the overview if that was a job that is not there)."""
+        IStatusMessage(self.request).add(
+            _("msg_action_failed", default="Nothing was done: ${error}",
+              mapping={"error": str(error)}), type="error")
+        url = self.overview_url if isinstance(error, LookupError) else self.back_url()
+        self.request.response.redirect(url)
+        return ""
+
+    def back_url(self):
+        """The page the action was asked from: the job's, or the overview."""
+        job_id = self.request.form.get("id")
+        if isinstance(job_id, str) and job_id:
+            return self.job_url(job_id)
+        return self.overview_url
+
+    def words(self, message):
+        """``message`` of the current action, filled in with its parameters."""
+        mapping = dict(self.params)
+        if "queue" in mapping:
+            mapping["queue_label"] = translate(self.queue_label(mapping["queue"]),
+                                               context=self.request)
+        return Message(message, mapping=mapping)
+
+    @property
+    def form_url(self):
+        return self.page_url("asyncjobs-action")

@@ -1,0 +1,220 @@
+"""The job control panel ("Asynchronous jobs" in Site Setup): shared parts.
+
+Pages, all on the site root, for ``plone.app.asyncjobs: Manage jobs``
+(``controlpanel.zcml``):
+
+``@@asyncjobs-controlpanel`` (:mod:`.overview`)
+    queues with counts, dispatchers with their agents, running jobs, the
+    last hour's throughput, the purge form;
+``@@asyncjobs-jobs?state=...`` (:mod:`.joblist`)
+    one list (pending, active, completed, failed) a page at a time;
+``@@asyncjobs-job?id=...`` (:mod:`.jobdetail`)
+    everything about one job;
+``@@asyncjobs-action?action=...`` (:mod:`.actions`)
+    GET: the confirmation page of an action; POST: the action itself;
+``@@asyncjobs-live?ids=1,2`` (:mod:`.live`)
+    JSON facts of some jobs, for ``++resource++plone.app.asyncjobs/controlpanel.js``.
+
+Stable hooks for browser tests
+------------------------------
+
+Page roots: ``#asyncjobs-overview``, ``#asyncjobs-joblist``,
+``#asyncjobs-job``, ``#asyncjobs-confirm``.  Each page root except the
+confirmation carries ``data-asyncjobs-live`` (the live view's URL) and
+``data-asyncjobs-polling`` (``on`` while the script polls, ``off`` while
+the page is hidden or nothing is left to follow).
+
+Overview: ``#asyncjobs-queues`` (rows ``tr[data-queue]``, counts in
+``[data-count=pending|active|completed|failed]``), ``#asyncjobs-last-hour``
+(``[data-last-hour=completed|failed]``), ``#asyncjobs-dispatchers`` (one
+``[data-dispatcher=<uuid>]`` each, with ``data-dispatcher-state`` (alive,
+stuck, dead, deactivated) and ``data-dispatcher-paused`` (``true`` or
+``false``); agents ``tr[data-agent=<name>]`` with ``data-agent-queue``
+and ``data-agent-size``; held jobs ``a[data-agent-job=<id>]``),
+``#asyncjobs-running`` (running jobs), ``#asyncjobs-purge`` (the purge form).
+
+Job rows (lists, running jobs, callbacks, sub-jobs) and the job page's
+root: ``[data-job-id=<id>]`` with ``data-job-status`` (the engine's status:
+new, pending, assigned, active, callbacks, completed) and
+``data-job-state`` (the list it is in); inside, ``[data-job-field=status]``
+(the badge), ``[data-job-field=progress]`` holding a Bootstrap
+``.progress[role=progressbar]`` with ``aria-valuenow`` (0-100; absent when
+the job reported no total), and ``[data-job-field=result]``.
+
+Job list: ``#asyncjobs-filters`` (a GET form; controls ``#asyncjobs-filter-<name>``
+for queue, user, callable, text, since, until, sort, size),
+``#asyncjobs-jobs`` (the table), ``a#asyncjobs-next-page`` (with ``after=``),
+``a#asyncjobs-first-page``, ``#asyncjobs-exhausted`` (searched N jobs, continue).
+
+Job page: ``#asyncjobs-traceback`` (``<pre>``), ``#asyncjobs-callbacks``,
+``#asyncjobs-subjobs``, ``a[data-action=cancel|retry|remove]`` (to the
+confirmation page).  Confirmation page: a POST form ``#asyncjobs-confirm-form``
+whose submit button is named ``form.buttons.<action>`` (cancel, retry,
+remove, purge, resize, pause, resume).  Overview forms that lead there:
+``form[data-action=resize|pause|resume|purge]``.
+"""
+import json
+import math
+from datetime import datetime
+from functools import cached_property
+from urllib.parse import urlencode
+
+from plone import api as plone_api
+from Products.Five import BrowserView
+from Products.Five.browser.pagetemplatefile import ViewPageTemplateFile
+from zope.i18n import translate
+from zope.i18nmessageid import MessageFactory
+
+from plone.app.asyncjobs import api
+
+
+_ = MessageFactory("plone.app.asyncjobs")
+
+#: Bootstrap badge classes by the list a job is in (``state`` of
+#: :func:`.inspection.describe`); controlpanel.js has the same table.
+BADGES = {
+    "pending": "text-bg-secondary",
+    "active": "text-bg-primary",
+    "completed": "text-bg-success",
+    "failed": "text-bg-danger",
+}
+
+#: The job lists (:data:`.inspection.STATES`) and their tab titles.
+LISTS = (
+    ("pending", _("list_pending", default="Pending")),
+    ("active", _("list_active", default="Active")),
+    ("completed", _("list_completed", default="Completed")),
+    ("failed", _("list_failed", default="Failed")),
+)
+
+#: Words shown for a job's status or outcome (see :meth:`PanelView.status_key`).
+STATUS_LABELS = {
+    "new": _("status_new", default="new"),
+    "pending": _("status_pending", default="pending"),
+    "assigned": _("status_assigned", default="assigned"),
+    "active": _("status_active", default="active"),
+    "callbacks": _("status_callbacks", default="running callbacks"),
+    "succeeded": _("status_succeeded", default="succeeded"),
+    "failed": _("status_failed", default="failed"),
+}
+
+
+class PanelView(BrowserView):
+    """Base of the control panel's pages: queues, URLs and formatting."""
+
+    #: Macros shared by the templates (``view/parts/macros/...``).
+    parts = ViewPageTemplateFile("templates/asyncjobs_parts.pt")
+
+    @cached_property
+    def queues(self):
+        return api.get_queues(self.context)
+
+    @cached_property
+    def actor(self):
+        """The member id that actions log as theirs."""
+        return plone_api.user.get_current().getId()
+
+    # -- URLs ----------------------------------------------------------------------
+
+    def page_url(self, name, **params):
+        """The URL of the page ``@@name`` with ``params`` (``None`` left out)."""
+        url = f"{self.context.absolute_url()}/@@{name}"
+        query = urlencode({k: v for k, v in params.items() if v is not None}, doseq=True)
+        return f"{url}?{query}" if query else url
+
+    @property
+    def overview_url(self):
+        return self.page_url("asyncjobs-controlpanel")
+
+    @property
+    def setup_url(self):
+        return f"{self.context.absolute_url()}/@@overview-controlpanel"
+
+    def job_url(self, job_id):
+        return self.page_url("asyncjobs-job", id=job_id)
+
+    def list_url(self, state, **filters):
+        return self.page_url("asyncjobs-jobs", state=state, **filters)
+
+    def context_url(self, path):
+        """The URL of the object at the physical ``path`` (virtual hosting aware)."""
+        return self.request.physicalPathToURL(path)
+
+    @property
+    def live_url(self):
+        return self.page_url("asyncjobs-live")
+
+    @property
+    def script_url(self):
+        return (f"{self.context.absolute_url()}"
+                "/++resource++plone.app.asyncjobs/controlpanel.js")
+
+    # -- words and formats -----------------------------------------------------------
+
+    def queue_label(self, name):
+        return name if name else _("label_default_queue", default="(default queue)")
+
+    @staticmethod
+    def status_key(job):
+        """A finished job shows its outcome, any other its status."""
+        return job["outcome"] or job["status"]
+
+    def status_label(self, job):
+        key = self.status_key(job)
+        return STATUS_LABELS.get(key, key)
+
+    @staticmethod
+    def badge_class(job):
+        return f"badge {BADGES.get(job['state'], 'text-bg-light')}"
+
+    @staticmethod
+    def format_time(text):
+        """An ISO 8601 time of :mod:`.inspection` as ``YYYY-MM-DD HH:MM:SS UTC``."""
+        if not text:
+            return ""
+        return datetime.fromisoformat(text).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+    @staticmethod
+    def format_duration(seconds):
+        """``2 d 3 h``, ``4 h 5 min``, ``6 min 7 s`` or ``8.9 s``."""
+        if seconds is None:
+            return ""
+        if seconds < 60:
+            return f"{seconds:.1f} s"
+        minutes, secs = divmod(int(seconds), 60)
+        hours, minutes = divmod(minutes, 60)
+        days, hours = divmod(hours, 24)
+        if days:
+            return f"{days} d {hours} h"
+        if hours:
+            return f"{hours} h {minutes} min"
+        return f"{minutes} min {secs} s"
+
+    @staticmethod
+    def percent(progress):
+        """0-100 for a progress report with a total, else ``None`` (halves
+        round up, as ``Math.round`` does in controlpanel.js)."""
+        if not progress or progress["fraction"] is None:
+            return None
+        return math.floor(progress["fraction"] * 100 + 0.5)
+
+    def progress_done(self, progress):
+        """What an indeterminate progress bar says: how much was done."""
+        return translate(_("progress_done", default="${done} done",
+                           mapping={"done": f"{progress['done']:g}"}), context=self.request)
+
+    @property
+    def lists(self):
+        return LISTS
+
+    @property
+    def live_labels(self):
+        """The words controlpanel.js shows, translated, as JSON."""
+        return json.dumps({
+            "statuses": {key: translate(label, context=self.request)
+                         for key, label in STATUS_LABELS.items()},
+            "progress": translate(_("label_progress", default="Progress"),
+                                  context=self.request),
+            "done": translate(_("progress_done", default="${done} done"),
+                              context=self.request),
+        })

@@ -1,0 +1,54 @@
+"""``@@asyncjobs-controlpanel``: the overview page of the job control panel.
+
+Shows every queue with its jobs counted by list, every dispatcher that
+ever served a queue (state, last ping, uptime, agents and the jobs they
+hold), the jobs running now with their progress, and the last hour's
+throughput; its forms lead to the confirmation pages of pausing and
+resuming a dispatcher, resizing an agent and purging old jobs.  The facts
+come from :func:`.inspection.overview`.
+"""
+from Products.Five.browser.pagetemplatefile import ViewPageTemplateFile
+
+from plone.app.asyncjobs import inspection
+from plone.app.asyncjobs.browser.controlpanel import PanelView
+from plone.app.asyncjobs.browser.controlpanel import _
+
+
+#: How many running jobs the overview lists; the "active" list has them all.
+RUNNING_SHOWN = 20
+#: The purge form's suggestion: jobs finished more than a week ago.
+PURGE_DAYS = 7
+
+DISPATCHER_STATES = {
+    inspection.ALIVE: (_("dispatcher_alive", default="alive"), "text-bg-success"),
+    inspection.STUCK: (_("dispatcher_stuck", default="stuck"), "text-bg-warning"),
+    inspection.DEAD: (_("dispatcher_dead", default="dead"), "text-bg-danger"),
+    inspection.DEACTIVATED: (_("dispatcher_deactivated", default="deactivated"),
+                             "text-bg-secondary"),
+}
+
+
+class OverviewView(PanelView):
+    """Queues, dispatchers, running jobs and the last hour."""
+
+    template = ViewPageTemplateFile("templates/overview.pt")
+    purge_days = PURGE_DAYS
+
+    def __call__(self):
+        self.facts = inspection.overview(self.queues)
+        self.running = inspection.JobQuery(
+            {"state": "active", "size": RUNNING_SHOWN}).run(self.queues)
+        return self.template()
+
+    @property
+    def per_minute(self):
+        return f"{self.facts['last_hour']['completed'] / 60:.1f}"
+
+    @staticmethod
+    def dispatcher_state(dispatcher):
+        """``(label, badge class)`` of a dispatcher's state."""
+        return DISPATCHER_STATES[dispatcher["state"]]
+
+    @property
+    def action_url(self):
+        return self.page_url("asyncjobs-action")
