@@ -397,6 +397,9 @@ def test_change_an_agents_size(functional, functional_portal, dispatcher_uuid):
     form = browser.getForm(index=actions.index("resize"))
     form.getControl(name="size").value = "5"
     form.submit()
+    question = " ".join(tree(browser).cssselect("#asyncjobs-confirm .lead")[0].text.split())
+    assert question == (f"Agent main of dispatcher {uuid_} in queue (default queue) will run "
+                        "up to 5 jobs at a time. With size 0 it starts none.")
     browser.getControl(name="form.buttons.resize").click()
     assert any(message.startswith(f"Agent main of dispatcher {uuid_} now runs up to 5")
                for message in status_messages(browser))

@@ -78,6 +78,9 @@
     for (const container of ownFields(element, "progress")) {
       renderProgress(container, job.progress, labels);
     }
+    for (const note of ownFields(element, "no-progress")) {
+      note.hidden = job.progress !== null;
+    }
     for (const name of ["started", "ended"]) {
       for (const time of ownFields(element, name)) {
         time.setAttribute("datetime", job[name] || "");
