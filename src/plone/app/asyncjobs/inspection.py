@@ -76,7 +76,28 @@ def get_job(queues, text):
         raise LookupError(f"there is no job {text!r}") from None
     if not 0 < oid < 2 ** 64:  # ZODB oids are 8 bytes
         raise LookupError(f"there is no job {text!r}")
-    return admin.find_job(queues._p_jar, oid)
+    job = admin.find_job(queues._p_jar, oid)
+    if removed(job):
+        raise LookupError(f"there is no job {oid}")
+    return job
+
+
+def removed(job):
+    """Whether ``job`` finished and then left the history of its agent or
+    queue (removed, purged or too old); such a job stays loadable until
+    the database is packed.  A callback goes with the job it belongs to."""
+    if job.status != COMPLETED:
+        return False
+    keeper = job.parent
+    if IJob.providedBy(keeper):
+        return removed(keeper)
+    history = getattr(keeper, "completed", None)
+    if history is None:
+        return False
+    # A job that has just completed is held by its agent until the agent
+    # moves it to its history.
+    held = getattr(keeper, "holds", None)
+    return job not in history and not (held is not None and held(job))
 
 
 def outcome(job):

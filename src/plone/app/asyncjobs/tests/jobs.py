@@ -113,6 +113,20 @@ def catalog_paths(context, **query):
     return sorted(brain.getPath() for brain in api.content.find(**query))
 
 
+_calls = {}
+_calls_lock = threading.Lock()
+
+
+def fail_first_call(context, key):
+    """Raise ``ValueError`` the first time it runs for ``key`` in this
+    process; later, return how many times it ran for ``key``."""
+    with _calls_lock:
+        calls = _calls[key] = _calls.get(key, 0) + 1
+    if calls == 1:
+        raise ValueError(f"first call for {key}")
+    return calls
+
+
 _gates = {}
 _gates_lock = threading.Lock()
 

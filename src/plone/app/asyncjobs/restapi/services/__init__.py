@@ -1,0 +1,1 @@
+"""The ``@asyncjobs`` service (:mod:`.service`), its routes and their handlers."""
