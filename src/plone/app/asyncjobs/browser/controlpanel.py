@@ -48,7 +48,10 @@ for queue, user, callable, text, since, until, sort, size),
 
 Job page: ``#asyncjobs-traceback`` (``<pre>``), ``#asyncjobs-callbacks``,
 ``#asyncjobs-subjobs``, ``a[data-action=cancel|retry|remove]`` (to the
-confirmation page).  Confirmation page: a POST form ``#asyncjobs-confirm-form``
+confirmation page), ``[data-job-field=started|ended]`` (``<time>``),
+``[data-job-field=no-progress]`` (hidden once a report came) and
+``[data-job-field=finished-notice]`` (shown once the job finished); an
+unknown id gives ``#asyncjobs-job-missing`` instead.  Confirmation page: a POST form ``#asyncjobs-confirm-form``
 whose submit button is named ``form.buttons.<action>`` (cancel, retry,
 remove, purge, resize, pause, resume).  Overview forms that lead there:
 ``form[data-action=resize|pause|resume|purge]``.
