@@ -220,6 +220,7 @@ def test_the_filters(functional, functional_portal):
     ]:
         browser.open(page_url(portal, "asyncjobs-jobs", state="pending", **params))
         assert listed_ids(browser) == expected, params
+    # The form shows the filters of the page it is on (here the last one's).
     assert tree(browser).cssselect("#asyncjobs-filter-until")[0].get("value") == \
         params["until"]
 
