@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP_PIN := pip==26.3
 
-.PHONY: install test run stop monitor demo bench docs clean distclean
+.PHONY: install browsers test run stop monitor demo bench docs clean distclean
 
 install: $(VENV)/.installed
 
@@ -14,8 +14,22 @@ $(VENV)/.installed: setup.py constraints.txt
 	$(BIN)/python -m pip install -q -c constraints.txt -e ".[test]"
 	touch $@
 
-## Run every test: unit, integration, multi-process (ZEO, PostgreSQL) and doctests.
-test: install
+## Debian's Chromium and its driver for the browser tests (src/.../browser/tests);
+## skipped when both are there already.
+CHROMIUM := /usr/bin/chromium
+CHROMEDRIVER := /usr/bin/chromedriver
+browsers:
+	@if [ -x $(CHROMIUM) ] && [ -x $(CHROMEDRIVER) ]; then \
+		echo "chromium and chromedriver are installed"; \
+	else \
+		apt-get update && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+			chromium chromium-driver; \
+	fi
+
+## Run every test: unit, integration, multi-process (ZEO, PostgreSQL), the
+## browser tests (headless Chromium) and doctests.
+test: install browsers
 	$(BIN)/python -m pytest
 	$(BIN)/python -m sphinx -W -q -b html docs docs/_build/html
 

@@ -68,6 +68,9 @@ setup(
             "plone.app.asyncjobs[plone,relstorage]",
             "plone.app.testing",
             "plone.testing",
+            # Drives Debian's /usr/bin/chromium (`make browsers`) in the
+            # browser tests; it never downloads a browser of its own.
+            "playwright",
             "pytest",
             "pytest-plone",
             "Sphinx",
