@@ -25,6 +25,7 @@ from plone.app.asyncjobs.engine.clock import to_microseconds
 from plone.app.asyncjobs.engine.clock import utcnow
 from plone.app.asyncjobs.engine.failure import is_failure
 from plone.app.asyncjobs.engine.ids import object_id
+from plone.app.asyncjobs.engine.trees import descending
 
 
 class HistoryTree(OOBTree):
@@ -85,7 +86,7 @@ def _key(item):
 
 def _range(tree, after, reverse):
     if reverse:
-        return reversed(tree.items() if after is None else tree.items(max=after, excludemax=True))
+        return descending(tree, below=after)
     return tree.items() if after is None else tree.items(min=after, excludemin=True)
 
 

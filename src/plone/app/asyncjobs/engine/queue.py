@@ -45,6 +45,7 @@ from plone.app.asyncjobs.engine.job import check_picklable
 from plone.app.asyncjobs.engine.log import events
 from plone.app.asyncjobs.engine.quota import Quotas
 from plone.app.asyncjobs.engine.status import NEW
+from plone.app.asyncjobs.engine.trees import descending
 
 
 #: The database root key of the :class:`Queues` mapping.
@@ -270,13 +271,10 @@ class Queue(Persistent):
         Unlike iteration, handed-back jobs are not put first.
         """
         def lane_items(lane):
-            bounds = {"min": lane.MARKER_KEY, "excludemin": True}
-            if after is not None and reverse:
-                bounds.update(max=after, excludemax=True)
-            elif after is not None:
-                bounds["min"] = max(after, lane.MARKER_KEY)
-            items = lane.items(**bounds)
-            return reversed(items) if reverse else items
+            if reverse:
+                return descending(lane, below=after, above=lane.MARKER_KEY)
+            lower = lane.MARKER_KEY if after is None else max(after, lane.MARKER_KEY)
+            return lane.items(min=lower, excludemin=True)
 
         lanes = (self._handed_back,) + self._lanes
         return heapq.merge(*(lane_items(lane) for lane in lanes),

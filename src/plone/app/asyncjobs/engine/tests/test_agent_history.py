@@ -289,3 +289,16 @@ def test_history_removes_one_job_and_purges_old_ones(conn, clock):
     assert history.purge(clock.now - timedelta(days=1)) == 1
     assert list(history) == [new] and len(history) == 1 and old not in history
     assert history.purge(clock.now - timedelta(days=1)) == 0
+
+
+def test_descending_walks_tuple_keys_backwards_between_bounds():
+    from BTrees.OOBTree import OOBTree
+
+    from plone.app.asyncjobs.engine.trees import descending
+
+    tree = OOBTree({(n // 3, n % 3): n for n in range(12)})
+    assert [value for _, value in descending(tree)] == list(range(11, -1, -1))
+    assert [value for _, value in descending(tree, below=(2, 1))] == [6, 5, 4, 3, 2, 1, 0]
+    assert [value for _, value in descending(tree, below=(2, 1), above=(1, 0))] == [6, 5, 4]
+    assert list(descending(OOBTree())) == []
+    assert list(descending(tree, below=(0, 0))) == []
