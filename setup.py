@@ -30,7 +30,10 @@ setup(
     package_dir={"": "src"},
     packages=find_namespace_packages("src", include=["plone.*"]),
     include_package_data=True,
-    package_data={"plone.app.asyncjobs": ["*.zcml", "*/*.zcml", "profiles/*/*.xml"]},
+    package_data={"plone.app.asyncjobs": [
+        "*.zcml", "*/*.zcml", "profiles/*/*.xml",
+        "browser/templates/*.pt", "browser/static/*",
+    ]},
     zip_safe=False,
     python_requires=">=3.11",
     install_requires=[
