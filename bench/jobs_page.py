@@ -6,7 +6,8 @@ a small number of finished jobs (the baseline) and then with many more;
 each time, the pages are fetched over HTTP as a Manager, with warm caches
 and with the ZODB caches emptied before each fetch, and the median of
 several fetches is printed, with its ratio to the baseline's.  Plone's own
-Site Setup page is fetched too, for scale.
+Site Setup page is fetched too, for scale; and the queries behind the
+pages are timed in the process, without Plone's rendering around them.
 
 The jobs are made like those the Plone service queues (the same function,
 site and user for all of them, which is all a listing looks at), and are
@@ -31,6 +32,7 @@ from zope.testrunner.runner import gather_layers
 from zope.testrunner.runner import order_by_bases
 
 from plone.app.asyncjobs import api as jobs_api
+from plone.app.asyncjobs import inspection
 from plone.app.asyncjobs.engine import failure
 from plone.app.asyncjobs.engine.clock import utcnow
 from plone.app.asyncjobs.engine.testing.waiting import wait_until
@@ -39,6 +41,15 @@ from plone.app.asyncjobs.testing import ASYNCJOBS_FUNCTIONAL_TESTING
 from plone.app.asyncjobs.tests import jobs
 
 
+#: What the pages ask of :mod:`plone.app.asyncjobs.inspection`, timed in
+#: the process (no HTTP, no template) to separate it from Plone's rendering.
+QUERIES = {
+    "overview": None,
+    "completed, first page": {"state": "completed"},
+    "failed, first page": {"state": "failed"},
+    "completed, oldest first": {"state": "completed", "sort": "reverse"},
+    "free-text search": {"state": "completed", "text": "no-such-text"},
+}
 PAGES = {
     "Plone's Site Setup (reference)": "@@overview-controlpanel",
     "overview": "@@asyncjobs-controlpanel",
@@ -119,9 +130,39 @@ def fetch_times(layer, repeat, cold):
     return times
 
 
+def query_times(layer, repeat):
+    """Median seconds per query, cold caches."""
+    queues = jobs_api.get_queues(layer["portal"])
+    connection = queues._p_jar
+    times = {}
+    for name, params in QUERIES.items():
+        samples = []
+        for _ in range(repeat):
+            transaction.begin()
+            connection.cacheMinimize()
+            started = time.perf_counter()
+            if params is None:
+                inspection.overview(queues)
+            else:
+                inspection.JobQuery(params).run(queues)
+            samples.append(time.perf_counter() - started)
+        times[name] = statistics.median(samples)
+    return times
+
+
 def measure(layer, repeat):
     return {"warm": fetch_times(layer, repeat, cold=False),
-            "cold": fetch_times(layer, repeat, cold=True)}
+            "cold": fetch_times(layer, repeat, cold=True),
+            "queries": query_times(layer, repeat)}
+
+
+def report(title, names, baseline, loaded, sizes):
+    print(f"\n{title}")
+    print(f"{'':32} {sizes[0]:>10} jobs {sizes[1]:>10} jobs   ratio")
+    for name in names:
+        before, after = baseline[name], loaded[name]
+        print(f"{name:32} {before * 1000:>12.1f} ms {after * 1000:>12.1f} ms"
+              f"   {after / before:5.2f}")
 
 
 def main():
@@ -142,14 +183,14 @@ def main():
     finally:
         tear_down(ordered)
     print(f"filled the database with {options.jobs} finished jobs in {filled:.0f} s")
-    for cache in ("warm", "cold"):
-        print(f"\n{cache} caches; median of {options.repeat} fetches")
-        print(f"{'page':32} {options.baseline:>10} jobs {options.jobs:>10} jobs   ratio")
-        for name in PAGES:
-            before, after = baseline[cache][name], loaded[cache][name]
-            print(f"{name:32} {before * 1000:>12.0f} ms {after * 1000:>12.0f} ms"
-                  f"   {after / before:5.2f}")
-
+    sizes = (options.baseline, options.jobs)
+    median = f"median of {options.repeat}"
+    report(f"pages over HTTP, warm caches ({median})", PAGES,
+           baseline["warm"], loaded["warm"], sizes)
+    report(f"pages over HTTP, ZODB caches emptied before each fetch ({median})", PAGES,
+           baseline["cold"], loaded["cold"], sizes)
+    report(f"their queries in the process, caches emptied ({median})", QUERIES,
+           baseline["queries"], loaded["queries"], sizes)
 
 if __name__ == "__main__":
     main()

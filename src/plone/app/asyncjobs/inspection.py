@@ -42,7 +42,7 @@ STATES = listing.STATES
 MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 20
 #: How many jobs a filtered page reads at most before it offers to go on.
-SCAN_LIMIT = 5000
+SCAN_LIMIT = 1000
 #: Sort orders: name -> reverse the natural order?
 SORTS = {"natural": False, "reverse": True}
 #: The largest age in days :func:`purge` accepts.

@@ -54,7 +54,7 @@ class Page:
 
 
 def find_jobs(queues, state, queue_names=None, match=None, since=None, until=None,
-              after=None, reverse=False, size=20, scan_limit=5000):
+              after=None, reverse=False, size=20, scan_limit=1000):
     """Return a :class:`Page` of the jobs in ``state`` (one of :data:`STATES`).
 
     Order: pending jobs by due time, running ones latest started first,
