@@ -146,3 +146,29 @@ def report_and_wait(context, key, done=3, total=10, message="working"):
     if not gate(key).wait(30):
         raise TimeoutError(f"the gate {key!r} was not opened")
     return done
+
+
+def step_gate(key, step):
+    """The gate that :func:`report_in_steps` for ``key`` waits on before
+    reporting ``step`` (1, 2, ...)."""
+    return gate(f"{key}/step-{step}")
+
+
+def open_step_gates(key, steps):
+    """Open every gate of :func:`report_in_steps` for ``key``."""
+    for step in range(1, steps + 1):
+        step_gate(key, step).set()
+
+
+def report_in_steps(context, key, steps=4, message="step"):
+    """Report 0 of ``steps`` as the job's progress; then for each step wait
+    until ``step_gate(key, step)`` is open (at most 30 s) and report
+    ``step`` of ``steps``, except that the last step returns instead.
+    Return ``steps``."""
+    from plone.app.asyncjobs.engine.progress import report_progress
+
+    for done in range(steps):
+        report_progress(done, steps, f"{message} {done} of {steps}")
+        if not step_gate(key, done + 1).wait(30):
+            raise TimeoutError(f"the gate {key!r} of step {done + 1} was not opened")
+    return steps
