@@ -42,7 +42,8 @@ class OverviewView(PanelView):
 
     @property
     def per_minute(self):
-        return f"{self.facts['last_hour']['completed'] / 60:.1f}"
+        # Two significant digits: a quiet hour is not "0.0 a minute".
+        return f"{self.facts['last_hour']['completed'] / 60:.2g}"
 
     @staticmethod
     def dispatcher_state(dispatcher):

@@ -12,6 +12,7 @@ Select it with ``pytest -m deployment``; leave it out with
 """
 import base64
 import json
+import re
 import time
 import urllib.error
 import urllib.parse
@@ -20,6 +21,7 @@ import urllib.request
 import pytest
 
 from plone.app.asyncjobs import deployment as deploy
+from plone.app.asyncjobs.engine.dispatcher import process_alive
 
 
 pytestmark = pytest.mark.deployment
@@ -124,3 +126,31 @@ def test_worker_monitor_lists_its_dispatcher_active(running):
     # The instance's monitor reads the same database.
     report = deploy.monitor_json(dep.host, dep.ports["monitor-instance"], "asyncdb status")
     assert report[""]["dispatchers"][worker_uuid]["state"] == "ACTIVE"
+
+
+def dispatcher_state_in_control_panel(dep, worker_uuid):
+    """The worker's state as the instance's job control panel shows it."""
+    _, body = get(dep.url("instance", deploy.SITE_ID) + "/@@asyncjobs-controlpanel",
+                  deploy.ADMIN)
+    found = re.search(rf'data-dispatcher="{worker_uuid}"[^>]*data-dispatcher-state="(\w+)"',
+                      body)
+    return found and found.group(1)
+
+
+def test_worker_stop_deactivates_its_dispatcher_cleanly(running):
+    """Runs last for each layout: it stops the worker (bin/worker stop, SIGTERM)."""
+    dep = running
+    worker_uuid = (dep.directory / "var" / "worker-uuid.txt").read_text().split()[0]
+    assert dispatcher_state_in_control_panel(dep, worker_uuid) == "alive"
+    pid = dep.pid("worker")
+    dep._ctl("worker", "stop", timeout=120)
+    deadline = time.monotonic() + 60
+    while process_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not process_alive(pid), dep.log_tail("worker")
+    report = deploy.monitor_json(dep.host, dep.ports["monitor-instance"], "asyncdb status")
+    assert report[""]["dispatchers"][worker_uuid]["state"] == "DEACTIVATED", report
+    assert dispatcher_state_in_control_panel(dep, worker_uuid) == "deactivated"
+    log = dep.log_tail("worker", chars=100_000)
+    assert "SIGTERM: stopping the job worker" in log
+    assert f"dispatcher {worker_uuid} deactivated" in log
