@@ -57,10 +57,6 @@ LANES = 16
 #: A claim picks at random among this many of a lane's first eligible jobs.
 CLAIM_WINDOW = 4
 
-#: How many pending jobs a claim asks the storage for at once (ZEO sends
-#: them in one round trip instead of one each).
-PREFETCH = 8
-
 
 class PendingJobs(OOBTree):
     """One lane: pending jobs keyed by ``(due time in µs, oid)``, after a marker.
@@ -314,44 +310,25 @@ class _Eligibility:
 
     def first(self, lane, count):
         found = []
-        for chunk in self._due_chunks(lane):
-            for job in chunk:
-                if self._eligible(job):
-                    if job.deadline_passed():
-                        return [job]
-                    found.append(job)
-                    if len(found) == count:
-                        return found
-        return found
-
-    def _due_chunks(self, lane):
-        """The lane's due jobs in chunks, each loaded in one round trip."""
-        chunk = []
         for (due, _), job in lane.jobs():
             if due > self.now_us and lane is not self.queue._handed_back:
                 break
-            chunk.append(job)
-            if len(chunk) == PREFETCH:
-                lane._p_jar.prefetch(*chunk)
-                yield chunk
-                chunk = []
-        if chunk:
-            lane._p_jar.prefetch(*chunk)
-            yield chunk
-
-    def _eligible(self, job):
-        """May this claim take ``job``?  (Always, once its deadline passed.)"""
-        try:
-            if self.exclude and object_id(job) in self.exclude:
-                return False
-            if job.deadline_passed():
-                return True
-            if not self.queue.quotas.admits(job):
-                return False
-            return self.filter is None or bool(self.filter(job))
-        except ConflictError:
-            raise
-        except Exception:
-            events.critical("cannot read pending job %s in queue %r; skipping it",
-                            object_id(job), self.queue.name, exc_info=True)
-            return False
+            try:
+                if self.exclude and object_id(job) in self.exclude:
+                    continue
+                if job.deadline_passed():
+                    return [job]
+                if not self.queue.quotas.admits(job):
+                    continue
+                if self.filter is not None and not self.filter(job):
+                    continue
+            except ConflictError:
+                raise
+            except Exception:
+                events.critical("cannot read pending job %s in queue %r; skipping it",
+                                object_id(job), self.queue.name, exc_info=True)
+                continue
+            found.append(job)
+            if len(found) == count:
+                break
+        return found
