@@ -40,6 +40,7 @@ from plone.app.asyncjobs.engine.instanceuuid import get_uuid
 from plone.app.asyncjobs.engine.log import events
 from plone.app.asyncjobs.engine.log import trace
 from plone.app.asyncjobs.engine.queue import KEY
+from plone.app.asyncjobs.engine.queue import LANES
 from plone.app.asyncjobs.engine.transactions import retry_conflicts
 from plone.app.asyncjobs.engine.workers import AgentWorkers
 
@@ -49,6 +50,11 @@ RESULT_LIMIT = 10_000
 
 _dispatchers = {}
 _registry_lock = threading.Lock()
+
+
+#: A poll sweeps completed jobs into the history once they are this old
+#: and their worker thread has not done it.
+LEFTOVER_AGE = timedelta(seconds=5)
 
 
 def get(uuid=None, default=None):
@@ -134,6 +140,8 @@ class Dispatcher:
         #: other than a conflict; they stay pending for other workers.
         self.unclaimable = set()
         self._lanes = itertools.count(random.randrange(1 << 16))
+        #: Per queue name, the lanes this process claims from first.
+        self._own_lanes = {}
 
     # -- life cycle -----------------------------------------------------------
 
@@ -251,11 +259,16 @@ class Dispatcher:
                 continue
             self._install_agents(name, record)
             sibling = queue.dispatchers.ping(self.uuid)
+            self._share_lanes(name, queue)
             if sibling is not None:
                 self.statistics["siblings deactivated"] += 1
             due = queue.has_due_jobs()
             agents = details[name] = {}
-            leftovers = utcnow() - 2 * timedelta(seconds=self.poll_interval)
+            # Worker threads sweep what they finish with their next claim,
+            # which can take a while under load; sweeping the same job from
+            # here too would make that claim conflict.
+            leftovers = utcnow() - max(2 * timedelta(seconds=self.poll_interval),
+                                       LEFTOVER_AGE)
             for agent_name, agent in record.items():
                 agent.sweep(completed_before=leftovers)
                 wanted.add((name, agent_name))
@@ -327,10 +340,26 @@ class Dispatcher:
             self.db.setPoolSize(self.db.getPoolSize() + 1)
         return pool
 
-    def next_lane(self):
-        """Where the next claim starts looking, so that this process's
-        concurrent claims look in different places (thread-safe)."""
-        return next(self._lanes)
+    def next_lane(self, queue_name=""):
+        """Where the next claim starts looking (thread-safe).
+
+        Concurrent claims of this process look in different lanes; and the
+        active dispatchers of a queue share its lanes out between them
+        (see :meth:`_share_lanes`), so that claims of different processes
+        rarely meet while each has work in its own lanes.
+        """
+        lanes = self._own_lanes.get(queue_name) or range(LANES)
+        return lanes[next(self._lanes) % len(lanes)]
+
+    def _share_lanes(self, name, queue):
+        """Take every n-th lane of ``queue``, n being its active dispatchers."""
+        active = sorted(str(uuid) for uuid, record in queue.dispatchers.items()
+                        if record.activated and not record.dead)
+        mine = str(self.uuid)
+        if mine not in active or len(active) > LANES:
+            self._own_lanes.pop(name, None)
+            return
+        self._own_lanes[name] = range(active.index(mine), LANES, len(active))
 
     # -- statistics (called from worker threads) ----------------------------
 

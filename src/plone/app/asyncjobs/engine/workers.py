@@ -261,7 +261,7 @@ class WorkerThread(threading.Thread):
                 if agent is None:
                     manager.abort()
                     return False, []
-                claimed = agent.claim_jobs(count, lane=self.dispatcher.next_lane(),
+                claimed = agent.claim_jobs(count, lane=self.dispatcher.next_lane(self.pool.queue_name),
                                            finished=finished,
                                            exclude=self.dispatcher.unclaimable)
                 if claimed and not claimed[0].deadline_passed():
@@ -270,9 +270,10 @@ class WorkerThread(threading.Thread):
                 if not claimed:
                     statistics["empty claims"] += 1
                     return True, []
-            except ConflictError:
+            except ConflictError as conflict:
                 manager.abort()
                 statistics["claim conflicts"] += 1
+                statistics[f"claim conflicts on {conflict.class_name}"] += 1
                 continue
             except EXPLOSIVE:
                 manager.abort()
