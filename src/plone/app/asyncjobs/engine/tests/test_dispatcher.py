@@ -411,3 +411,15 @@ def test_fake_reactor_shutdown_deactivates(fake, queue, clock):
     sync(queue)
     assert queue.dispatchers[polled.uuid].activated is None
     wait_for_threads(0)
+
+
+def test_active_dispatchers_share_the_lanes_out(start_dispatcher, queues, queue, record):
+    from plone.app.asyncjobs.engine.queue import LANES
+
+    alone = start_dispatcher(uuid=uuid.UUID(int=5))
+    assert sorted({alone.next_lane("") for _ in range(2 * LANES)}) == list(range(LANES))
+    record(uuid.UUID(int=1))  # an active sibling that sorts first
+    wait_for_poll(alone)
+    wait_for_poll(alone)
+    assert sorted({alone.next_lane("") for _ in range(2 * LANES)}) == list(range(1, LANES, 2))
+    assert {alone.next_lane("no such queue") for _ in range(2 * LANES)} == set(range(LANES))
