@@ -34,13 +34,18 @@ def run():
         dep.stop()
         raise
     p = DEFAULT_PORTS
+    # Plone serves 127.0.0.1 unthemed (plone.app.theming's default list of
+    # unthemed host names), so a newcomer's browser should use "localhost".
+    site = f"http://localhost:{p['http-instance']}/{SITE_ID}"
+    worker = f"http://localhost:{p['http-worker']}/{SITE_ID}"
     print(f"""
 Ready after {time.monotonic() - started:.0f} s.
 
-  Site:      {dep.url('instance', SITE_ID)}    (admin login: {ADMIN[0]} / {ADMIN[1]};
+  Site:      {site}    (admin login: {ADMIN[0]} / {ADMIN[1]};
              non-Manager user: {TEST_USER[0]} / {TEST_USER[1]})
-  Worker:    {dep.url('worker', SITE_ID)}    (runs the jobs)
-  Demo jobs: {dep.url('instance', SITE_ID)}/@@asyncjobs-demo    (as admin: queue three example jobs)
+  Worker:    {worker}    (runs the jobs)
+  Demo jobs: {site}/@@asyncjobs-demo    (as admin: queue three example jobs)
+  Jobs:      {site}/@@asyncjobs-controlpanel    (Site Setup > Asynchronous jobs)
   ZEO:       127.0.0.1:{p['zeo-port']}
   Logs:      var/log/instance.log, var/log/worker.log, var/log/zeo.log
 
