@@ -580,15 +580,16 @@ class Job(Persistent):
         trace.info("%r rescheduled for %s", self, when)
         return self
 
-    def return_to_queue(self, when=None):
+    def return_to_queue(self, when=None, first=True):
         """Leave the agent holding this job, if any, and queue it again: first
-        in line, or to start at ``when``.  Commits nothing."""
+        in line, or to start at ``when``, or (``first=False``) back among the
+        jobs due when it was.  Commits nothing."""
         queue = self.queue
         agent = self.agent
         if agent is not None:
             agent.release(self)
         self._reset()
-        queue.requeue(self, when)
+        queue.requeue(self, when, first)
 
     def _reset(self):
         self._status_id = _NEW

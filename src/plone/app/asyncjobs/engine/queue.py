@@ -171,12 +171,15 @@ class Queue(Persistent):
             job._begin_after = utcnow()
         self._insert(job, None)
 
-    def requeue(self, job, when):
-        """Queue a job again: first in line if ``when`` is ``None`` or past."""
-        if when is None or when <= utcnow():
+    def requeue(self, job, when, first=True):
+        """Queue a job again: first in line if ``first`` and ``when`` is
+        ``None`` or past; otherwise in a lane, due at ``when`` (default: the
+        time it was due before)."""
+        if first and (when is None or when <= utcnow()):
             self.put_back(job)
         else:
-            job._begin_after = when
+            if when is not None:
+                job._begin_after = when
             self._insert(job, random.randrange(LANES))
 
     def _tree(self, lane):

@@ -230,7 +230,10 @@ class WorkerThread(threading.Thread):
         def hand_back():
             for job in jobs:
                 if job.status == ASSIGNED and self._owns(job):
-                    job.return_to_queue()
+                    # Back where it was, not ahead of everything: the
+                    # handed-back tree, which every claim reads first, would
+                    # become a spot where the claims of all processes meet.
+                    job.return_to_queue(first=False)
 
         try:
             retry_conflicts(hand_back, manager, f"{self.name} handing back {len(jobs)} jobs")

@@ -262,3 +262,22 @@ def test_the_default_transaction_manager_works_for_producers(db, queues, dispatc
     finally:
         transaction.abort()
         connection.close()
+
+
+def test_a_job_returned_not_first_goes_back_among_jobs_due_when_it_was(queue, record, clock):
+    agent = record()["main"]
+    earlier = queue.put(Job(jobs.echo, "earlier"))
+    clock.advance(seconds=1)
+    later = queue.put(Job(jobs.echo, "later"))
+    commit(queue)
+    claimed = agent.claim_jobs(2)
+    assert set(claimed) == {earlier, later}
+    due = earlier.begin_after
+    clock.advance(minutes=5)
+    earlier.return_to_queue(first=False)
+    later.return_to_queue()
+    commit(queue)
+    # Not in the handed-back tree (lane None) that every claim reads first.
+    assert earlier._queue_key[0] is not None and earlier.begin_after == due
+    assert later._queue_key[0] is None
+    assert list(queue) == [later, earlier]
