@@ -11,7 +11,6 @@ Bad input raises :class:`QueryError` (its ``field`` names the parameter),
 an unknown job ``LookupError``, an action the job's status does not allow
 :class:`~.engine.exceptions.BadStatusError`.
 """
-import itertools
 import logging
 import math
 from datetime import datetime
@@ -20,7 +19,6 @@ from datetime import timezone
 
 from plone.app.asyncjobs.engine import admin
 from plone.app.asyncjobs.engine import listing
-from plone.app.asyncjobs.engine.clock import to_microseconds
 from plone.app.asyncjobs.engine.clock import utcnow
 from plone.app.asyncjobs.engine.exceptions import BadStatusError
 from plone.app.asyncjobs.engine.failure import is_failure
@@ -30,6 +28,8 @@ from plone.app.asyncjobs.engine.ids import object_id
 from plone.app.asyncjobs.engine.interfaces import IJob
 from plone.app.asyncjobs.engine.progress import progress_of
 from plone.app.asyncjobs.engine.status import COMPLETED
+from plone.app.asyncjobs.engine.status import NEW
+from plone.app.asyncjobs.engine.status import PENDING
 from plone.app.asyncjobs.monitor.tool_commands import brief_repr
 from plone.app.asyncjobs.monitor.tool_commands import dotted_name
 
@@ -112,7 +112,7 @@ def list_state(job):
     status = job.status
     if status == COMPLETED:
         return listing.FAILED if is_failure(job.result) else listing.SUCCEEDED
-    if status in ("new", "pending"):
+    if status in (NEW, PENDING):
         return listing.PENDING
     return listing.RUNNING
 
@@ -228,14 +228,6 @@ def dispatcher_state(record, now=None):
     return ALIVE
 
 
-def _finished_since(history, outcome, start):
-    """How many jobs of ``outcome`` ``history`` holds that finished at or
-    after ``start``; reads keys only, not the jobs."""
-    limit = (-to_microseconds(start), float("inf"))
-    return sum(1 for _ in itertools.takewhile(
-        lambda item: item[0] <= limit, history.items(outcome)))
-
-
 def overview(queues, now=None):
     """Queues with counts, dispatchers with agents, and the last hour's work."""
     now = now or utcnow()
@@ -248,9 +240,9 @@ def overview(queues, now=None):
                             "quotas": {q: {"size": quota.size, "filled": len(quota)}
                                        for q, quota in queue.quotas.items()}})
         for history in listing.histories(queue):
-            failures = _finished_since(history, "failed", hour_ago)
+            failures = sum(1 for _ in history.since(hour_ago, "failed"))
             failed += failures
-            completed += failures + _finished_since(history, "succeeded", hour_ago)
+            completed += failures + sum(1 for _ in history.since(hour_ago, "succeeded"))
         for uuid, record in queue.dispatchers.items():
             facts = dispatchers.setdefault(str(uuid), {
                 "uuid": str(uuid), "queues": {}, "states": set(), "paused": False,

@@ -186,10 +186,12 @@ class CompletedJobs(Persistent):
         """The most recently completed job, or ``None``."""
         return next(iter(self), None)
 
-    def since(self, start):
-        """Jobs completed at or after the aware datetime ``start``, newest first."""
+    def since(self, start, outcome=None):
+        """Jobs completed at or after the aware datetime ``start``, newest
+        first (only those of ``outcome``, as for :meth:`items`).  Counting
+        them reads keys only, not the jobs."""
         limit = (-to_microseconds(start), float("inf"))
-        for key, job in self.items():
+        for key, job in self.items(outcome):
             if key > limit:
                 return
             yield job

@@ -112,17 +112,19 @@ def histories(queue):
             yield agent.completed
 
 
+def _running_jobs(queue):
+    for record in queue.dispatchers.values():
+        for agent in record.values():
+            for job in agent:
+                if job.status in _RUNNING_STATUSES:
+                    yield job
+
+
 def _running_items(queues, after, reverse):
     # Agents hold few jobs (their size, plus composite jobs waiting), so
     # these are sorted in memory.
-    items = []
-    for queue in queues:
-        for record in queue.dispatchers.values():
-            for agent in record.values():
-                for job in agent:
-                    if job.status in _RUNNING_STATUSES:
-                        items.append((running_key(job), job))
-    items.sort(key=lambda item: item[0], reverse=reverse)
+    items = sorted(((running_key(job), job) for queue in queues for job in _running_jobs(queue)),
+                   key=lambda item: item[0], reverse=reverse)
     if after is not None:
         items = [item for item in items
                  if (item[0] < after if reverse else item[0] > after)]
@@ -164,9 +166,7 @@ def count_jobs(queue):
     for history in histories(queue):
         counts[SUCCEEDED] += history.succeeded_count()
         counts[FAILED] += history.failed_count()
-    for record in queue.dispatchers.values():
-        for agent in record.values():
-            counts[RUNNING] += sum(1 for job in agent if job.status in _RUNNING_STATUSES)
+    counts[RUNNING] = sum(1 for _ in _running_jobs(queue))
     return counts
 
 
