@@ -37,6 +37,7 @@ from plone.app.asyncjobs.engine.testing.waiting import wait_until
 from plone.app.asyncjobs.engine.testing.zeo import ZEOServer
 
 
+#: Time to queue the jobs before they are due (plus 1 s per 1000 jobs).
 START_DELAY = timedelta(seconds=3)
 
 
@@ -88,7 +89,7 @@ def drain(server, db, directory, workers, count, agent_size):
         manager = transaction.TransactionManager()
         connection = db.open(transaction_manager=manager)
         already = completed_count(connection)
-        start = utcnow() + START_DELAY
+        start = utcnow() + START_DELAY + timedelta(seconds=count / 1000)
         enqueue(db, count, begin_after=start)
         wait_until(lambda: utcnow() >= start, seconds=60, interval=0.005)
         started = time.perf_counter()
@@ -119,6 +120,8 @@ def main():
     parser.add_argument("--commits", type=int, default=2000)
     parser.add_argument("--agent-size", type=int, default=3,
                         help="worker threads per worker process")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2],
+                        help="numbers of worker processes to measure")
     options = parser.parse_args()
     with tempfile.TemporaryDirectory() as directory:
         directory = Path(directory)
@@ -132,7 +135,7 @@ def main():
             rate = enqueue(db, options.jobs, begin_after=utcnow() + timedelta(days=1))
             print(f"enqueue, 100 no-op jobs per commit:             {rate:8.0f} jobs/s"
                   f"  ({rate / raw:.2f} x raw)")
-            for workers in (1, 2):
+            for workers in options.workers:
                 rate, statistics, results = drain(server, db, directory / "workers", workers,
                                                   options.jobs, options.agent_size)
                 claims = statistics["claim conflicts"] / options.jobs

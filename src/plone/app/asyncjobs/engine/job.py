@@ -13,9 +13,11 @@ Transactions while a job runs in a worker:
   aborted and only the failure is stored;
 * callbacks each run in their own transactions afterwards.
 
-So a job without callbacks costs two commits: claim and result.  The
-result commit writes nothing but the job (and what the callable changed),
-so it cannot conflict with other workers' claims.
+So a job without callbacks costs at most two commits: claim and result.
+The result commit writes nothing but the job (and what the callable
+changed), so it cannot conflict with other workers' claims.  Worker
+threads share both commits among the short jobs of a batch
+(:mod:`.workers`, :mod:`.groupcommit`).
 """
 import logging
 import pickle
@@ -508,6 +510,7 @@ class Job(Persistent):
                 except Exception:
                     result = failures.capture()
                     manager.abort()
+                    local.restore_grouped_outcomes()
                     self._tear_down_quietly(setup_info)
                     setup_info = _TORN_DOWN
                     decision = self._allowed(self.get_retry_policy().job_error(result, data_cache))
@@ -517,7 +520,8 @@ class Job(Persistent):
                         return self._reschedule(decision, manager)
                 try:
                     self._store_outcome(result, data_cache)
-                    manager.commit()
+                    if not local.defer_outcome(self):
+                        manager.commit()
                 except EXPLOSIVE:
                     manager.abort()
                     self._tear_down_quietly(setup_info)
@@ -525,6 +529,7 @@ class Job(Persistent):
                 except Exception:
                     commit_failure = failures.capture()
                     manager.abort()
+                    local.restore_grouped_outcomes()
                     self._tear_down_quietly(setup_info)
                     self._check_not_reassigned(manager)
                     decision = self._allowed(
@@ -654,11 +659,14 @@ class Job(Persistent):
         # The commit storing this outcome also starts the worker thread's
         # next job, if it has one: one commit per job instead of two.
         local.start_successor()
+        self._record_result(result, utcnow())
+
+    def _record_result(self, result, end):
         self._deferred = False
         if failures.is_failure(result):
             result = failures.storable(result)
         self._result = result
-        self.active_end = utcnow()
+        self.active_end = end
         if self._callbacks_pending():
             self._status_id = _CALLBACKS
         else:

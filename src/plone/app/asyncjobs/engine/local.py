@@ -69,10 +69,13 @@ def running(job):
         _state.job = previous
 
 
-def bind_worker(dispatcher, agent_name):
-    """Declare this thread a worker of ``dispatcher`` for ``agent_name``."""
+def bind_worker(dispatcher, agent_name, group=None):
+    """Declare this thread a worker of ``dispatcher`` for ``agent_name``,
+    grouping the commits of short jobs' outcomes with ``group`` (a
+    :class:`~plone.app.asyncjobs.engine.groupcommit.GroupCommit`)."""
     _state.dispatcher = dispatcher
     _state.agent_name = agent_name
+    _state.group = group
 
 
 def set_successor(job):
@@ -91,6 +94,25 @@ def start_successor():
     if (successor is not None and successor.status == ASSIGNED
             and not successor.deadline_passed()):
         successor.mark_active()
+
+
+def defer_outcome(job):
+    """Offer ``job``'s stored outcome to the worker thread's group commit.
+
+    ``True``: the outcome waits in the open transaction, and the caller must
+    not commit it; ``False`` (always outside worker threads): commit now.
+    """
+    group = getattr(_state, "group", None)
+    return group is not None and group.defer(job, getattr(_state, "successor", None))
+
+
+def restore_grouped_outcomes():
+    """Right after an abort in a worker thread: commit again the outcomes
+    (and the start of the next job) the aborted transaction held for a
+    group commit.  Does nothing if there were none, or outside workers."""
+    group = getattr(_state, "group", None)
+    if group is not None:
+        group.flush()
 
 
 def _target(job):

@@ -6,12 +6,14 @@ it, and immediately claims the next; only when its agent has nothing to
 give does it wait, until the dispatcher wakes it (every poll, or sooner
 through :meth:`Dispatcher.wake`).  While all threads of a pool are busy
 with short jobs, a thread claims a batch at once and starts each next job
-in the commit that stores the outcome of the previous one: about one
-commit per job.
+in the commit that stores the outcome of the previous one; the outcomes of
+short jobs that change nothing else share one commit
+(:mod:`.groupcommit`): two commits per batch, not one per job.
 """
 import collections
 import threading
 import time
+from datetime import timedelta
 
 import transaction
 from ZODB.POSException import ConflictError
@@ -20,6 +22,7 @@ from plone.app.asyncjobs.engine import failure as failures
 from plone.app.asyncjobs.engine import local
 from plone.app.asyncjobs.engine.exceptions import BadStatusError
 from plone.app.asyncjobs.engine.exceptions import ReassignedError
+from plone.app.asyncjobs.engine.groupcommit import GroupCommit
 from plone.app.asyncjobs.engine.ids import object_id
 from plone.app.asyncjobs.engine.log import events
 from plone.app.asyncjobs.engine.log import trace
@@ -134,17 +137,20 @@ class WorkerThread(threading.Thread):
         self.found_nothing = True
 
     def run(self):
-        local.bind_worker(self.dispatcher, self.pool.agent_name)
         # The thread's own default manager: code run by jobs (Plone's catalog
         # queue, savepoints, mail) joins transaction.get(), which is this one.
         manager = transaction.manager
         connection = self.dispatcher.db.open(transaction_manager=manager)
+        self.group = GroupCommit(manager, connection, self._owns, self.dispatcher.statistics,
+                                 timedelta(seconds=SHORT_JOB))
+        local.bind_worker(self.dispatcher, self.pool.agent_name, self.group)
         batch = collections.deque()
         finished = []
         last_duration = None
         try:
             while not self.pool._should_exit(self):
                 if not batch:
+                    self.group.flush()
                     wakes = self.pool._wakes_seen()
                     committed, claimed = self._claim(
                         connection, manager, finished, self._batch_size(last_duration))
@@ -160,7 +166,9 @@ class WorkerThread(threading.Thread):
                 if not self._ensure_started(job, manager):
                     continue
                 started = time.monotonic()
+                self.group.running = job
                 self._perform(job, manager)
+                self.group.running = None
                 last_duration = time.monotonic() - started
                 finished.append(job)
                 if len(batch) > 1 and last_duration >= SHORT_JOB:
@@ -169,6 +177,7 @@ class WorkerThread(threading.Thread):
                     # job stays: the commit of this one may have started it.
                     rest = [batch.pop() for _ in range(len(batch) - 1)]
                     self._hand_back(rest, manager)
+            self.group.flush()
             self._hand_back(batch, manager)
         finally:
             local.set_successor(None)
@@ -184,11 +193,15 @@ class WorkerThread(threading.Thread):
     def _ensure_started(self, job, manager):
         """Make sure ``job`` is marked started; ``False`` if it is no longer ours.
 
-        The first job of a batch is started by the claim, the others by the
-        commit storing their predecessor's outcome; this commit is only
-        needed when that did not happen (say, the predecessor was
-        rescheduled).  Expired jobs are not started: they are failed.
+        The first job of a batch is started by the claim, the others with
+        their predecessor's outcome (committed, or waiting in the open
+        transaction for a group commit); this commit is only needed when
+        that did not happen (say, the predecessor was rescheduled).  Expired
+        jobs are not started: they are failed.
         """
+        if self.group.in_current_transaction() and job.status == ACTIVE:
+            return True
+        self.group.flush()
         manager.begin()
         if not self._owns(job):
             manager.abort()
@@ -222,14 +235,16 @@ class WorkerThread(threading.Thread):
                 and agent.parent.UUID == self.dispatcher.uuid)
 
     def _hand_back(self, jobs, manager):
-        """Return claimed but unstarted jobs to their queue (the thread is exiting)."""
+        """Return claimed jobs this thread will not run to their queue."""
         if not jobs:
             return
         jobs = list(jobs)
+        self.group.flush()
 
         def hand_back():
             for job in jobs:
-                if job.status == ASSIGNED and self._owns(job):
+                # ACTIVE: started with its predecessor's outcome, never run.
+                if job.status in (ASSIGNED, ACTIVE) and self._owns(job):
                     # Back where it was, not ahead of everything: the
                     # handed-back tree, which every claim reads first, would
                     # become a spot where the claims of all processes meet.
@@ -334,6 +349,7 @@ class WorkerThread(threading.Thread):
 
     def _fail_abandoned(self, job, manager, failure):
         """Store an engine error as the result, so the job is not left ACTIVE."""
+        self.group.flush()
         def store():
             if job.status == ACTIVE:
                 job._set_result(failure)

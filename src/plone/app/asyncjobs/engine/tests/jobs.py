@@ -111,6 +111,27 @@ def boom(message="boom"):
     raise ValueError(message)
 
 
+def group_member(key, touch=None, write_root=False, hook=False):
+    """Count a call under ``key`` and return it; keys starting with "fail"
+    raise.  The first call may also commit a change to job ``touch`` from
+    another connection; every call may change the database root or add a
+    commit hook."""
+    if touch is not None and count(f"touched by {key}") == 1:
+        manager = transaction.TransactionManager()
+        connection = touch._p_jar.db().open(transaction_manager=manager)
+        connection.get(touch._p_oid)._p_changed = True
+        manager.commit()
+        connection.close()
+    if write_root:
+        local.get_job()._p_jar.root()["written by"] = key
+    if hook:
+        transaction.get().addBeforeCommitHook(record, ("hook of", key))
+    count(key)
+    if key.startswith("fail"):
+        raise ValueError(f"{key} fails")
+    return key
+
+
 # -- conflicts and retries ----------------------------------------------------
 
 def conflict_times(key, times, value="done"):
@@ -305,6 +326,14 @@ def only_echo(job):
 
 def never(job):
     return False
+
+
+def choose_first(agent):
+    """An agent chooser: take the first pending job of the agent's queue."""
+    queue = agent.queue
+    if not len(queue):
+        return None
+    return queue.pull(0)
 
 
 def choose_last(agent):

@@ -1,0 +1,164 @@
+"""Group commit: short, self-contained jobs of a batch share their result commit.
+
+A worker thread running a batch of short jobs would commit once per job.
+Instead, the outcome of a job is left in the open transaction, to be
+committed with the outcome of the next job of the batch, when all of this
+holds:
+
+* the job completed (no callbacks to run, not waiting for another job);
+* its attempt was short (``short``, a :class:`~datetime.timedelta`);
+* the next job was started and calls the same callable (so it is expected
+  to be short as well);
+* the attempt changed nothing in the database but the job itself and the
+  start of the next one, joined no other transaction participant (mail,
+  SQL) and registered no commit or abort hooks: committing it later, or
+  storing it again, does exactly what committing it now would have done.
+
+The last job of a batch always commits, so a group never outlives its
+batch; a batch holds at most ``BATCH`` jobs (:mod:`.workers`).
+
+What it costs: a result becomes visible a few milliseconds later; if the
+worker process dies before the group commits, the jobs of the group were
+interrupted, like the job running at the time, and their retry policies
+decide (the default runs them again).  If the transaction holding a group
+is aborted (the next job failed, or its commit conflicted), the outcomes
+are stored again, from memory, before the worker begins its next
+transaction; a job that another worker took over meanwhile is left to it.
+"""
+from plone.app.asyncjobs.engine.log import events
+from plone.app.asyncjobs.engine.log import trace
+from plone.app.asyncjobs.engine.status import ACTIVE
+from plone.app.asyncjobs.engine.status import ASSIGNED
+from plone.app.asyncjobs.engine.status import CALLBACKS
+from plone.app.asyncjobs.engine.status import COMPLETED
+from plone.app.asyncjobs.engine.transactions import retry_forever
+
+
+class GroupCommit:
+    """The outcomes one worker thread has stored but not yet committed.
+
+    ``owns(job)`` tells whether the job is still held by the thread's agent;
+    ``short`` is the longest attempt whose outcome may wait.  The worker
+    sets :attr:`running` to the job of its batch it runs: only that job's
+    outcome may join the group (not those of its callbacks).
+    """
+
+    running = None
+
+    def __init__(self, manager, connection, owns, statistics, short):
+        self._manager = manager
+        self._connection = connection
+        self._owns = owns
+        self._statistics = statistics
+        self._short = short
+        #: (job, result, active_end) of each uncommitted outcome, in order.
+        self._outcomes = []
+        #: (job, active_start, attempts) of each next job started with them.
+        self._starts = []
+        #: The transaction holding them (or that lost them when it aborted).
+        self._transaction = None
+
+    def __len__(self):
+        return len(self._outcomes)
+
+    def in_current_transaction(self):
+        """Whether outcomes wait in the transaction that is open now."""
+        return bool(self._outcomes) and self._transaction is self._manager.get()
+
+    def defer(self, job, successor):
+        """Leave ``job``'s stored outcome for the next commit, if allowed.
+
+        Returns ``True`` if the job joined the group: its caller must not
+        commit.  ``successor`` is the next job of the thread's batch.
+        """
+        if not self._deferrable(job, successor):
+            return False
+        current = self._manager.get()
+        if self._transaction is not current:
+            if self._outcomes:
+                return False  # outcomes lost with an aborted transaction come first
+            self._follow(current)
+        self._outcomes.append((job, job.result, job.active_end))
+        if successor._p_changed:
+            self._starts.append((successor, successor.active_start, successor.attempts))
+        self._statistics["outcomes grouped"] += 1
+        return True
+
+    def _deferrable(self, job, successor):
+        if job is not self.running or successor is None:
+            return False
+        if job.status != COMPLETED or successor.status != ACTIVE:
+            return False
+        if successor.callable != job.callable or job.active_end - job.active_start >= self._short:
+            return False
+        current = self._manager.get()
+        if any(hook != self._committed for hook, _, _ in current.getAfterCommitHooks()):
+            return False
+        if (_any(current.getBeforeCommitHooks()) or _any(current.getBeforeAbortHooks())
+                or _any(current.getAfterAbortHooks())):
+            return False
+        # The transaction package and ZODB keep no public list of a
+        # transaction's participants or of a connection's changed objects.
+        if any(resource is not self._connection for resource in current._resources):
+            return False
+        if self._connection._added:
+            return False
+        allowed = {id(job), id(successor)}
+        allowed.update(id(pending) for pending, _, _ in self._outcomes)
+        return all(id(changed) in allowed for changed in self._connection._registered_objects)
+
+    def _follow(self, current):
+        self._transaction = current
+        current.addAfterCommitHook(self._committed, (current,))
+
+    def _committed(self, succeeded, committed):
+        if succeeded and committed is self._transaction:
+            self._outcomes = []
+            self._starts = []
+            self._transaction = None
+
+    def flush(self):
+        """Commit the pending outcomes now: those of the open transaction
+        with it, or those an aborted transaction lost in a new one."""
+        if not self._outcomes:
+            return
+        if self.in_current_transaction():
+            try:
+                self._manager.commit()
+                return
+            except (SystemExit, KeyboardInterrupt):
+                self._manager.abort()
+                raise
+            except Exception:
+                self._manager.abort()
+                trace.info("the commit of %d grouped outcomes failed; storing them again",
+                           len(self._outcomes), exc_info=True)
+        restored = retry_forever(self._restore, self._manager,
+                                 f"storing the outcomes of {len(self._outcomes)} jobs again")
+        self._statistics["grouped outcomes stored again"] += len(restored)
+        for job in restored:
+            if job.status == CALLBACKS:  # a callback was added meanwhile
+                job.resume_callbacks()
+
+    def _restore(self):
+        """Store the lost starts and outcomes again in the transaction just
+        begun; return the jobs whose outcomes were stored."""
+        for job, start, attempts in self._starts:
+            if job.status == ASSIGNED and self._owns(job):
+                job.mark_active()
+                job.active_start, job.attempts = start, attempts
+        kept = []
+        for job, result, end in self._outcomes:
+            if job.status == ACTIVE and self._owns(job):
+                job._record_result(result, end)
+                kept.append((job, result, end))
+            else:
+                events.error("%r is %s and no longer held here; its outcome from this "
+                             "worker is dropped", job, job.status)
+        self._outcomes = kept
+        self._follow(self._manager.get())
+        return [job for job, _, _ in kept]
+
+
+def _any(iterable):
+    return any(True for _ in iterable)

@@ -1,0 +1,94 @@
+"""Group commit: the outcomes of short jobs that change nothing else share a commit.
+
+A dispatcher with one worker thread, whose agent claims jobs in the order
+they were queued, runs batches of jobs that all call ``jobs.group_member``;
+the storage tells how many transactions were committed.  The first job of
+each test warms the thread up: only a thread whose last job was short
+claims a batch.
+"""
+import pytest
+
+from plone.app.asyncjobs.engine import configure
+from plone.app.asyncjobs.engine.failure import is_failure
+from plone.app.asyncjobs.engine.job import Job
+from plone.app.asyncjobs.engine.testing.waiting import wait_for_result
+from plone.app.asyncjobs.engine.tests import jobs
+from plone.app.asyncjobs.engine.tests.support import commit
+
+
+def committed_transactions(db):
+    return sum(1 for _ in db.storage.iterator())
+
+
+@pytest.fixture
+def worker(start_dispatcher, queue):
+    """A dispatcher with one worker thread taking jobs first come, first served."""
+    dispatcher = start_dispatcher(agent_size=1)
+    queue._p_jar.transaction_manager.begin()
+    configure.get_queue(queue._p_jar).dispatchers[dispatcher.uuid]["main"].chooser = jobs.choose_first
+    commit(queue)
+    return dispatcher
+
+
+def put_all(queue, *members, **warm_up):
+    queued = [queue.put(Job(jobs.group_member, "warm-up", **warm_up))]
+    queued += [queue.put(Job(jobs.group_member, *args, **kwargs)) for args, kwargs in members]
+    commit(queue)
+    return queued
+
+
+def member(key, **kwargs):
+    return (key,), kwargs
+
+
+def test_short_jobs_that_change_nothing_else_share_their_result_commits(
+        db, queue, worker):
+    queued = put_all(queue, *(member(f"job {n}") for n in range(40)))
+    before = committed_transactions(db)
+    assert [wait_for_result(job) for job in queued[1:]] == [f"job {n}" for n in range(40)]
+    assert all(jobs.calls[f"job {n}"] == 1 for n in range(40))
+    assert all(job.attempts == 1 for job in queued)
+    # One commit per job without grouping: 41 results, plus the claims.
+    assert committed_transactions(db) - before < 20
+    assert worker.statistics["outcomes grouped"] >= 30
+
+
+@pytest.mark.parametrize("change", ["write_root", "hook"])
+def test_a_job_that_changes_more_than_itself_commits_at_once(
+        db, queue, worker, change):
+    queued = put_all(queue, *(member(f"job {n}", **{change: True}) for n in range(10)),
+                     **{change: True})
+    before = committed_transactions(db)
+    assert [wait_for_result(job) for job in queued[1:]] == [f"job {n}" for n in range(10)]
+    assert committed_transactions(db) - before >= 11
+    assert worker.statistics["outcomes grouped"] == 0
+    if change == "hook":
+        assert sorted(jobs.log) == sorted(("hook of", job.args[0]) for job in queued)
+    else:
+        queue._p_jar.transaction_manager.begin()
+        assert queue._p_jar.root()["written by"] == "job 9"
+
+
+def test_outcomes_lost_when_a_later_job_fails_are_stored_again(queue, worker):
+    keys = ["job 0", "job 1", "job 2", "fail 3", "job 4", "job 5"]
+    queued = put_all(queue, *(member(key) for key in keys))
+    results = [wait_for_result(job) for job in queued[1:]]
+    assert results[:3] + results[4:] == ["job 0", "job 1", "job 2", "job 4", "job 5"]
+    assert is_failure(results[3]) and results[3].getErrorMessage() == "fail 3 fails"
+    assert all(jobs.calls[key] == 1 for key in keys)
+    assert all(job.attempts == 1 and job.active_start <= job.active_end for job in queued)
+    assert worker.statistics["grouped outcomes stored again"] >= 1
+
+
+def test_a_group_whose_commit_conflicts_is_stored_again(queue, worker):
+    """The second job changes the first (waiting in the group) from another
+    connection: the commit of both conflicts; the first job's outcome is
+    stored again, the second runs again as its retry policy says."""
+    queued = put_all(queue, member("first"))
+    second = queue.put(Job(jobs.group_member, "second", touch=queued[1]))
+    commit(queue)
+    assert wait_for_result(second) == "second"
+    assert wait_for_result(queued[1]) == "first"
+    assert (jobs.calls["first"], jobs.calls["second"]) == (1, 2)
+    assert queued[1].attempts == 1
+    assert worker.statistics["grouped outcomes stored again"] >= 1
