@@ -102,9 +102,11 @@ class DispatcherAgents(Container):
         for agent in self._items.values():
             for job in agent.take_all():
                 status = job.status
-                if status == ASSIGNED:
+                # An ASSIGNED job whose policy reruns interrupted jobs may
+                # have started and run in a group commit that was lost.
+                if status == ASSIGNED and not job.reruns_when_interrupted():
                     job.return_to_queue()
-                elif status in (ACTIVE, CALLBACKS):
+                elif status in (ACTIVE, ASSIGNED, CALLBACKS):
                     job.interrupted()
                 elif status == COMPLETED:
                     agent.completed.add(job, job.active_end)

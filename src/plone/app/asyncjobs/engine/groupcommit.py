@@ -9,6 +9,9 @@ holds:
 * its attempt was short (``short``, a :class:`~datetime.timedelta`);
 * the next job was started and calls the same callable (so it is expected
   to be short as well);
+* the retry policies of both run a job again when its worker dies (not
+  :class:`~.retry.NeverRetry`): a job whose start or outcome was lost with
+  the worker may have run;
 * the attempt changed nothing in the database but the job itself and the
   start of the next one, joined no other transaction participant (mail,
   SQL) and registered no commit or abort hooks: committing it later, or
@@ -20,7 +23,11 @@ batch; a batch holds at most ``BATCH`` jobs (:mod:`.workers`).
 What it costs: a result becomes visible a few milliseconds later; if the
 worker process dies before the group commits, the jobs of the group were
 interrupted, like the job running at the time, and their retry policies
-decide (the default runs them again).  If the transaction holding a group
+decide (the default runs them again).  Since a job's start may be lost
+too, a dead worker's jobs that were claimed but not known to have started
+count as interrupted when their policy reruns interrupted jobs
+(:meth:`.dispatchers.DispatcherAgents._clean`), so that a job that kills
+its worker every time is still stopped by its policy.  If the transaction holding a group
 is aborted (the next job failed, or its commit conflicted), the outcomes
 are stored again, from memory, before the worker begins its next
 transaction; a job that another worker took over meanwhile is left to it.
@@ -90,6 +97,8 @@ class GroupCommit:
         if job.status != COMPLETED or successor.status != ACTIVE:
             return False
         if successor.callable != job.callable or job.active_end - job.active_start >= self._short:
+            return False
+        if not (job.reruns_when_interrupted() and successor.reruns_when_interrupted()):
             return False
         current = self._manager.get()
         if any(hook != self._committed for hook, _, _ in current.getAfterCommitHooks()):

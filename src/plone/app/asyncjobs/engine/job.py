@@ -344,6 +344,12 @@ class Job(Persistent):
             self._retry_policy = factory(self)
         return self._retry_policy
 
+    def reruns_when_interrupted(self):
+        """Whether the job's retry policy runs it again if its worker dies
+        (told by the policy's ``max_interruptions``, without creating it)."""
+        policy = self._retry_policy or retry.resolve(self.retry_policy_factory, self._policy_kind)
+        return getattr(policy, "max_interruptions", 0) != 0
+
     @property
     def call_name(self):
         """The dotted name of the callable (``object :method`` for methods)."""
@@ -770,7 +776,9 @@ class Job(Persistent):
         return new
 
     def interrupted(self):
-        """Handle the death of the worker that ran this ACTIVE job.
+        """Handle the death of the worker that ran this ACTIVE job (or held
+        this ASSIGNED job, which may have run in a group commit that was
+        lost: see :mod:`.groupcommit`).
 
         Called in the transaction that cleans up the dead worker's agent;
         commits nothing itself.  The retry policy decides: run again (first

@@ -37,6 +37,11 @@ class NeverRetry(Persistent):
     service), where running twice is worse than not finishing.
     """
 
+    #: How many times a job whose worker died runs again (``None``: always).
+    #: Outcomes of jobs that never run again are not left for a group
+    #: commit (see :mod:`.groupcommit`).
+    max_interruptions = 0
+
     def __init__(self, job):
         self.job = job
         self.data = PersistentMapping()

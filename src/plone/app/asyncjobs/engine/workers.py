@@ -45,7 +45,7 @@ CLAIM_ATTEMPTS = 5
 #: another thread could run them (jobs of a parallel() composite may even
 #: wait for each other).
 SHORT_JOB = 0.05
-BATCH = 8
+BATCH = 16
 
 
 class AgentWorkers:

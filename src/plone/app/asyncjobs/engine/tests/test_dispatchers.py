@@ -145,6 +145,8 @@ def test_the_jobs_of_a_dead_dispatcher_are_handed_back(queue, record, clock):
     agent.size = 10
 
     assigned = claimed(agent, queue.put(Job(jobs.echo, "assigned")), start=False)
+    never_rerun = claimed(agent, queue.put(Job(jobs.echo, "never"), retry_policy_factory="never"),
+                          start=False)
     active = claimed(agent, queue.put(Job(jobs.echo, "active")))
     in_callbacks = claimed(agent, queue.put(Job(jobs.echo, "callbacks")))
     callback = in_callbacks.add_callback(Job(jobs.describe))
@@ -157,7 +159,7 @@ def test_the_jobs_of_a_dead_dispatcher_are_handed_back(queue, record, clock):
     clock.advance(seconds=1)
     waiting = queue.put(Job(jobs.echo, "waiting"))
     commit(queue)
-    assert len(agent) == 4 and len(queue) == 1
+    assert len(agent) == 5 and len(queue) == 1
 
     clock.advance(seconds=61)
     assert queue.dispatchers.ping(A) == B
@@ -165,26 +167,29 @@ def test_the_jobs_of_a_dead_dispatcher_are_handed_back(queue, record, clock):
 
     assert len(agent) == 0
     assert assigned.status == status.PENDING
+    # It may have run in a group commit that was lost; this one could not.
+    assert assigned.get_retry_policy().data["interruptions"] == 1
+    assert never_rerun.status == status.PENDING and never_rerun._retry_policy is None
     assert active.status == status.PENDING
     assert active.get_retry_policy().data["interruptions"] == 1
     assert active.active_start is None and active.attempts == 1
     assert done in agent.completed
     assert in_callbacks.status == status.CALLBACKS
     # Handed-back work comes first, the job that was waiting last.
-    assert len(queue) == 4
-    assert {queue[0], queue[1]} == {assigned, active}
-    resume = queue[2]
+    assert len(queue) == 5
+    assert {queue[0], queue[1], queue[2]} == {assigned, never_rerun, active}
+    resume = queue[3]
     assert resume.callable == in_callbacks.resume_callbacks
     assert resume.retry_policy_factory == "forever"
     assert resume.failure_log_level == logging.CRITICAL
-    assert queue[3] is waiting
+    assert queue[4] is waiting
 
     # Another worker picks it all up.
     main = alive["main"]
     main.size = 10
-    handed_back = [main.claim_job() for _ in range(4)]
-    assert set(handed_back[:3]) == {assigned, active, resume}
-    assert handed_back[3] is waiting
+    handed_back = [main.claim_job() for _ in range(5)]
+    assert set(handed_back[:4]) == {assigned, never_rerun, active, resume}
+    assert handed_back[4] is waiting
     commit(queue)
     resume()
     assert in_callbacks.status == status.COMPLETED

@@ -92,3 +92,13 @@ def test_a_group_whose_commit_conflicts_is_stored_again(queue, worker):
     assert (jobs.calls["first"], jobs.calls["second"]) == (1, 2)
     assert queued[1].attempts == 1
     assert worker.statistics["grouped outcomes stored again"] >= 1
+
+
+def test_jobs_that_must_not_run_twice_commit_at_once(db, queue, worker):
+    queued = [queue.put(Job(jobs.group_member, f"job {n}"), retry_policy_factory="never")
+              for n in range(10)]
+    commit(queue)
+    before = committed_transactions(db)
+    assert [wait_for_result(job) for job in queued] == [f"job {n}" for n in range(10)]
+    assert committed_transactions(db) - before >= 10
+    assert worker.statistics["outcomes grouped"] == 0
