@@ -9,6 +9,7 @@ claims a batch.
 import pytest
 
 from plone.app.asyncjobs.engine import configure
+from plone.app.asyncjobs.engine import workers
 from plone.app.asyncjobs.engine.failure import is_failure
 from plone.app.asyncjobs.engine.job import Job
 from plone.app.asyncjobs.engine.testing.waiting import wait_for_result
@@ -21,8 +22,12 @@ def committed_transactions(db):
 
 
 @pytest.fixture
-def worker(start_dispatcher, queue):
-    """A dispatcher with one worker thread taking jobs first come, first served."""
+def worker(start_dispatcher, queue, monkeypatch):
+    """A dispatcher with one worker thread taking jobs first come, first served.
+
+    Every job counts as short here, however slow the disk of the machine
+    running the tests makes their commits."""
+    monkeypatch.setattr(workers, "SHORT_JOB", 5)
     dispatcher = start_dispatcher(agent_size=1)
     queue._p_jar.transaction_manager.begin()
     configure.get_queue(queue._p_jar).dispatchers[dispatcher.uuid]["main"].chooser = jobs.choose_first
