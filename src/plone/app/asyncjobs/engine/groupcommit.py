@@ -20,17 +20,19 @@ holds:
 The last job of a batch always commits, so a group never outlives its
 batch; a batch holds at most ``BATCH`` jobs (:mod:`.workers`).
 
-What it costs: a result becomes visible a few milliseconds later; if the
+What it costs: a result becomes visible a little later; if the
 worker process dies before the group commits, the jobs of the group were
 interrupted, like the job running at the time, and their retry policies
 decide (the default runs them again).  Since a job's start may be lost
 too, a dead worker's jobs that were claimed but not known to have started
 count as interrupted when their policy reruns interrupted jobs
 (:meth:`.dispatchers.DispatcherAgents._clean`), so that a job that kills
-its worker every time is still stopped by its policy.  If the transaction holding a group
-is aborted (the next job failed, or its commit conflicted), the outcomes
-are stored again, from memory, before the worker begins its next
-transaction; a job that another worker took over meanwhile is left to it.
+its worker every time is still stopped by its policy.
+
+If the transaction holding a group is aborted (the next job failed, or
+its commit conflicted), the outcomes and the next job's start are stored
+again, from memory, and committed at once; a job that another worker took
+over meanwhile is left to it.
 """
 from plone.app.asyncjobs.engine.log import events
 from plone.app.asyncjobs.engine.log import trace
@@ -38,6 +40,7 @@ from plone.app.asyncjobs.engine.status import ACTIVE
 from plone.app.asyncjobs.engine.status import ASSIGNED
 from plone.app.asyncjobs.engine.status import CALLBACKS
 from plone.app.asyncjobs.engine.status import COMPLETED
+from plone.app.asyncjobs.engine.transactions import EXPLOSIVE
 from plone.app.asyncjobs.engine.transactions import retry_forever
 
 
@@ -52,9 +55,8 @@ class GroupCommit:
 
     running = None
 
-    def __init__(self, manager, connection, owns, statistics, short):
+    def __init__(self, manager, owns, statistics, short):
         self._manager = manager
-        self._connection = connection
         self._owns = owns
         self._statistics = statistics
         self._short = short
@@ -64,9 +66,6 @@ class GroupCommit:
         self._starts = []
         #: The transaction holding them (or that lost them when it aborted).
         self._transaction = None
-
-    def __len__(self):
-        return len(self._outcomes)
 
     def in_current_transaction(self):
         """Whether outcomes wait in the transaction that is open now."""
@@ -106,15 +105,18 @@ class GroupCommit:
         if (_any(current.getBeforeCommitHooks()) or _any(current.getBeforeAbortHooks())
                 or _any(current.getAfterAbortHooks())):
             return False
-        # The transaction package and ZODB keep no public list of a
-        # transaction's participants or of a connection's changed objects.
-        if any(resource is not self._connection for resource in current._resources):
+        # The connection of the queue's database (not always the thread's
+        # own: the queues may live in another database).  The transaction
+        # package and ZODB keep no public list of a transaction's
+        # participants or of a connection's changed objects.
+        connection = job._p_jar
+        if any(resource is not connection for resource in current._resources):
             return False
-        if self._connection._added:
+        if connection._added:
             return False
         allowed = {id(job), id(successor)}
         allowed.update(id(pending) for pending, _, _ in self._outcomes)
-        return all(id(changed) in allowed for changed in self._connection._registered_objects)
+        return all(id(changed) in allowed for changed in connection._registered_objects)
 
     def _follow(self, current):
         self._transaction = current
@@ -135,7 +137,7 @@ class GroupCommit:
             try:
                 self._manager.commit()
                 return
-            except (SystemExit, KeyboardInterrupt):
+            except EXPLOSIVE:
                 self._manager.abort()
                 raise
             except Exception:

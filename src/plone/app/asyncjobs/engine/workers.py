@@ -43,7 +43,8 @@ CLAIM_ATTEMPTS = 5
 #: than threads), claims up to BATCH jobs at once (one commit for all);
 #: otherwise one at a time, so that jobs do not wait in a batch while
 #: another thread could run them (jobs of a parallel() composite may even
-#: wait for each other).
+#: wait for each other).  Only jobs shorter than SHORT_JOB share a commit
+#: (see :mod:`.groupcommit`).
 SHORT_JOB = 0.05
 BATCH = 16
 
@@ -141,7 +142,7 @@ class WorkerThread(threading.Thread):
         # queue, savepoints, mail) joins transaction.get(), which is this one.
         manager = transaction.manager
         connection = self.dispatcher.db.open(transaction_manager=manager)
-        self.group = GroupCommit(manager, connection, self._owns, self.dispatcher.statistics,
+        self.group = GroupCommit(manager, self._owns, self.dispatcher.statistics,
                                  timedelta(seconds=SHORT_JOB))
         local.bind_worker(self.dispatcher, self.pool.agent_name, self.group)
         batch = collections.deque()
@@ -350,6 +351,7 @@ class WorkerThread(threading.Thread):
     def _fail_abandoned(self, job, manager, failure):
         """Store an engine error as the result, so the job is not left ACTIVE."""
         self.group.flush()
+
         def store():
             if job.status == ACTIVE:
                 job._set_result(failure)

@@ -7,6 +7,9 @@ each test warms the thread up: only a thread whose last job was short
 claims a batch.
 """
 import pytest
+import transaction
+import ZODB
+from ZODB.FileStorage import FileStorage
 
 from plone.app.asyncjobs.engine import configure
 from plone.app.asyncjobs.engine import workers
@@ -22,12 +25,15 @@ def committed_transactions(db):
 
 
 @pytest.fixture
-def worker(start_dispatcher, queue, monkeypatch):
-    """A dispatcher with one worker thread taking jobs first come, first served.
-
-    Every job counts as short here, however slow the disk of the machine
+def short(monkeypatch):
+    """Every job counts as short, however slow the disk of the machine
     running the tests makes their commits."""
     monkeypatch.setattr(workers, "SHORT_JOB", 5)
+
+
+@pytest.fixture
+def worker(short, start_dispatcher, queue):
+    """A dispatcher with one worker thread taking jobs first come, first served."""
     dispatcher = start_dispatcher(agent_size=1)
     queue._p_jar.transaction_manager.begin()
     configure.get_queue(queue._p_jar).dispatchers[dispatcher.uuid]["main"].chooser = jobs.choose_first
@@ -107,3 +113,31 @@ def test_jobs_that_must_not_run_twice_commit_at_once(db, queue, worker):
     assert [wait_for_result(job) for job in queued] == [f"job {n}" for n in range(10)]
     assert committed_transactions(db) - before >= 10
     assert worker.statistics["outcomes grouped"] == 0
+
+
+@pytest.fixture
+def two_databases(tmp_path):
+    """A main database and a database ``async`` for the queues."""
+    databases = {}
+    for name in ("main", "async"):
+        ZODB.DB(FileStorage(str(tmp_path / f"{name}.fs")), databases=databases,
+                database_name=name)
+    yield databases
+    for database in databases.values():
+        database.close()
+
+
+def test_outcomes_share_commits_when_the_queues_live_in_another_database(
+        two_databases, short, start_dispatcher):
+    worker = start_dispatcher(db=two_databases["main"], database_name="async", agent_size=1)
+    manager = transaction.TransactionManager()
+    connection = two_databases["main"].open(transaction_manager=manager)
+    queue = configure.get_queue(connection)
+    assert queue._p_jar.db() is two_databases["async"]
+    queued = [queue.put(Job(jobs.group_member, f"job {n}")) for n in range(40)]
+    manager.commit()
+    before = committed_transactions(two_databases["async"])
+    assert [wait_for_result(job) for job in queued] == [f"job {n}" for n in range(40)]
+    assert committed_transactions(two_databases["async"]) - before < 20
+    assert worker.statistics["outcomes grouped"] >= 30
+    connection.close()
