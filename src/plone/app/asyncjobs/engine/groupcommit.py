@@ -5,7 +5,8 @@ Instead, the outcome of a job is left in the open transaction, to be
 committed with the outcome of the next job of the batch, when all of this
 holds:
 
-* the job completed (no callbacks to run, not waiting for another job);
+* the job completed (no callbacks to run, not waiting for another job),
+  and its result is not a persistent object;
 * its attempt was short (``short``, a :class:`~datetime.timedelta`);
 * the next job was started and calls the same callable (so it is expected
   to be short as well);
@@ -34,6 +35,8 @@ its commit conflicted), the outcomes and the next job's start are stored
 again, from memory, and committed at once; a job that another worker took
 over meanwhile is left to it.
 """
+from persistent import Persistent
+
 from plone.app.asyncjobs.engine.log import events
 from plone.app.asyncjobs.engine.log import trace
 from plone.app.asyncjobs.engine.status import ACTIVE
@@ -95,6 +98,8 @@ class GroupCommit:
             return False
         if job.status != COMPLETED or successor.status != ACTIVE:
             return False
+        if isinstance(job.result, Persistent):
+            return False  # a new object for the database: store it with its job, now
         if successor.callable != job.callable or job.active_end - job.active_start >= self._short:
             return False
         if not (job.reruns_when_interrupted() and successor.reruns_when_interrupted()):
