@@ -61,6 +61,10 @@ class AgentWorkers:
         self._threads = []
         self._wakes = 0
         self.waiting = 0
+        #: Held while a thread claims: the claims of one pool write the same
+        #: objects (the agent's held jobs, the front of its history), and
+        #: its process commits one transaction at a time anyway.
+        self.claiming = threading.Lock()
 
     @property
     def size(self):
@@ -273,19 +277,20 @@ class WorkerThread(threading.Thread):
         """
         statistics = self.dispatcher.statistics
         for attempt in range(1, CLAIM_ATTEMPTS + 1):
-            manager.begin()
             claimed = []
             try:
-                agent = self._agent(connection)
-                if agent is None:
-                    manager.abort()
-                    return False, []
-                claimed = agent.claim_jobs(count, lane=self.dispatcher.next_lane(self.pool.queue_name),
-                                           finished=finished,
-                                           exclude=self.dispatcher.unclaimable)
-                if claimed and not claimed[0].deadline_passed():
-                    claimed[0].mark_active()
-                manager.commit()
+                with self.pool.claiming:
+                    manager.begin()
+                    agent = self._agent(connection)
+                    if agent is None:
+                        manager.abort()
+                        return False, []
+                    claimed = agent.claim_jobs(
+                        count, lane=self.dispatcher.next_lane(self.pool.queue_name),
+                        finished=finished, exclude=self.dispatcher.unclaimable)
+                    if claimed and not claimed[0].deadline_passed():
+                        claimed[0].mark_active()
+                    manager.commit()
                 if not claimed:
                     statistics["empty claims"] += 1
                     return True, []

@@ -141,3 +141,15 @@ def test_outcomes_share_commits_when_the_queues_live_in_another_database(
     assert committed_transactions(two_databases["async"]) - before < 20
     assert worker.statistics["outcomes grouped"] >= 30
     connection.close()
+
+
+def test_the_threads_of_a_pool_claim_one_at_a_time_without_conflicts(queue, short, start_dispatcher):
+    """The claims of one pool write the same objects (its held jobs, the
+    front of its history): they take turns instead of conflicting."""
+    worker = start_dispatcher(agent_size=3)
+    queued = [queue.put(Job(jobs.group_member, f"job {n}")) for n in range(1500)]
+    commit(queue)
+    for job in queued:
+        wait_for_result(job, seconds=60)
+    assert all(jobs.calls[f"job {n}"] == 1 for n in range(1500))
+    assert worker.statistics["claim conflicts"] == 0
