@@ -32,7 +32,7 @@ setup(
     include_package_data=True,
     package_data={"plone.app.asyncjobs": [
         "*.zcml", "*/*.zcml", "profiles/*/*.xml",
-        "browser/templates/*.pt", "browser/static/*",
+        "browser/templates/*.pt", "browser/static/*", "deployment/*.ini",
     ]},
     zip_safe=False,
     python_requires=">=3.11",

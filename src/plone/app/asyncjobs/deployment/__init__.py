@@ -143,6 +143,7 @@ class Deployment:
             "[buildout]",
             f"extends = {self.root / self.layout}",
             f"develop = {self.root}",
+            f"checkout = {self.root}",
             f"eggs-directory = {self.root / '.cache' / 'buildout-eggs'}",
             "instance-zcml-additional =",
             *(f"    {line}" for line in self.instance_zcml.splitlines() if line.strip()),

@@ -11,6 +11,7 @@ Select it with ``pytest -m deployment``; leave it out with
 ``-m 'not deployment'``.
 """
 import base64
+import collections
 import json
 import re
 import time
@@ -126,6 +127,16 @@ def test_worker_monitor_lists_its_dispatcher_active(running):
     # The instance's monitor reads the same database.
     report = deploy.monitor_json(dep.host, dep.ports["monitor-instance"], "asyncdb status")
     assert report[""]["dispatchers"][worker_uuid]["state"] == "ACTIVE"
+
+
+def test_each_log_line_is_written_once(running):
+    """Plone's and the add-on's messages reach the event log once, not also
+    through a second handler (see deployment/wsgi-logging.ini)."""
+    for part in ("instance", "worker"):
+        lines = running.log_tail(part, chars=100_000).splitlines()
+        assert any("[plone.app.asyncjobs" in line for line in lines), part
+        repeated = [line for line, count in collections.Counter(lines).items() if count > 1]
+        assert repeated == [], f"{part}: {repeated[:3]}"
 
 
 def dispatcher_state_in_control_panel(dep, worker_uuid):
