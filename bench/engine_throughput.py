@@ -2,9 +2,9 @@
 
 Everything is measured in the same run on the same machine:
 
-1. the raw commit rate of tiny transactions of one ZEO client (the baseline),
-   at the start and at the end of the run; the higher of the two is the
-   baseline of the ratios;
+1. the raw commit rate of tiny transactions of one ZEO client, at the
+   start and at the end of the run; the higher of the two is the baseline
+   of the ratios;
 2. the enqueue rate (no-op jobs, 100 per commit);
 3. the drain rate with 1 and with 2 worker processes: the jobs are queued
    with a start time a little in the future, the workers are idle and

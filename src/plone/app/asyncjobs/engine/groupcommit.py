@@ -80,9 +80,9 @@ class GroupCommit:
         Returns ``True`` if the job joined the group: its caller must not
         commit.  ``successor`` is the next job of the thread's batch.
         """
-        if not self._deferrable(job, successor):
-            return False
         current = self._manager.get()
+        if not self._deferrable(job, successor, current):
+            return False
         if self._transaction is not current:
             if self._outcomes:
                 return False  # outcomes lost with an aborted transaction come first
@@ -93,7 +93,7 @@ class GroupCommit:
         self._statistics["outcomes grouped"] += 1
         return True
 
-    def _deferrable(self, job, successor):
+    def _deferrable(self, job, successor, current):
         if job is not self.running or successor is None:
             return False
         if job.status != COMPLETED or successor.status != ACTIVE:
@@ -104,7 +104,6 @@ class GroupCommit:
             return False
         if not (job.reruns_when_interrupted() and successor.reruns_when_interrupted()):
             return False
-        current = self._manager.get()
         if any(hook != self._committed for hook, _, _ in current.getAfterCommitHooks()):
             return False
         if (_any(current.getBeforeCommitHooks()) or _any(current.getBeforeAbortHooks())

@@ -155,7 +155,6 @@ class WorkerThread(threading.Thread):
         try:
             while not self.pool._should_exit(self):
                 if not batch:
-                    self.group.flush()
                     wakes = self.pool._wakes_seen()
                     committed, claimed = self._claim(
                         connection, manager, finished, self._batch_size(last_duration))
@@ -182,7 +181,6 @@ class WorkerThread(threading.Thread):
                     # job stays: the commit of this one may have started it.
                     rest = [batch.pop() for _ in range(len(batch) - 1)]
                     self._hand_back(rest, manager)
-            self.group.flush()
             self._hand_back(batch, manager)
         finally:
             local.set_successor(None)
@@ -240,11 +238,12 @@ class WorkerThread(threading.Thread):
                 and agent.parent.UUID == self.dispatcher.uuid)
 
     def _hand_back(self, jobs, manager):
-        """Return claimed jobs this thread will not run to their queue."""
+        """Return claimed jobs this thread will not run to their queue
+        (after committing the outcomes of those it ran)."""
+        self.group.flush()
         if not jobs:
             return
         jobs = list(jobs)
-        self.group.flush()
 
         def hand_back():
             for job in jobs:
@@ -272,10 +271,11 @@ class WorkerThread(threading.Thread):
         """Claim up to ``count`` jobs and start the first, in one commit.
 
         The same commit moves ``finished`` (the jobs this thread completed
-        since its last claim) to its agent's history.  Returns
-        ``(committed, claimed jobs)``.
+        since its last claim) to its agent's history; grouped outcomes still
+        waiting are committed before.  Returns ``(committed, claimed jobs)``.
         """
         statistics = self.dispatcher.statistics
+        self.group.flush()
         for attempt in range(1, CLAIM_ATTEMPTS + 1):
             claimed = []
             try:
