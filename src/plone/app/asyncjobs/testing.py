@@ -37,6 +37,8 @@ Helpers
 
 :func:`wait_for_all_jobs` and :func:`wait_for_result` commit the test's
 transaction (so that the worker sees the jobs), then poll until done.
+They live in :mod:`plone.app.asyncjobs.waiting`, which imports without
+``plone.app.testing``; job code and scripts import them from there.
 
 Job functions must be importable by their module's full name: keep them in
 a module of your package (say ``my.addon.tests.jobs``), not in the test
@@ -47,7 +49,6 @@ package.
 import contextlib
 import uuid
 
-import transaction
 from plone.app.testing import PLONE_FIXTURE
 from plone.app.testing import FunctionalTesting
 from plone.app.testing import PloneSandboxLayer
@@ -55,11 +56,8 @@ from plone.app.testing import applyProfile
 from plone.testing.zope import WSGI_SERVER_FIXTURE
 
 from plone.app.asyncjobs.engine import configure as engine_configure
-from plone.app.asyncjobs.engine.failure import is_failure
-from plone.app.asyncjobs.engine.failure import traceback_text
-from plone.app.asyncjobs.engine.status import COMPLETED
-from plone.app.asyncjobs.engine.testing import waiting
-from plone.app.asyncjobs.service.service import AsyncService
+from plone.app.asyncjobs.waiting import wait_for_all_jobs  # noqa: F401 (part of this module's API)
+from plone.app.asyncjobs.waiting import wait_for_result  # noqa: F401
 
 
 #: Seconds between two polls of a test dispatcher.
@@ -160,64 +158,3 @@ ASYNCJOBS_INTEGRATION_TESTING = AsyncJobsTesting(
 
 ASYNCJOBS_FUNCTIONAL_TESTING = AsyncJobsTesting(
     bases=(ASYNCJOBS_FIXTURE, WSGI_SERVER_FIXTURE), name="plone.app.asyncjobs:Functional")
-
-
-# -- waiting -----------------------------------------------------------------------
-
-
-def _commit(job=None):
-    jar = getattr(job, "_p_jar", None)
-    (jar.transaction_manager if jar is not None else transaction.manager).commit()
-
-
-def wait_for_result(job, seconds=10, commit=True):
-    """Commit (unless ``commit`` is false), wait until ``job`` is completed,
-    return its result (a failure if it failed)."""
-    if commit:
-        _commit(job)
-    if job._p_jar is None:
-        raise AssertionError(
-            f"{job!r} is not in the database: was the transaction that "
-            "queued it aborted?"
-        )
-    return waiting.wait_for_result(job, seconds)
-
-
-def wait_for_all_jobs(seconds=10, assert_successful=True, context=None, commit=True):
-    """Commit, then wait until every job queued so far has completed.
-
-    "Every job" is those pending in any queue or held by a worker when the
-    wait starts (jobs they queue, such as the inner jobs of a composite,
-    complete before it).  The queues are those of ``context``'s database
-    (default: the current site's).  With ``assert_successful``, a failed
-    job raises ``AssertionError`` with its traceback.  Returns the jobs.
-    """
-    if commit:
-        transaction.commit()
-    transaction.begin()
-    jobs = _all_jobs(AsyncService().getQueues(context))
-
-    def describe():
-        unfinished = [job for job in jobs if job.status != COMPLETED]
-        return "waiting for " + ", ".join(f"{job!r} ({job.status})" for job in unfinished)
-
-    waiting.wait_until(
-        lambda: all(job.status == COMPLETED for job in jobs),
-        seconds, sync=transaction.begin, describe=describe,
-    )
-    if assert_successful:
-        failed = [job for job in jobs if is_failure(job.result)]
-        if failed:
-            raise AssertionError("\n\n".join(
-                f"{job!r} failed:\n{traceback_text(job.result)}" for job in failed))
-    return jobs
-
-
-def _all_jobs(queues):
-    jobs = []
-    for queue in queues.values():
-        jobs.extend(queue)
-        for record in queue.dispatchers.values():
-            for agent in record.values():
-                jobs.extend(agent)
-    return jobs

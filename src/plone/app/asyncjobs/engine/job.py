@@ -41,10 +41,12 @@ from plone.app.asyncjobs.engine import local
 from plone.app.asyncjobs.engine import retry
 from plone.app.asyncjobs.engine.clock import as_utc
 from plone.app.asyncjobs.engine.clock import utcnow
+from plone.app.asyncjobs.engine.compat import ZcAsyncJobSpellings
 from plone.app.asyncjobs.engine.events import JobCompleted
 from plone.app.asyncjobs.engine.exceptions import AbortedError
 from plone.app.asyncjobs.engine.exceptions import BadStatusError
 from plone.app.asyncjobs.engine.exceptions import CancelledError
+from plone.app.asyncjobs.engine.exceptions import OutcomeUnknownError
 from plone.app.asyncjobs.engine.exceptions import ReassignedError
 from plone.app.asyncjobs.engine.exceptions import TimeoutError
 from plone.app.asyncjobs.engine.ids import load
@@ -62,6 +64,7 @@ from plone.app.asyncjobs.engine.status import COMPLETED
 from plone.app.asyncjobs.engine.status import NEW
 from plone.app.asyncjobs.engine.status import PENDING
 from plone.app.asyncjobs.engine.transactions import EXPLOSIVE
+from plone.app.asyncjobs.engine.transactions import ClientDisconnected
 from plone.app.asyncjobs.engine.transactions import retry_forever
 
 
@@ -159,7 +162,7 @@ def _short(value):
 
 
 @implementer(IJob)
-class Job(Persistent):
+class Job(Persistent, ZcAsyncJobSpellings):
     """A persistent call of ``callable(*args, **kwargs)``.
 
     ``args`` and ``kwargs`` stay mutable until the job runs; arguments given
@@ -187,8 +190,18 @@ class Job(Persistent):
     #: When the job last became ACTIVE, and when its result was stored.
     active_start = None
     active_end = None
-    #: How many times a worker started the job.
+    #: How many times the job was started: every run of its callable
+    #: counts, reruns after a conflict or a lost connection too, and a run
+    #: whose start was lost with its worker (see :meth:`interrupted`).  At
+    #: least the number of runs, never fewer.
     attempts = 0
+    #: The token of the worker thread that started the current attempt
+    #: (see :func:`.local.bind_worker`); ``None`` outside worker threads.
+    holder = None
+    #: ``False``: this job's outcome is always committed alone, never left
+    #: for a group commit (see :mod:`.groupcommit`), say for a job that
+    #: sends mail; its queue's ``group_commit`` can say so for all its jobs.
+    group_commit = True
 
     def __init__(self, callable, *args, **kwargs):
         self._callable = check_callable(callable)
@@ -360,8 +373,11 @@ class Job(Persistent):
         return f"{module}.{call}" if module else call
 
     def __repr__(self):
-        arguments = [_short(a) for a in self.args]
-        arguments += [f"{k}={_short(v)}" for k, v in self.kwargs.items()]
+        try:
+            arguments = [_short(a) for a in self.args]
+            arguments += [f"{k}={_short(v)}" for k, v in self.kwargs.items()]
+        except Exception as error:  # say, arguments whose classes are gone
+            arguments = [f"<arguments cannot be loaded: {type(error).__name__}>"]
         return f"<{short_repr(self)} ``{self.call_name}({', '.join(arguments)})``>"
 
     # -- hooks for subclasses ----------------------------------------------
@@ -489,6 +505,7 @@ class Job(Persistent):
         self._status_id = _ACTIVE
         self.active_start = utcnow()
         self.attempts += 1
+        self.holder = local.holder()
 
     def run_claimed(self):
         """Run a job a worker claimed: fail it if expired, else call it."""
@@ -521,6 +538,7 @@ class Job(Persistent):
                     setup_info = _TORN_DOWN
                     decision = self._allowed(self.get_retry_policy().job_error(result, data_cache))
                     if decision is True:
+                        self._start_rerun(manager)
                         continue
                     if decision:
                         return self._reschedule(decision, manager)
@@ -541,13 +559,15 @@ class Job(Persistent):
                     decision = self._allowed(
                         self.get_retry_policy().commit_error(commit_failure, data_cache))
                     if decision is True:
+                        self._start_rerun(manager)
                         continue
                     if decision:
                         return self._reschedule(decision, manager)
                     self._log_lost_outcome(result, commit_failure)
                     retry_forever(
-                        lambda: self._store_outcome(commit_failure, data_cache),
+                        lambda: self._store_commit_failure(commit_failure, data_cache),
                         manager, f"storing the commit failure of {self!r}",
+                        giving_up=ReassignedError,
                     )
                 else:
                     self._tear_down_quietly(setup_info)
@@ -610,16 +630,55 @@ class Job(Persistent):
         self.parent = None
 
     def _check_not_reassigned(self, manager):
+        """Begin a transaction; raise :class:`ReassignedError` unless the
+        attempt this thread runs is still the job's current one.
+
+        Each attempt in a worker thread carries the thread's token
+        (:attr:`holder`): a sibling that took the job over, or another
+        thread of this process that claimed it again after this worker was
+        wrongly found dead, started a new attempt with another token.  A
+        callback is checked like any job (it is not held by an agent, its
+        job is).
+        """
         manager.begin()
+        self._check_current_attempt()
+
+    def _check_current_attempt(self):
         if self._status_id != _ACTIVE:
             raise ReassignedError(f"{self!r} is {self.status} now; another worker took it")
-        try:
-            dispatcher = local.get_dispatcher()
-        except LookupError:
-            return
-        agent = self.agent
-        if agent is None or agent.parent.UUID != dispatcher.uuid or not agent.holds(self):
-            raise ReassignedError(f"{self!r} was reassigned to another worker")
+        token = local.holder()
+        if token is not None and self.holder != token:
+            raise ReassignedError(f"{self!r} was started again by another worker")
+
+    def _start_rerun(self, manager):
+        """Before running again in this thread (the retry policy may have
+        slept): commit one more attempt, if the attempt is still this
+        thread's; else raise :class:`ReassignedError`."""
+        def count_attempt():
+            self._check_current_attempt()
+            self.attempts += 1
+            self.active_start = utcnow()
+
+        retry_forever(count_attempt, manager, f"starting {self!r} again",
+                      giving_up=ReassignedError)
+
+    def _store_commit_failure(self, commit_failure, data_cache):
+        """Make the failure of the commit of this attempt's outcome the result.
+
+        A lost connection may have struck after the server stored the
+        outcome: then it is left as it is.  Otherwise the outcome is
+        unknown for a job that will not run again: its callable ran, but
+        its changes may or may not have been committed.
+        """
+        token = local.holder()
+        if self._status_id in (_CALLBACKS, _COMPLETED) and token is not None and self.holder == token:
+            return  # stored after all: the connection broke after the server's vote
+        self._check_current_attempt()
+        if ClientDisconnected and commit_failure.check(ClientDisconnected):
+            commit_failure = failures.capture(OutcomeUnknownError(
+                f"{self!r} ran, but the commit of its outcome failed "
+                f"({failures.summary(commit_failure)}); it may or may not have been stored"))
+        self._store_outcome(commit_failure, data_cache)
 
     def _store_outcome(self, result, data_cache):
         if IJob.providedBy(result):
@@ -783,17 +842,35 @@ class Job(Persistent):
         Called in the transaction that cleans up the dead worker's agent;
         commits nothing itself.  The retry policy decides: run again (first
         in the queue), later, or fail with
-        :class:`~plone.app.asyncjobs.engine.exceptions.AbortedError`.  A job
-        whose callbacks were interrupted gets them resumed by a new job.
+        :class:`~plone.app.asyncjobs.engine.exceptions.AbortedError` - for a
+        job that is never run again (``max_interruptions`` 0), its subclass
+        :class:`~plone.app.asyncjobs.engine.exceptions.OutcomeUnknownError`:
+        a worker found dead may have been paused or cut off, and have run
+        the job to the end.  A job whose callbacks were interrupted gets
+        them resumed by a new job.
         """
         if self._status_id == _CALLBACKS:
             self.queue.put_back(self._resume_callbacks_job())
             return
-        decision = self._allowed(self.get_retry_policy().interrupted())
+        if self._status_id == _NEW:
+            # ASSIGNED: its start, and its run, may have been lost with a
+            # group commit; count that possible run, so attempts >= runs.
+            self.attempts += 1
+        policy = self.get_retry_policy()
+        decision = self._allowed(policy.interrupted())
         if decision:
             self.return_to_queue(None if decision is True else decision)
             return
-        self._set_result(failures.capture(AbortedError(f"the worker running {self!r} died")))
+        if self.reruns_when_interrupted():
+            error = AbortedError(f"the worker running {self!r} died or was found dead, "
+                                 f"and its retry policy gives up ({self.attempts} attempts)")
+        else:
+            # Found dead is not dead: a paused or cut-off worker may still
+            # have run it to the end (its outcome is then refused).
+            error = OutcomeUnknownError(
+                f"the worker running {self!r} was found dead (it died, or was paused "
+                "or cut off); whether the job ran to the end is unknown")
+        self._set_result(failures.capture(error))
         self._log_outcome()
         if self._status_id == _CALLBACKS:
             self.queue.put_back(self._resume_callbacks_job())

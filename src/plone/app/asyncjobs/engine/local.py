@@ -11,6 +11,7 @@ without conflicting with its own transaction: they are written to
 import contextlib
 import threading
 import time
+import uuid
 
 import transaction
 
@@ -69,13 +70,43 @@ def running(job):
         _state.job = previous
 
 
-def bind_worker(dispatcher, agent_name, group=None):
+def bind_worker(dispatcher, agent_name, group=None, stop=None):
     """Declare this thread a worker of ``dispatcher`` for ``agent_name``,
     grouping the commits of short jobs' outcomes with ``group`` (a
-    :class:`~plone.app.asyncjobs.engine.groupcommit.GroupCommit`)."""
+    :class:`~plone.app.asyncjobs.engine.groupcommit.GroupCommit`); ``stop``
+    (a :class:`threading.Event`) is set when the job it runs was taken
+    over elsewhere (see :func:`stop_requested`).
+
+    The thread gets a token of its own, unique across processes, stored
+    on each job it starts (:attr:`.job.Job.holder`).  A thread runs one
+    attempt at a time, so the token tells this thread's attempt from any
+    other: one started by a sibling that took the job over, or by another
+    thread of this same process after it was wrongly found dead.
+    """
     _state.dispatcher = dispatcher
     _state.agent_name = agent_name
     _state.group = group
+    _state.stop = stop
+    _state.holder = uuid.uuid4().hex
+
+
+def holder():
+    """The token of this worker thread, or ``None`` outside worker threads."""
+    return getattr(_state, "holder", None)
+
+
+def stop_requested():
+    """Tell whether the job this worker thread runs should stop now.
+
+    ``True`` once the dispatcher found that the job's attempt here was
+    superseded: the worker was found dead (paused, partitioned, too slow)
+    and the job was handed to its retry policy, which may run it
+    elsewhere.  This attempt's outcome will not be committed anyway: a
+    long job should check this now and then and return early.  Always
+    ``False`` outside worker threads.
+    """
+    stop = getattr(_state, "stop", None)
+    return stop is not None and stop.is_set()
 
 
 def set_successor(job):
@@ -165,3 +196,13 @@ def get_live_annotation(name, default=None, timeout=0, poll=1, job=None):
             if remaining <= 0:
                 return default
             time.sleep(min(poll, remaining))
+
+
+# zc.async.local's spellings, for code ported from it (docs/porting.rst).
+getJob = get_job
+getQueue = get_queue
+getDispatcher = get_dispatcher
+getReactor = get_reactor
+getAgentName = get_agent_name
+setLiveAnnotation = set_live_annotation
+getLiveAnnotation = get_live_annotation

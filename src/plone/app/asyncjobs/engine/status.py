@@ -22,3 +22,17 @@ CALLBACKS = "callbacks"
 COMPLETED = "completed"
 
 ALL = (NEW, PENDING, ASSIGNED, ACTIVE, CALLBACKS, COMPLETED)
+
+#: The values zc.async gave the same statuses (``zc.async.interfaces``).
+#: The names are the same, the values are not: code ported from zc.async
+#: that compares with the constants works unchanged; code that compared
+#: with literal strings (``'completed-status'``) must use the constants.
+#: Also used to describe jobs that zc.async left in old databases.
+ZC_ASYNC_VALUES = {
+    NEW: "new-status",
+    PENDING: "pending-status",
+    ASSIGNED: "assigned-status",
+    ACTIVE: "active-status",
+    CALLBACKS: "callback-status",
+    COMPLETED: "completed-status",
+}
