@@ -7,9 +7,13 @@ more jobs than a page needs (a filtered page reads at most
 :data:`SCAN_LIMIT`).  Actions change the caller's transaction only and log
 who did what on the logger ``plone.app.asyncjobs.admin``.
 
+Every function that finds jobs takes an :class:`~.access.Scope`: a job
+outside it is not there (see :mod:`.access`).
+
 Bad input raises :class:`QueryError` (its ``field`` names the parameter),
 an unknown job ``LookupError``, an action the job's status does not allow
-:class:`~.engine.exceptions.BadStatusError`.
+:class:`~.engine.exceptions.BadStatusError`, a retry that would run with
+rights the caller does not have :class:`~.access.RunAsRefused`.
 """
 import logging
 import math
@@ -17,6 +21,7 @@ from datetime import datetime
 from datetime import timedelta
 from datetime import timezone
 
+from plone.app.asyncjobs import access
 from plone.app.asyncjobs.engine import admin
 from plone.app.asyncjobs.engine import listing
 from plone.app.asyncjobs.engine.clock import utcnow
@@ -47,6 +52,9 @@ SCAN_LIMIT = 1000
 SORTS = {"natural": False, "reverse": True}
 #: The largest age in days :func:`purge` accepts.
 MAX_PURGE_DAYS = 36500
+#: How many jobs of a list a site's counts read at most (they read the jobs
+#: to know their site; the database-wide counts read none).
+COUNT_LIMIT = 5000
 
 
 class QueryError(ValueError):
@@ -68,8 +76,9 @@ def job_id(job):
     return str(object_id(job)[0])
 
 
-def get_job(queues, text):
-    """The job whose id is ``text``; ``LookupError`` if none."""
+def get_job(queues, text, scope):
+    """The job whose id is ``text`` in ``scope``; ``LookupError`` if none
+    (the same for an id of another site's job or of something else)."""
     try:
         oid = int(text)
     except (TypeError, ValueError):
@@ -77,7 +86,7 @@ def get_job(queues, text):
     if not 0 < oid < 2 ** 64:  # ZODB oids are 8 bytes
         raise LookupError(f"there is no job {text!r}")
     job = admin.find_job(queues._p_jar, oid)
-    if removed(job):
+    if removed(job) or not scope.includes(job):
         raise LookupError(f"there is no job {oid}")
     return job
 
@@ -156,8 +165,9 @@ def _result_text(job):
     return brief_repr(result)
 
 
-def describe(job, detail=False):
-    """What a listing (or, with ``detail``, a job page) shows of ``job``."""
+def describe(job, detail=False, traceback=False):
+    """What a listing (or, with ``detail``, a job page) shows of ``job``;
+    its traceback only with ``traceback`` (see :func:`.access.may_see_tracebacks`)."""
     queue = job.queue
     agent = job.agent
     progress = progress_of(job)
@@ -181,11 +191,11 @@ def describe(job, detail=False):
         "agent": None if agent is None else agent.name,
     }
     if detail:
-        facts.update(_details(job))
+        facts.update(_details(job, traceback))
     return facts
 
 
-def _details(job):
+def _details(job, traceback):
     result = job.result
     retry_of = job.annotations.get(admin.RETRY_OF)
     retried_as = job.annotations.get(admin.RETRIED_AS)
@@ -198,7 +208,8 @@ def _details(job):
         "retry_history": None if policy is None else brief_repr(getattr(policy, "data", policy)),
         "retry_of": None if retry_of is None else str(retry_of),
         "retried_as": None if retried_as is None else str(retried_as),
-        "traceback": traceback_text(result) if is_failure(result) else None,
+        "traceback": traceback_text(result) if traceback and is_failure(result) else None,
+        "traceback_hidden": not traceback and is_failure(result),
         "callbacks": [describe(callback) for callback in job.callbacks if IJob.providedBy(callback)],
         "subjobs": [describe(part) for part in job.args if IJob.providedBy(part)],
         "assigner": None if job.assigner_uuid is None else str(job.assigner_uuid),
@@ -228,21 +239,40 @@ def dispatcher_state(record, now=None):
     return ALIVE
 
 
-def overview(queues, now=None):
-    """Queues with counts, dispatchers with agents, and the last hour's work."""
+def count_jobs(name, queue, scope):
+    """``({state: count}, capped)``: the jobs of the queue ``name`` in
+    ``scope`` by list, and the lists whose count stopped at
+    :data:`COUNT_LIMIT` jobs read (a lower bound then)."""
+    if scope.database_wide:
+        return listing.count_jobs(queue), []
+    counts, capped = {}, []
+    for state in STATES:
+        page = listing.find_jobs({name: queue}, state, match=scope.includes,
+                                 size=COUNT_LIMIT, scan_limit=COUNT_LIMIT)
+        counts[state] = len(page.jobs)
+        if page.exhausted or page.after is not None:
+            capped.append(state)
+    return counts, capped
+
+
+def overview(queues, scope, now=None):
+    """Queues with the counts of the jobs in ``scope``, dispatchers with
+    their agents (and the ``scope``'s jobs they hold), and the last hour's
+    work in ``scope``."""
     now = now or utcnow()
     hour_ago = now - timedelta(hours=1)
     dispatchers = {}
     completed = failed = 0
     queue_facts = []
     for name, queue in queues.items():
-        queue_facts.append({"name": name, "counts": listing.count_jobs(queue),
+        counts, capped = count_jobs(name, queue, scope)
+        queue_facts.append({"name": name, "counts": counts, "counts_capped": capped,
                             "quotas": {q: {"size": quota.size, "filled": len(quota)}
                                        for q, quota in queue.quotas.items()}})
         for history in listing.histories(queue):
-            failures = sum(1 for _ in history.since(hour_ago, "failed"))
+            failures = _count(history.since(hour_ago, "failed"), scope)
             failed += failures
-            completed += failures + sum(1 for _ in history.since(hour_ago, "succeeded"))
+            completed += failures + _count(history.since(hour_ago, "succeeded"), scope)
         for uuid, record in queue.dispatchers.items():
             facts = dispatchers.setdefault(str(uuid), {
                 "uuid": str(uuid), "queues": {}, "states": set(), "paused": False,
@@ -257,7 +287,7 @@ def overview(queues, now=None):
                 facts["process"] = f"{record.process[0]}:{record.process[1]}"
             facts["queues"][name] = [
                 {"name": agent_name, "size": agent.size,
-                 "jobs": [job_id(job) for job in agent]}
+                 "jobs": [job_id(job) for job in agent if scope.includes(job)]}
                 for agent_name, agent in record.items()]
     for facts in dispatchers.values():
         states = facts.pop("states")
@@ -270,6 +300,13 @@ def overview(queues, now=None):
     return {"queues": queue_facts,
             "dispatchers": sorted(dispatchers.values(), key=lambda d: d["uuid"]),
             "last_hour": {"completed": completed, "failed": failed}}
+
+
+def _count(jobs, scope):
+    # The database-wide count reads keys only (see History.since).
+    if scope.database_wide:
+        return sum(1 for _ in jobs)
+    return sum(1 for job in jobs if scope.includes(job))
 
 
 # -- listing -----------------------------------------------------------------------
@@ -346,11 +383,16 @@ class JobQuery:
     def filtered(self):
         return any(v is not None for v in (self.user, self.callable, self.text))
 
-    def run(self, queues):
-        """``{"items", "next", "scanned", "exhausted"}`` for one page."""
+    def run(self, queues, scope):
+        """``{"items", "next", "scanned", "exhausted"}`` for one page of the
+        jobs in ``scope``."""
+        if scope.database_wide:
+            match = self.match if self.filtered() else None
+        else:
+            def match(job):
+                return scope.includes(job) and self.match(job)
         page = listing.find_jobs(
-            queues, self.state, queue_names=self.queues,
-            match=self.match if self.filtered() else None,
+            queues, self.state, queue_names=self.queues, match=match,
             since=self.since, until=self.until, after=self.after,
             reverse=SORTS[self.sort], size=self.size, scan_limit=max(SCAN_LIMIT, self.size))
         return {
@@ -369,7 +411,10 @@ def cancel(job, actor):
     logger.info("%s cancelled job %s (%s)", actor, job_id(job), call_name(job))
 
 
-def retry(job, actor):
+def retry(job, actor, site):
+    """Queue a copy of ``job``, which runs as the job's user: if the current
+    user of ``site`` may make it (:func:`.access.check_run_as`)."""
+    access.check_run_as(job, site)
     try:
         new = admin.retry(job)
     except ValueError as error:  # from Job.copy(): the job involves other jobs

@@ -12,6 +12,13 @@ that is not one) gives an error status message and a redirect instead.
 Actions and their parameters: ``cancel``, ``retry``, ``remove`` (``id``);
 ``purge`` (``days``); ``resize`` (``dispatcher``, ``queue``, ``agent``,
 ``size``); ``pause`` and ``resume`` (``dispatcher``).
+
+A job action finds the job in the page's scope only (another site's job is
+"not there").  The database-wide actions (purge, resize, pause, resume)
+answer 403, their confirmation page too, to a user who may not do them
+(:func:`..access.may_manage_workers`).  A retry that would run with roles
+the user does not have (:func:`..access.check_run_as`) is refused with an
+error status message.
 """
 from dataclasses import dataclass
 
@@ -21,6 +28,9 @@ from Products.statusmessages.interfaces import IStatusMessage
 from zope.i18n import translate
 from zope.i18nmessageid import Message
 
+from zExceptions import Forbidden
+
+from plone.app.asyncjobs import access
 from plone.app.asyncjobs import inspection
 from plone.app.asyncjobs.browser.controlpanel import PanelView
 from plone.app.asyncjobs.browser.controlpanel import _
@@ -28,11 +38,11 @@ from plone.app.asyncjobs.engine.exceptions import BadStatusError
 
 
 #: What an action may fail with; the message goes to the administrator.
-ACTION_ERRORS = (inspection.QueryError, LookupError, BadStatusError)
+ACTION_ERRORS = (inspection.QueryError, LookupError, BadStatusError, access.RunAsRefused)
 
 
 def _job(view, params):
-    return inspection.get_job(view.queues, params["id"])
+    return inspection.get_job(view.queues, params["id"], view.scope)
 
 
 def cancel(view, params):
@@ -42,7 +52,7 @@ def cancel(view, params):
 
 
 def retry(view, params):
-    new_id = inspection.job_id(inspection.retry(_job(view, params), view.actor))
+    new_id = inspection.job_id(inspection.retry(_job(view, params), view.actor, view.context))
     return (_("msg_job_retried", default="Job ${id} was queued again as job ${new}.",
               mapping={"id": params["id"], "new": new_id}),
             view.job_url(new_id))
@@ -94,7 +104,7 @@ def resume(view, params):
 class Action:
     """An action: its parameters, the words of its confirmation page, and
     ``run(view, params)``, which returns the status message and the URL to
-    go to."""
+    go to; ``database_wide`` if it affects every site of the database."""
 
     fields: tuple
     title: Message
@@ -102,6 +112,7 @@ class Action:
     button: Message
     button_class: str
     run: object
+    database_wide: bool = False
 
 
 JOB = ("id",)
@@ -129,24 +140,26 @@ ACTIONS = {
         _("confirm_purge", default="Every job that finished more than ${days} days ago is "
                                    "removed from the history of every queue.  This cannot "
                                    "be undone."),
-        _("button_purge", default="Purge"), "btn-danger", purge),
+        _("button_purge", default="Purge"), "btn-danger", purge, database_wide=True),
     "resize": Action(
         DISPATCHER + ("queue", "agent", "size"),
         _("title_resize", default="Change the size of agent ${agent}?"),
         _("confirm_resize", default="Agent ${agent} of dispatcher ${dispatcher} in queue "
                                     "${queue_label} will run up to ${size} jobs at a time.  "
                                     "With size 0 it starts none."),
-        _("button_resize", default="Change the size"), "btn-primary", resize),
+        _("button_resize", default="Change the size"), "btn-primary", resize,
+        database_wide=True),
     "pause": Action(
         DISPATCHER, _("title_pause", default="Pause dispatcher ${dispatcher}?"),
         _("confirm_pause", default="Its agents stop starting jobs in every queue; the jobs "
                                    "they run now finish.  The pause lasts, across restarts "
                                    "too, until you resume them."),
-        _("button_pause", default="Pause"), "btn-warning", pause),
+        _("button_pause", default="Pause"), "btn-warning", pause, database_wide=True),
     "resume": Action(
         DISPATCHER, _("title_resume", default="Resume dispatcher ${dispatcher}?"),
         _("confirm_resume", default="Its agents start jobs again."),
-        _("button_resume", default="Resume"), "btn-primary", resume),
+        _("button_resume", default="Resume"), "btn-primary", resume,
+        database_wide=True),
 }
 
 
@@ -157,6 +170,7 @@ class ActionView(PanelView):
     job = None
 
     def __call__(self):
+        self.scope  # noqa: B018 -- refuses a database-wide scope early
         if self.request.method == "POST":
             CheckAuthenticator(self.request)
             names = [name for name in ACTIONS if f"form.buttons.{name}" in self.request.form]
@@ -171,6 +185,9 @@ class ActionView(PanelView):
         action = ACTIONS.get(name) if isinstance(name, str) else None
         if action is None:
             raise inspection.QueryError("action", f"must be one of {', '.join(ACTIONS)}")
+        if action.database_wide and not self.may_manage_workers:
+            raise Forbidden(f"{name}: only a user with {access.MANAGE_WORKERS!r} (in a "
+                            "database with several sites: on the Zope root) may do this")
         params = {}
         for field in action.fields:
             value = self.request.form.get(field)
@@ -184,7 +201,10 @@ class ActionView(PanelView):
             self.action, self.params = self.collect(name)
             self.name = name
             if "id" in self.params:
-                self.job = inspection.describe(_job(self, self.params))
+                job = _job(self, self.params)
+                if name == "retry":
+                    access.check_run_as(job, self.context)
+                self.job = inspection.describe(job)
         except ACTION_ERRORS as error:
             return self.fail(error)
         return self.template()

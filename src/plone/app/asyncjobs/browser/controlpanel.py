@@ -15,6 +15,12 @@ Pages, all on the site root, for ``plone.app.asyncjobs: Manage jobs``
 ``@@asyncjobs-live?ids=1,2`` (:mod:`.live`)
     JSON facts of some jobs, for ``++resource++plone.app.asyncjobs/controlpanel.js``.
 
+Every page shows the jobs of its site only (:mod:`..access`); with
+``scope=database`` (which every link of the page then repeats) a Manager
+of the Zope root sees every job of the database, and anyone else gets
+403.  The forms of database-wide actions (resize, pause, resume, purge)
+are shown to those who may do them only (:func:`..access.may_manage_workers`).
+
 Stable hooks for browser tests
 ------------------------------
 
@@ -68,10 +74,16 @@ from Products.Five.browser.pagetemplatefile import ViewPageTemplateFile
 from zope.i18n import translate
 from zope.i18nmessageid import MessageFactory
 
+from zExceptions import Forbidden
+
+from plone.app.asyncjobs import access
 from plone.app.asyncjobs import api
 
 
 _ = MessageFactory("plone.app.asyncjobs")
+
+#: The value of the ``scope`` parameter that asks for every site's jobs.
+DATABASE_SCOPE = "database"
 
 #: Bootstrap badge classes by the list a job is in (``state`` of
 #: :func:`.inspection.describe`); controlpanel.js has the same table.
@@ -113,6 +125,40 @@ class PanelView(BrowserView):
         return api.get_queues(self.context)
 
     @cached_property
+    def scope(self):
+        """The jobs this request may see; ``Forbidden`` for a database-wide
+        view asked for by anyone but a Manager of the Zope root."""
+        try:
+            return access.scope_for(self.context, self.database_wide_requested)
+        except access.ScopeRefused as refused:
+            raise Forbidden(str(refused)) from None
+
+    @property
+    def database_wide_requested(self):
+        return self.request.form.get("scope") == DATABASE_SCOPE
+
+    @cached_property
+    def may_manage_workers(self):
+        """Whether the forms of database-wide actions are shown."""
+        return access.may_manage_workers(self.context)
+
+    @cached_property
+    def is_root_manager(self):
+        return access.is_root_manager(self.context)
+
+    @cached_property
+    def show_tracebacks(self):
+        return access.may_see_tracebacks(self.context)
+
+    @property
+    def scope_switch_url(self):
+        """For a Manager of the Zope root: the other scope's overview."""
+        if not self.is_root_manager:
+            return None
+        url = f"{self.context.absolute_url()}/@@asyncjobs-controlpanel"
+        return url if self.database_wide_requested else f"{url}?scope={DATABASE_SCOPE}"
+
+    @cached_property
     def actor(self):
         """The member id that actions log as theirs."""
         return plone_api.user.get_current().getId()
@@ -122,6 +168,8 @@ class PanelView(BrowserView):
     def page_url(self, name, **params):
         """The URL of the page ``@@name`` with ``params`` (``None`` left out)."""
         url = f"{self.context.absolute_url()}/@@{name}"
+        if self.database_wide_requested:
+            params = {**params, "scope": DATABASE_SCOPE}
         query = urlencode({k: v for k, v in params.items() if v is not None}, doseq=True)
         return f"{url}?{query}" if query else url
 

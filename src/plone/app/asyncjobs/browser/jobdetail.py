@@ -3,7 +3,8 @@
 The facts come from :func:`.inspection.describe` with ``detail``; the page
 links to the confirmation pages of the actions the job's status allows
 (cancel a pending job, retry a failed one, remove a finished one).  An
-unknown id gives a status message and status 404.
+unknown id, or that of a job of another site, gives a status message and
+status 404.  The traceback of a failed job is shown to Managers only.
 """
 from Products.Five.browser.pagetemplatefile import ViewPageTemplateFile
 from Products.statusmessages.interfaces import IStatusMessage
@@ -22,14 +23,14 @@ class JobView(PanelView):
     def __call__(self):
         job_id = self.request.form.get("id")
         try:
-            job = inspection.get_job(self.queues, job_id)
+            job = inspection.get_job(self.queues, job_id, self.scope)
         except LookupError:
             IStatusMessage(self.request).add(
                 _("msg_no_job", default="There is no job ${id}.", mapping={"id": job_id or ""}),
                 type="error")
             self.request.response.setStatus(404)
         else:
-            self.job = inspection.describe(job, detail=True)
+            self.job = inspection.describe(job, detail=True, traceback=self.show_tracebacks)
         return self.template()
 
     @property

@@ -42,6 +42,7 @@ class JobListView(PanelView):
     error = None
 
     def __call__(self):
+        scope = self.scope
         state = self.value("state")
         self.state = state if state in inspection.STATES else inspection.STATES[0]
         try:
@@ -53,7 +54,7 @@ class JobListView(PanelView):
                   mapping={"error": str(error)}), type="error")
             self.request.response.setStatus(400)
         else:
-            self.page = query.run(self.queues)
+            self.page = query.run(self.queues, scope)
         return self.template()
 
     def value(self, name):

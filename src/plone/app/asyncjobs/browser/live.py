@@ -3,7 +3,7 @@
 ``controlpanel.js`` polls it for the unfinished jobs of the page it runs
 on.  The answer is ``{"jobs": [...], "missing": [...]}``: the
 :func:`.inspection.describe` facts of each job found, and the ids of those
-not found (removed, or never jobs).  At most :data:`MAX_IDS` ids; more, or
+not found (removed, never jobs, or jobs of another site).  At most :data:`MAX_IDS` ids; more, or
 none, give status 400 and ``{"error": ...}``.
 """
 import json
@@ -28,10 +28,11 @@ class LiveView(PanelView):
         if not 0 < len(ids) <= MAX_IDS:
             response.setStatus(400)
             return json.dumps({"error": f"ids: give 1 to {MAX_IDS} job ids, comma-separated"})
+        scope = self.scope
         jobs, missing = [], []
         for text in dict.fromkeys(ids):
             try:
-                jobs.append(inspection.describe(inspection.get_job(self.queues, text)))
+                jobs.append(inspection.describe(inspection.get_job(self.queues, text, scope)))
             except LookupError:
                 missing.append(text)
         return json.dumps({"jobs": jobs, "missing": missing})

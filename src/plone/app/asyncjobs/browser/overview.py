@@ -4,8 +4,9 @@ Shows every queue with its jobs counted by list, every dispatcher that
 ever served a queue (state, last ping, uptime, agents and the jobs they
 hold), the jobs running now with their progress, and the last hour's
 throughput; its forms lead to the confirmation pages of pausing and
-resuming a dispatcher, resizing an agent and purging old jobs.  The facts
-come from :func:`.inspection.overview`.
+resuming a dispatcher, resizing an agent and purging old jobs (shown to
+those who may do them; the others see the dispatchers read-only).  The
+facts come from :func:`.inspection.overview`, for the page's scope.
 """
 from Products.Five.browser.pagetemplatefile import ViewPageTemplateFile
 
@@ -35,15 +36,21 @@ class OverviewView(PanelView):
     purge_days = PURGE_DAYS
 
     def __call__(self):
-        self.facts = inspection.overview(self.queues)
+        self.facts = inspection.overview(self.queues, self.scope)
         self.running = inspection.JobQuery(
-            {"state": "active", "size": RUNNING_SHOWN}).run(self.queues)
+            {"state": "active", "size": RUNNING_SHOWN}).run(self.queues, self.scope)
         return self.template()
 
     @property
     def per_minute(self):
         # Two significant digits: a quiet hour is not "0.0 a minute".
         return f"{self.facts['last_hour']['completed'] / 60:.2g}"
+
+    @staticmethod
+    def count_label(queue, state):
+        """A queue's count of a list; ``5000+`` when counting stopped there."""
+        count = queue["counts"][state]
+        return f"{count}+" if state in queue["counts_capped"] else str(count)
 
     @staticmethod
     def dispatcher_state(dispatcher):

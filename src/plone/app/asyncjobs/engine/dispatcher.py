@@ -280,6 +280,7 @@ class Dispatcher:
                     "size": agent.size,
                     "len": len(agent),
                     "active jobs": self.active_job_ids(name, agent_name),
+                    "paused": record.paused,
                 }
         for key, pool in self._pools.items():
             if key not in wanted:

@@ -29,6 +29,9 @@ from .tool_commands import tool
 #: How many polls ``async polls`` shows when given neither count: nor since:.
 DEFAULT_POLL_COUNT = 3
 
+#: The status of a running dispatcher whose agents are all paused.
+PAUSED = "PAUSED"
+
 
 # -- the dispatchers of this process --------------------------------------------
 
@@ -143,6 +146,14 @@ def _first_poll(dispatcher, point, inclusive, now):
     )
 
 
+def _paused(dispatcher):
+    """Whether the latest poll found the dispatcher's agents, every one, paused."""
+    latest = next(dispatcher.iter_polls(), None)
+    agents = [agent for queue in (latest or {}).values() if queue
+              for agent in queue.values()]
+    return bool(agents) and all(agent.get("paused") for agent in agents)
+
+
 def _poll_report(poll):
     return {"key": poll.key, "time": poll.utc_timestamp, "results": dict(poll)}
 
@@ -187,11 +198,17 @@ class AsyncCommand(ToolCommand):
     def status(self, arguments):
         """Show whether the dispatcher polls, and since when.
 
-        Output: "status" -- STOPPED, STARTING (no poll yet), RUNNING, or
-        STUCK (no poll for two poll intervals; is the reactor blocked?);
+        Output: "status" -- STOPPED, STARTING (no poll yet), RUNNING,
+        PAUSED (running, but its latest poll found every agent paused, so
+        it starts no job), or STUCK (no poll for two poll intervals; is
+        the reactor blocked?);
         "poll interval", "time since last poll", "uptime" and "uuid".
         """
-        return _dispatcher(arguments).status_info()
+        dispatcher = _dispatcher(arguments)
+        info = dispatcher.status_info()
+        if info["status"] == engine_dispatcher.RUNNING and _paused(dispatcher):
+            info["status"] = PAUSED
+        return info
 
     @tool(named=("queue:NAME", "agent:NAME", "uuid:UUID"))
     def jobs(self, arguments):
@@ -262,7 +279,8 @@ class AsyncCommand(ToolCommand):
         at: shows the poll with that key, or the last one at that time;
         before: the one before.  Output: "key", "time" and "results": for
         each queue, null if the dispatcher could not work in it, else for
-        each agent its "size", "len" (jobs it holds) and "active jobs".
+        each agent its "size", "len" (jobs it holds), "active jobs" and
+        "paused".
         """
         dispatcher = _dispatcher(arguments)
         point, inclusive = _poll_point_arguments(arguments)

@@ -666,9 +666,10 @@ class AsyncDBCommand(ToolCommand):
         """Show every queue and every dispatcher record in it.
 
         For each queue: "len" (pending jobs) and "dispatchers", by UUID:
-        "state" -- ACTIVE, DEAD (activated, but silent for longer than its
-        ping death interval; a live dispatcher will deactivate it and
-        recover its jobs) or DEACTIVATED; "activated" (null when
+        "state" -- ACTIVE, PAUSED (active, but its agents start no job
+        until resumed from the job console), DEAD (activated, but silent
+        for longer than its ping death interval; a live dispatcher will
+        deactivate it and recover its jobs) or DEACTIVATED; "paused"; "activated" (null when
         deactivated), "last ping", "since ping", "dead" (silent for the
         ping death interval, whatever the state), "ping interval", "ping
         death interval", "process" ([host, pid] that activated it) and
@@ -698,10 +699,13 @@ class AsyncDBCommand(ToolCommand):
         dead = record.dead
         if not record.activated:
             state = "DEACTIVATED"
+        elif dead:
+            state = "DEAD"
         else:
-            state = "DEAD" if dead else "ACTIVE"
+            state = "PAUSED" if record.paused else "ACTIVE"
         return {
             "state": state,
+            "paused": record.paused,
             "activated": record.activated,
             "last ping": record.last_ping,
             "since ping": None if record.last_ping is None else now - record.last_ping,

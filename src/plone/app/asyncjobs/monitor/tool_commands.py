@@ -305,6 +305,10 @@ _INTERVAL = re.compile(
 
 INTERVAL_HELP = "an interval like 1h30m (units d, h, m, s, in that order)"
 
+#: The longest interval an argument may name: longer ones reach before the
+#: first year a datetime can hold.
+MAX_INTERVAL = timedelta(days=36500)
+
 
 def parse_interval(text, label):
     """``[nD][nH][nM][nS]`` (any case) as a timedelta; `CommandError` if not."""
@@ -312,7 +316,13 @@ def parse_interval(text, label):
     if not text or match is None:
         raise CommandError(f"{label} {text!r} is not {INTERVAL_HELP}")
     parts = {name: float(value) for name, value in match.groupdict().items() if value}
-    return timedelta(**parts)
+    try:
+        interval = timedelta(**parts)
+    except OverflowError:
+        interval = None
+    if interval is None or interval > MAX_INTERVAL:
+        raise CommandError(f"{label} {text!r} is longer than {MAX_INTERVAL.days} days")
+    return interval
 
 
 def parse_poll_point(text, label):
@@ -342,6 +352,8 @@ def parse_oid(text, label):
         oid = -1
     if oid < 0:
         raise CommandError(f"{label} {text!r} is not an oid (an integer)")
+    if oid >= 2 ** 64:  # ZODB oids are 8 bytes
+        raise CommandError(f"{label} {text!r} is larger than any oid")
     return oid
 
 

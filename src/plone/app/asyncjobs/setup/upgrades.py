@@ -19,3 +19,9 @@ def add_control_panel(setup_tool):
     for step in ("rolemap", "controlpanel"):
         setup_tool.runImportStepFromProfile(PROFILE_ID, step)
     logger.info("plone.app.asyncjobs: job control panel added")
+
+
+def add_manage_workers(setup_tool):
+    """Import the role map, which grants 'Manage workers' to Manager."""
+    setup_tool.runImportStepFromProfile(PROFILE_ID, "rolemap")
+    logger.info("plone.app.asyncjobs: 'Manage workers' granted to Manager")

@@ -21,6 +21,7 @@ from plone.testing.zope import Browser
 
 from plone.app.asyncjobs import api as jobs_api
 from plone.app.asyncjobs import inspection
+from plone.app.asyncjobs.access import DATABASE
 from plone.app.asyncjobs.engine.dispatchers import DispatcherAgents
 from plone.app.asyncjobs.engine.testing.waiting import wait_for_annotation
 from plone.app.asyncjobs.engine.testing.waiting import wait_until
@@ -352,7 +353,7 @@ def test_retry_a_failed_job(functional, functional_portal):
     new_id = inspection.describe(job, detail=True)["retried_as"]
     assert browser.url == page_url(functional_portal, "asyncjobs-job", id=new_id)
     assert f"Job {job_id(job)} was queued again as job {new_id}." in status_messages(browser)
-    new = inspection.get_job(jobs_api.get_queues(), new_id)
+    new = inspection.get_job(jobs_api.get_queues(), new_id, DATABASE)
     wait_for_result(new, commit=False)
     assert inspection.describe(new)["result"] == "builtins.ValueError: again and again"
     browser.reload()
@@ -445,7 +446,7 @@ ACTIONS = [
 def snapshot():
     """What the actions change: counts, pauses, agent sizes."""
     transaction.begin()
-    facts = inspection.overview(jobs_api.get_queues())
+    facts = inspection.overview(jobs_api.get_queues(), DATABASE)
     return ([queue["counts"] for queue in facts["queues"]],
             [(dispatcher["paused"], dispatcher["queues"]) for dispatcher in facts["dispatchers"]])
 

@@ -8,6 +8,7 @@ from plone.app.testing import TEST_USER_ID
 
 from plone.app.asyncjobs import api as jobs_api
 from plone.app.asyncjobs import inspection
+from plone.app.asyncjobs.access import Scope
 from plone.app.asyncjobs.engine.exceptions import BadStatusError
 from plone.app.asyncjobs.engine.status import COMPLETED
 from plone.app.asyncjobs.engine.status import PENDING
@@ -17,10 +18,14 @@ from plone.app.asyncjobs.testing import wait_for_result
 from plone.app.asyncjobs.tests import jobs
 
 
+#: The scope of the test site's jobs.
+SITE = Scope(("", "plone"))
+
+
 def test_describe_names_the_function_user_and_context(portal, recorded_events):
     job = jobs_api.queue_job(jobs.fail, portal, "secret reason")
     wait_for_result(job)
-    facts = inspection.describe(job, detail=True)
+    facts = inspection.describe(job, detail=True, traceback=True)
     assert facts["callable"] == "plone.app.asyncjobs.tests.jobs.fail"
     assert facts["queued_by"] == {"id": TEST_USER_ID, "user_folder": "/plone/acl_users",
                                   "anonymous": False}
@@ -34,7 +39,7 @@ def test_describe_names_the_function_user_and_context(portal, recorded_events):
 def test_retry_runs_a_copy_in_the_same_context_as_the_same_user(portal, recorded_events):
     job = jobs_api.queue_job(jobs.describe, portal)
     first = wait_for_result(job)
-    again = inspection.retry(job, "admin")
+    again = inspection.retry(job, "admin", portal)
     transaction.commit()
     second = wait_for_result(again)
     assert again.func is jobs.describe and again is not job
@@ -53,7 +58,7 @@ def test_listing_filters_by_user_callable_and_text(portal):
 
     def listed(**params):
         return [item["callable"] for item in
-                inspection.JobQuery({"state": "completed", **params}).run(queues)["items"]]
+                inspection.JobQuery({"state": "completed", **params}).run(queues, SITE)["items"]]
 
     assert sorted(listed()) == ["plone.app.asyncjobs.tests.jobs.add",
                                 "plone.app.asyncjobs.tests.jobs.mark"]
@@ -84,7 +89,7 @@ def test_cancel_remove_and_the_overview(portal, integration):
     assert job.status == COMPLETED and "cancelled by admin" in inspection.describe(job)["result"]
     with pytest.raises(BadStatusError):
         inspection.cancel(job, "admin")
-    facts = inspection.overview(jobs_api.get_queues())
+    facts = inspection.overview(jobs_api.get_queues(), SITE)
     [queue] = [q for q in facts["queues"] if q["name"] == ""]
     assert queue["counts"]["failed"] == 1 and queue["counts"]["pending"] == 0
     [dispatcher] = facts["dispatchers"]
@@ -92,6 +97,6 @@ def test_cancel_remove_and_the_overview(portal, integration):
     assert dispatcher["state"] == "alive" and dispatcher["paused"] is False
     inspection.remove(job, "admin")
     transaction.commit()
-    assert inspection.overview(jobs_api.get_queues())["queues"][0]["counts"]["failed"] == 0
+    assert inspection.overview(jobs_api.get_queues(), SITE)["queues"][0]["counts"]["failed"] == 0
     with pytest.raises(LookupError):
-        inspection.get_job(jobs_api.get_queues(), "not-a-number")
+        inspection.get_job(jobs_api.get_queues(), "not-a-number", SITE)

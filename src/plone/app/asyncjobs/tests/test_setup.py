@@ -24,7 +24,7 @@ def test_installed_with_settings_layer_and_queues(portal):
     assert IAsyncJobsLayer in registered_layers()
     assert KEY in portal._p_jar.root()
     setup_tool = api.portal.get_tool("portal_setup")
-    assert setup_tool.getLastVersionForProfile(PROFILE) == ("1002",)
+    assert setup_tool.getLastVersionForProfile(PROFILE) == ("1003",)
 
 
 def test_uninstall_removes_settings_and_layer_but_keeps_the_jobs(portal):
@@ -65,10 +65,11 @@ def test_upgrade_step_reloads_the_registry(portal):
 
 
 MANAGE_JOBS = "plone.app.asyncjobs: Manage jobs"
+MANAGE_WORKERS = "plone.app.asyncjobs: Manage workers"
 
 
-def granted_roles(portal):
-    return {role["name"] for role in portal.rolesOfPermission(MANAGE_JOBS)
+def granted_roles(portal, permission=MANAGE_JOBS):
+    return {role["name"] for role in portal.rolesOfPermission(permission)
             if role["selected"]}
 
 
@@ -85,3 +86,17 @@ def test_upgrade_step_to_1002_grants_manage_jobs(portal):
     assert granted_roles(portal) == set()
     step["step"].doStep(setup_tool)
     assert granted_roles(portal) == {"Manager", "Site Administrator"}
+
+
+def test_manage_workers_is_granted_to_managers_only(portal):
+    assert granted_roles(portal, MANAGE_WORKERS) == {"Manager"}
+
+
+def test_upgrade_step_to_1003_grants_manage_workers_to_managers_only(portal):
+    setup_tool = api.portal.get_tool("portal_setup")
+    [step] = [s for s in listUpgradeSteps(setup_tool, PROFILE, "1002")
+              if not isinstance(s, list) and s["source"] == ("1002",)]
+    assert step["dest"] == ("1003",)
+    portal.manage_permission(MANAGE_WORKERS, roles=["Site Administrator"], acquire=False)
+    step["step"].doStep(setup_tool)
+    assert granted_roles(portal, MANAGE_WORKERS) == {"Manager"}

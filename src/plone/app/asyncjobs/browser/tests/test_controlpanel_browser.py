@@ -29,6 +29,7 @@ from playwright.sync_api import expect
 
 from plone.app.asyncjobs import api as jobs_api
 from plone.app.asyncjobs import inspection
+from plone.app.asyncjobs.access import DATABASE
 from plone.app.asyncjobs.browser.tests import login
 from plone.app.asyncjobs.browser.tests import screenshot
 from plone.app.asyncjobs.engine import listing
@@ -263,7 +264,7 @@ def test_retry_a_failed_job_and_see_the_retry_complete(
     expect(page.locator("#asyncjobs-traceback")).to_have_count(0)
 
     transaction.begin()
-    new = inspection.get_job(jobs_api.get_queues(), new_id)
+    new = inspection.get_job(jobs_api.get_queues(), new_id, DATABASE)
     assert new.result == 2
     assert inspection.describe(job, detail=True)["retried_as"] == new_id
 

@@ -198,7 +198,8 @@ def test_poll_shows_the_latest_poll(address, worker):  # noqa: F811
     assert abs(parse_time(poll["time"]) - utcnow()) < timedelta(seconds=5)
     assert poll["results"][""]["main"]["size"] == 3
     assert sorted(poll["results"]) == ["", "other"]
-    assert poll["results"]["other"]["main"] == {"active jobs": [], "len": 0, "size": 3}
+    assert poll["results"]["other"]["main"] == {"active jobs": [], "len": 0, "size": 3,
+                                                "paused": False}
 
 
 def test_poll_at_and_before(address, worker):  # noqa: F811
@@ -212,6 +213,30 @@ def test_poll_at_and_before(address, worker):  # noqa: F811
         "Error: No poll before poll 1 is kept in memory"
     )
     assert first["time"] < ask_json(address, "async poll at:2")["time"]
+
+
+@pytest.mark.parametrize("argument", ["before:99999999999d", "at:99999999d", "since:36501d"])
+def test_points_too_far_back_are_refused_clearly(address, worker, argument):  # noqa: F811
+    name = argument.split(":")[0]
+    tool = "polls" if name == "since" else "poll"
+    answer = ask(address, f"async {tool} {argument}\n")
+    assert answer == (f"Error: async {tool}: {name}: {argument.split(':')[1]!r} is longer "
+                      "than 36500 days\n")
+
+
+def test_a_paused_dispatcher_shows_as_paused(address, worker):  # noqa: F811
+    def pause(root, paused=True):
+        for queue in root["plone.app.asyncjobs"].values():
+            record = queue.dispatchers[THIS]
+            record.pause() if paused else record.resume()
+
+    worker.in_transaction(pause, "pause")
+    wait_for_poll(worker.dispatcher, count=2)
+    assert ask_json(address, "async status")["status"] == "PAUSED"
+    assert ask_json(address, "async poll")["results"][""]["main"]["paused"] is True
+    worker.in_transaction(lambda root: pause(root, False), "resume")
+    wait_for_poll(worker.dispatcher, count=2)
+    assert ask_json(address, "async status")["status"] == "RUNNING"
 
 
 def test_polls_lists_polls_newest_first(address, worker):  # noqa: F811

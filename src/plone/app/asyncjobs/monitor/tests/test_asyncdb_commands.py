@@ -365,9 +365,10 @@ def test_status_lists_every_dispatcher_record(address):
     }
     this = records[str(THIS)]
     assert sorted(this) == [
-        "activated", "agents", "dead", "last ping", "ping death interval",
+        "activated", "agents", "dead", "last ping", "paused", "ping death interval",
         "ping interval", "process", "since ping", "state",
     ]
+    assert this["paused"] is False
     assert this["process"] == [socket.gethostname(), os.getpid()]
     assert this["dead"] is False
     assert this["ping interval"] == {"seconds": 30.0}
@@ -395,6 +396,23 @@ def test_status_shows_dead_and_deactivated_dispatchers(address):
     off = records[str(OFF)]
     assert off["state"] == "DEACTIVATED" and off["activated"] is None and off["process"] is None
     assert off["agents"] == {}
+
+
+def test_status_shows_a_paused_dispatcher_as_paused(address, worker):  # noqa: F811
+    def pause(root):
+        root["plone.app.asyncjobs"][""].dispatchers[THIS].pause()
+
+    worker.in_transaction(pause, "pause")
+    record = ask_json(address, "asyncdb status")[""]["dispatchers"][str(THIS)]
+    assert (record["state"], record["paused"]) == ("PAUSED", True)
+
+
+@pytest.mark.parametrize("command", ["asyncdb job 18446744073709551616",
+                                     "asyncdb jobs completed start:since99999999999d"])
+def test_arguments_out_of_range_are_refused_clearly(address, command):
+    answer = ask(address, command + "\n")
+    assert answer.startswith("Error: asyncdb") and "\n" not in answer[:-1], answer
+    assert "Overflow" not in answer and "failed" not in answer, answer
 
 
 def test_status_filters(address):

@@ -3,6 +3,8 @@
 A dispatcher (a worker process, by UUID) has agents in each queue it
 serves; an agent's size is how many jobs it runs at once.  Changes are
 stored in the database: the dispatcher follows them at its next poll.
+They affect every site of the database, so they need
+:func:`...access.may_manage_workers` (403 otherwise); reading does not.
 """
 from plone.app.asyncjobs import inspection
 from plone.app.asyncjobs.restapi.services.queue_names import as_segment
@@ -22,7 +24,7 @@ def with_links(service, dispatcher):
 
 def _dispatchers(service):
     return [with_links(service, facts)
-            for facts in inspection.overview(service.queues)["dispatchers"]]
+            for facts in inspection.overview(service.queues, service.scope)["dispatchers"]]
 
 
 def _dispatcher(service, uuid):
@@ -42,6 +44,7 @@ def get_dispatcher(service, uuid):
 
 def set_agent_size(service, uuid, queue_segment, agent_name):
     """``PATCH`` with ``{"size": n}``; replies the dispatcher."""
+    service.check_manage_workers()
     body = service.json_body(("size",))
     size = body.get("size")
     if size is None:
@@ -55,12 +58,14 @@ def set_agent_size(service, uuid, queue_segment, agent_name):
 
 def pause_dispatcher(service, uuid):
     """Stop the dispatcher's agents from starting jobs (running ones finish)."""
+    service.check_manage_workers()
     service.json_body(())
     inspection.pause(service.queues, uuid, service.actor)
     return _dispatcher(service, uuid)
 
 
 def resume_dispatcher(service, uuid):
+    service.check_manage_workers()
     service.json_body(())
     inspection.resume(service.queues, uuid, service.actor)
     return _dispatcher(service, uuid)

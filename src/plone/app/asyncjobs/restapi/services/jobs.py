@@ -1,8 +1,8 @@
 """``@asyncjobs/jobs``: list jobs a page at a time, show, retry, cancel, delete."""
 import transaction
 
+from plone.app.asyncjobs import access
 from plone.app.asyncjobs import inspection
-from plone.app.asyncjobs.engine import listing
 from plone.app.asyncjobs.restapi.services.queue_names import from_segment
 
 
@@ -10,22 +10,26 @@ from plone.app.asyncjobs.restapi.services.queue_names import from_segment
 #: (see :class:`.inspection.JobQuery`).
 LIST_PARAMETERS = ("state", "queue", "user", "callable", "text", "since", "until", "sort",
                    "size", "after")
+#: Parameters every endpoint takes (see :class:`.service.AsyncJobsService`).
+COMMON_PARAMETERS = ("scope",)
 
 
 def job_facts(service, job, detail=True):
-    """What :func:`.inspection.describe` says of ``job``, with its URL."""
-    facts = inspection.describe(job, detail=detail)
+    """What :func:`.inspection.describe` says of ``job``, with its URL (its
+    traceback for Managers only)."""
+    facts = inspection.describe(job, detail=detail,
+                                traceback=access.may_see_tracebacks(service.context))
     return {"@id": service.url("jobs", facts["id"]), **facts}
 
 
 def _job(service, job_id):
-    return inspection.get_job(service.queues, job_id)
+    return inspection.get_job(service.queues, job_id, service.scope)
 
 
 def _given_parameters(form):
     """The listing's non-empty parameters in :data:`LIST_PARAMETERS` order;
     ``queue`` as a list, the others once each."""
-    unknown = sorted(set(form) - set(LIST_PARAMETERS))
+    unknown = sorted(set(form) - set(LIST_PARAMETERS) - set(COMMON_PARAMETERS))
     if unknown:
         raise inspection.QueryError(unknown[0], "not a parameter of this listing")
     given = {}
@@ -54,19 +58,26 @@ def _query_parameters(service, given):
 
 
 def _total(service, query):
-    """How many jobs the whole listing has, if that is known without reading
-    them (no filter, no time bounds); else ``None``."""
+    """How many jobs the whole listing has, if that is known without
+    filtering them (no filter, no time bounds) and counting did not stop at
+    :data:`.inspection.COUNT_LIMIT`; else ``None``."""
     if query.filtered() or query.since is not None or query.until is not None:
         return None
-    return sum(listing.count_jobs(queue)[query.state] for name, queue in service.queues.items()
-               if query.queues is None or name in query.queues)
+    total = 0
+    for name, queue in service.queues.items():
+        if query.queues is None or name in query.queues:
+            counts, capped = inspection.count_jobs(name, queue, service.scope)
+            if query.state in capped:
+                return None
+            total += counts[query.state]
+    return total
 
 
 def list_jobs(service):
     """``GET @asyncjobs/jobs?...``: one page, and the URL of the next."""
     given = _given_parameters(service.request.form)
     query = inspection.JobQuery(_query_parameters(service, given))
-    page = query.run(service.queues)
+    page = query.run(service.queues, service.scope)
     first = {name: value for name, value in given.items() if name != "after"}
     batching = {"@id": service.url("jobs", query=given),
                 "first": service.url("jobs", query=first)}
@@ -89,7 +100,7 @@ def get_job(service, job_id):
 def retry_job(service, job_id):
     """Queue a copy of a finished job; 201 with the copy."""
     service.json_body(())
-    new = inspection.retry(_job(service, job_id), service.actor)
+    new = inspection.retry(_job(service, job_id), service.actor, service.context)
     transaction.savepoint(optimistic=True)  # gives the copy's callbacks their ids
     return service.created(job_facts(service, new))
 

@@ -3,6 +3,7 @@ from plone.app.asyncjobs import inspection
 
 
 def purge_jobs(service):
+    service.check_manage_workers()
     days = service.json_body(("days",)).get("days")
     if days is None:
         raise inspection.QueryError("days", "missing")

@@ -9,15 +9,26 @@ endpoint shares is here:
 * the access check, before anything is looked up, so that a refused
   request learns nothing about jobs: 401 for anonymous users, 403 for
   users without ``plone.app.asyncjobs: Manage jobs``;
+* the scope (:mod:`...access`): the site's jobs, or with ``?scope=database``
+  (repeated in every URL of the reply) every job of the database, for a
+  Manager of the Zope root only (403 for anyone else); a job outside the
+  scope is not there (404).  Database-wide actions (purge, pause, resume,
+  resize) answer 403 to those who may not do them, and a retry that would
+  run with roles the user does not have answers 403 too;
 * errors as ``{"error": {"type", "message"}}`` (plus ``"field"`` for a
   bad parameter) with their status: 400 for a bad parameter or body
   (:class:`~plone.app.asyncjobs.inspection.QueryError`), 404 for an
   unknown endpoint, job, dispatcher or agent (``LookupError``), 405 for an
   endpoint that does not take the method, 409 for an action the job's
   status does not allow (``BadStatusError``), 415 for a POST without a
-  JSON body type.  A refused request changes nothing: its transaction is
-  doomed;
-* the JSON body, URLs, the queues, and the acting user's id.
+  JSON body type (matched without regard to case).  A refused request
+  changes nothing: its transaction is doomed.  Any other error is logged
+  and answers 500 with an error number, never a traceback (plone.rest
+  would show it to every holder of ``Manage portal``, Site Administrators
+  included); conflicts still reach the publisher, which retries;
+* the JSON body, at most :data:`MAX_BODY_BYTES` long and
+  :data:`MAX_BODY_DEPTH` deep (400 otherwise), URLs, the queues, and the
+  acting user's id.
 
 plone.protect's CSRF check is off for these requests, as for the other
 plone.restapi services; a POST must declare ``Content-Type:
@@ -26,6 +37,8 @@ script cannot send without the site's CORS consent (PATCH and DELETE
 always need that consent).
 """
 import json
+import logging
+import uuid
 from urllib.parse import quote
 from urllib.parse import urlencode
 
@@ -33,11 +46,13 @@ import transaction
 from AccessControl import getSecurityManager
 from plone import api
 from plone.protect.interfaces import IDisableCSRFProtection
+from transaction.interfaces import TransientError
 from plone.restapi.services import Service
 from zope.interface import alsoProvides
 from zope.interface import implementer
 from zope.publisher.interfaces import IPublishTraverse
 
+from plone.app.asyncjobs import access
 from plone.app.asyncjobs.api import get_queues
 from plone.app.asyncjobs.engine.exceptions import BadStatusError
 from plone.app.asyncjobs.inspection import QueryError
@@ -45,8 +60,17 @@ from plone.app.asyncjobs.restapi.services import routes
 
 
 NAME = "@asyncjobs"
-MANAGE_JOBS = "plone.app.asyncjobs: Manage jobs"
+MANAGE_JOBS = access.MANAGE_JOBS
 JSON = "application/json"
+#: The value of the ``scope`` parameter that asks for every site's jobs.
+DATABASE_SCOPE = "database"
+#: The longest request body read, in bytes.
+MAX_BODY_BYTES = 64 * 1024
+#: How deeply a request body's arrays and objects may nest (the bodies of
+#: this API are flat objects: depth 1).
+MAX_BODY_DEPTH = 16
+
+logger = logging.getLogger("plone.app.asyncjobs.restapi")
 
 
 class Refusal(Exception):
@@ -78,7 +102,22 @@ def as_refusal(error):
         return Refusal(404, "NotFound", str(error))
     if isinstance(error, BadStatusError):
         return Refusal(409, "Conflict", str(error))
+    if isinstance(error, (access.ScopeRefused, access.RunAsRefused)):
+        return Refusal(403, "Forbidden", str(error))
     return None
+
+
+def _depth(value):
+    """How deeply the arrays and objects of a JSON value nest (a scalar: 0),
+    found without recursion."""
+    depth, level = 0, [value]
+    while True:
+        containers = [item for item in level if isinstance(item, (list, dict))]
+        if not containers:
+            return depth
+        depth += 1
+        level = [item for container in containers
+                 for item in (container.values() if isinstance(container, dict) else container)]
 
 
 @implementer(IPublishTraverse)
@@ -89,6 +128,7 @@ class AsyncJobsService(Service):
         super().__init__(context, request)
         self.segments = []
         self._queues = None
+        self._scope = None
 
     def publishTraverse(self, request, name):
         self.segments.append(name)
@@ -108,10 +148,10 @@ class AsyncJobsService(Service):
             handler, values = self._route()
             self._check_content_type()
             return handler(self, *values)
+        except TransientError:
+            raise  # the publisher retries the request
         except Exception as error:
-            refusal = as_refusal(error)
-            if refusal is None:
-                raise
+            refusal = as_refusal(error) or self._failure()
         transaction.doom()
         response = self.request.response
         response.setStatus(refusal.status)
@@ -119,11 +159,20 @@ class AsyncJobsService(Service):
             response.setHeader(name, value)
         return refusal.as_json()
 
+    def _failure(self):
+        """A 500 for an unexpected error, logged with the number it shows."""
+        number = uuid.uuid4().hex[:12]
+        logger.exception("error %s in %s %s", number, self.request["REQUEST_METHOD"],
+                         self.request.get("ACTUAL_URL"))
+        return Refusal(500, "InternalServerError",
+                       f"the server failed to answer; its log has the details under {number}")
+
     def _check_access(self):
         if api.user.is_anonymous():
             raise Refusal(401, "Unauthorized", "log in to manage jobs")
         if not getSecurityManager().checkPermission(MANAGE_JOBS, self.context):
             raise Refusal(403, "Forbidden", f"managing jobs needs the permission {MANAGE_JOBS!r}")
+        self._scope = access.scope_for(self.context, self.database_wide_requested)
 
     def _route(self):
         found = routes.match(self.segments)
@@ -140,7 +189,7 @@ class AsyncJobsService(Service):
         if self.request["REQUEST_METHOD"] != "POST":
             return
         content_type = (self.request.getHeader("Content-Type") or "").split(";")[0].strip()
-        if content_type != JSON:
+        if content_type.lower() != JSON:
             raise Refusal(415, "UnsupportedMediaType",
                           f"send the request with Content-Type: {JSON}")
 
@@ -154,6 +203,20 @@ class AsyncJobsService(Service):
         return self._queues
 
     @property
+    def scope(self):
+        """The jobs this request may see (set by the access check)."""
+        return self._scope
+
+    @property
+    def database_wide_requested(self):
+        return self.request.form.get("scope") == DATABASE_SCOPE
+
+    def check_manage_workers(self):
+        """403 unless the user may do database-wide actions (see
+        :func:`...access.may_manage_workers`)."""
+        access.check_manage_workers(self.context)
+
+    @property
     def actor(self):
         """The id of the user making the request, for the admin log."""
         return api.user.get_current().getId()
@@ -162,18 +225,35 @@ class AsyncJobsService(Service):
         """The URL of ``@asyncjobs/<segments>``, with the ``query`` parameters."""
         path = "/".join(quote(str(segment), safe="@:") for segment in (NAME, *segments))
         url = f"{self.context.absolute_url()}/{path}"
+        if self.database_wide_requested:
+            query = {**(query or {}), "scope": DATABASE_SCOPE}
         return f"{url}?{urlencode(query, doseq=True)}" if query else url
 
     def json_body(self, fields):
         """The request body, a JSON object with no other keys than ``fields``
         (an empty body is ``{}``); ``QueryError`` for anything else."""
+        too_long = QueryError("body", f"longer than {MAX_BODY_BYTES} bytes")
+        try:
+            declared = int(self.request.environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            declared = 0
+        if declared > MAX_BODY_BYTES:
+            raise too_long
         raw = self.request.get("BODY") or b""
+        if len(raw) > MAX_BODY_BYTES:
+            raise too_long
         if not raw.strip():
             return {}
+        too_deep = QueryError("body", f"nested more than {MAX_BODY_DEPTH} levels deep")
         try:
             data = json.loads(raw)
+        except RecursionError:
+            raise too_deep from None
         except ValueError:
             raise QueryError("body", "not valid JSON") from None
+        if _depth(data) > MAX_BODY_DEPTH:
+            raise too_deep
+            raise QueryError("body", f"nested more than {MAX_BODY_DEPTH} levels deep")
         if not isinstance(data, dict):
             raise QueryError("body", "must be a JSON object")
         unknown = sorted(set(data) - set(fields))

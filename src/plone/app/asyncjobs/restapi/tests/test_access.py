@@ -97,7 +97,22 @@ def test_managers_and_site_administrators_are_served(client_as, secret_jobs, dis
     assert served.get().status_code == 200
     failed = served.get(f"jobs/{job_id(secret_jobs['failed'])}")
     assert failed.status_code == 200
-    assert SECRET in failed.json()["traceback"]
+    assert SECRET in failed.json()["result"]
     uuid = str(dispatcher.uuid)
-    assert served.post(f"dispatchers/{uuid}/pause").json()["paused"] is True
-    assert served.post(f"dispatchers/{uuid}/resume").json()["paused"] is False
+    assert served.get(f"dispatchers/{uuid}").status_code == 200
+
+
+def test_only_managers_see_tracebacks(client_as, secret_jobs):
+    path = f"jobs/{job_id(secret_jobs['failed'])}"
+    assert SECRET in client_as("admin").get(path).json()["traceback"]
+    hidden = client_as("siteadmin").get(path).json()
+    assert hidden["traceback"] is None and hidden["traceback_hidden"] is True
+
+
+def test_only_managers_pause_and_resume_dispatchers(client_as, dispatcher):
+    uuid = str(dispatcher.uuid)
+    refused = client_as("siteadmin").post(f"dispatchers/{uuid}/pause")
+    assert refused.status_code == 403 and "Manage workers" in refused.json()["error"]["message"]
+    admin = client_as("admin")
+    assert admin.post(f"dispatchers/{uuid}/pause").json()["paused"] is True
+    assert admin.post(f"dispatchers/{uuid}/resume").json()["paused"] is False

@@ -17,7 +17,7 @@ def test_overview(client, site, dispatcher):
     assert response.headers["Content-Type"] == "application/json"
     overview = response.json()
     assert overview["@id"] == client.url()
-    assert overview["queues"] == [{"name": "", "quotas": {}, "counts": {
+    assert overview["queues"] == [{"name": "", "quotas": {}, "counts_capped": [], "counts": {
         "pending": 1, "active": 0, "completed": 1, "failed": 1}}]
     assert overview["last_hour"] == {"completed": 2, "failed": 1}
     [facts] = overview["dispatchers"]
