@@ -7,6 +7,12 @@ Layers
     Plone with this package's ZCML and its profile ``:default``
     installed (which creates the job queues).  Base your own fixture on it.
 
+``ASYNCJOBS_TWO_SITES_FIXTURE``, ``ASYNCJOBS_TWO_SITES_TESTING``
+    A second Plone site, ``/other`` (:data:`OTHER_SITE_ID`), with the
+    add-on, in the same database as ``/plone``, and a user of each site
+    per role (:data:`SITE_USERS`); the functional layer has a dispatcher
+    and a WSGI server.  For tests of what one site may see of another.
+
 ``ASYNCJOBS_INTEGRATION_TESTING``, ``ASYNCJOBS_FUNCTIONAL_TESTING``
     For each test: a ``DemoStorage`` stacked on the fixture's database (as
     plone.app.testing's functional layers do), the portal, the test user
@@ -49,11 +55,13 @@ package.
 import contextlib
 import uuid
 
+from Acquisition import aq_parent
 from plone.app.testing import PLONE_FIXTURE
 from plone.app.testing import FunctionalTesting
 from plone.app.testing import PloneSandboxLayer
 from plone.app.testing import applyProfile
 from plone.testing.zope import WSGI_SERVER_FIXTURE
+from zope.component.hooks import setSite
 
 from plone.app.asyncjobs.engine import configure as engine_configure
 from plone.app.asyncjobs.waiting import wait_for_all_jobs  # noqa: F401 (part of this module's API)
@@ -110,6 +118,46 @@ class AsyncJobsFixture(PloneSandboxLayer):
 
 ASYNCJOBS_FIXTURE = AsyncJobsFixture(name="plone.app.asyncjobs:Fixture")
 
+#: The id of the second site of :data:`ASYNCJOBS_TWO_SITES_FIXTURE`.
+OTHER_SITE_ID = "other"
+#: The users of :data:`ASYNCJOBS_TWO_SITES_FIXTURE`: user id -> (the site
+#: whose user folder holds them, their roles there).  Each one's password
+#: is :func:`password` of their id.
+SITE_USERS = {
+    "member": ("plone", ("Member",)),
+    "editor": ("plone", ("Member", "Editor")),
+    "reviewer": ("plone", ("Member", "Reviewer")),
+    "siteadmin": ("plone", ("Member", "Site Administrator")),
+    "sitemanager": ("plone", ("Member", "Manager")),
+    "otheradmin": (OTHER_SITE_ID, ("Member", "Site Administrator")),
+}
+
+
+def password(user_id):
+    """The password of a user of :data:`SITE_USERS`."""
+    return f"secret-{user_id}"
+
+
+class TwoSitesFixture(PloneSandboxLayer):
+    """``/other`` next to ``/plone``, both with the add-on, and the users of
+    :data:`SITE_USERS`; Zope's own ``admin`` (plone.app.testing's site
+    owner) is the Manager of the Zope root."""
+
+    defaultBases = (ASYNCJOBS_FIXTURE,)
+
+    def setUpPloneSite(self, portal):
+        from Products.CMFPlone.factory import addPloneSite
+
+        app = aq_parent(portal)
+        addPloneSite(app, OTHER_SITE_ID, title="Other site", default_language="en",
+                     extension_ids=("plone.app.asyncjobs:default",))
+        setSite(portal)
+        for user_id, (site_id, roles) in SITE_USERS.items():
+            app[site_id].acl_users.userFolderAddUser(user_id, password(user_id), roles, [])
+
+
+ASYNCJOBS_TWO_SITES_FIXTURE = TwoSitesFixture(name="plone.app.asyncjobs:TwoSitesFixture")
+
 
 class AsyncJobsTesting(FunctionalTesting):
     """plone.app.testing's functional life cycle plus a running dispatcher.
@@ -158,3 +206,7 @@ ASYNCJOBS_INTEGRATION_TESTING = AsyncJobsTesting(
 
 ASYNCJOBS_FUNCTIONAL_TESTING = AsyncJobsTesting(
     bases=(ASYNCJOBS_FIXTURE, WSGI_SERVER_FIXTURE), name="plone.app.asyncjobs:Functional")
+
+ASYNCJOBS_TWO_SITES_TESTING = AsyncJobsTesting(
+    bases=(ASYNCJOBS_TWO_SITES_FIXTURE, WSGI_SERVER_FIXTURE),
+    name="plone.app.asyncjobs:TwoSites")

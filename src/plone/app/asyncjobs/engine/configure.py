@@ -3,7 +3,7 @@
 Typical use in a worker process::
 
     from plone.app.asyncjobs.engine import configure
-    dispatcher = configure.start(db, poll_interval=1)
+    dispatcher = configure.start(db)
     ...
     configure.stop(dispatcher)
 
@@ -21,6 +21,7 @@ from ZODB.interfaces import IConnection
 from zope.component import provideAdapter
 
 from plone.app.asyncjobs.engine.agent import Agent
+from plone.app.asyncjobs.engine.dispatcher import POLL_INTERVAL
 from plone.app.asyncjobs.engine.dispatcher import Dispatcher
 from plone.app.asyncjobs.engine.interfaces import IJob
 from plone.app.asyncjobs.engine.interfaces import IQueue
@@ -105,7 +106,7 @@ def get_queue(connection, name=""):
     return get_queues(connection)[name]
 
 
-def start(db, poll_interval=5, database_name=None, agent_size=3, agent_filter=None,
+def start(db, poll_interval=POLL_INTERVAL, database_name=None, agent_size=3, agent_filter=None,
           queue_names=("",), uuid=None, **dispatcher_options):
     """Install queues, then start a dispatcher on a private reactor thread.
 

@@ -15,6 +15,18 @@ Worker threads claim and run jobs themselves (see :mod:`.workers`), so a
 busy worker never waits for a poll.  :meth:`Dispatcher.wake` triggers a
 poll at once from any thread.
 
+Idle threads do not wait for a poll either.  The dispatcher listens to its
+database's wake-up channel (see :mod:`.wakeup`): when a transaction that
+queued jobs commits, it looks at the heads of the queues' lanes and wakes
+one thread of each agent of a queue with a job due.  The lanes of a queue
+are shared out between its active dispatchers (see :meth:`next_lane`): a
+dispatcher answers at once for a job in its own lanes, and for one in
+another's lanes only if it is still pending :data:`BACKUP_DELAY` seconds
+later, so that one job does not make every worker race for it.  A timer
+wakes threads when the next job queued for later becomes due.  The poll
+stays as the safety net, for rings that get lost.
+
+
 The dispatcher keeps, in memory only, the recent polls and jobs for
 monitoring (:meth:`status_info`, :meth:`job_info`, :meth:`iter_polls`,
 :meth:`statistics_info`).
@@ -32,7 +44,10 @@ import transaction
 from twisted.internet import threads
 
 from plone.app.asyncjobs.engine import failure as failures
+from plone.app.asyncjobs.engine import pickups
+from plone.app.asyncjobs.engine import wakeup
 from plone.app.asyncjobs.engine.agent import Agent
+from plone.app.asyncjobs.engine.clock import to_microseconds
 from plone.app.asyncjobs.engine.clock import utcnow
 from plone.app.asyncjobs.engine.exceptions import DispatcherError
 from plone.app.asyncjobs.engine.ids import object_id
@@ -55,6 +70,20 @@ _registry_lock = threading.Lock()
 #: A poll sweeps completed jobs into the history once they are this old
 #: and their worker thread has not done it.
 LEFTOVER_AGE = timedelta(seconds=5)
+
+#: The default seconds between two polls.  Jobs are started by push (see
+#: the module documentation); the poll is the safety net for lost rings,
+#: pings the dispatcher's records (which must happen well within their
+#: ``ping_death_interval``, 60 s by default) and sweeps leftovers.
+POLL_INTERVAL = 10
+
+#: Seconds a dispatcher leaves a due job in another dispatcher's lane to
+#: that dispatcher before waking its own threads for it.
+BACKUP_DELAY = 0.1
+
+#: Seconds the due timer fires after a job's due time, so that the
+#: claim's clock has passed it.
+TIMER_SLACK = 0.001
 
 
 def get(uuid=None, default=None):
@@ -106,11 +135,13 @@ class Dispatcher:
     default is one agent ``'main'`` of size 3.  ``ping_interval`` and
     ``ping_death_interval`` (seconds), when given, are stored in this
     dispatcher's records on activation (the defaults are 30 and 60).
+    With ``push`` false the dispatcher does not listen for queued jobs:
+    idle threads find them by polling only.
     """
 
-    def __init__(self, db, reactor, poll_interval=5, uuid=None, agents=None,
+    def __init__(self, db, reactor, poll_interval=POLL_INTERVAL, uuid=None, agents=None,
                  jobs_size=200, polls_size=400, shutdown_grace=10,
-                 ping_interval=None, ping_death_interval=None):
+                 ping_interval=None, ping_death_interval=None, push=True):
         if poll_interval <= 0:
             raise ValueError("poll_interval must be positive")
         self.db = db
@@ -142,6 +173,14 @@ class Dispatcher:
         self._lanes = itertools.count(random.randrange(1 << 16))
         #: Per queue name, the lanes this process claims from first.
         self._own_lanes = {}
+        self.push = push
+        #: How recent jobs were picked up (see :mod:`.pickups`).
+        self.pickups = pickups.Pickups()
+        self._listener = None
+        #: The oids of the queues' doorbells, learnt by :meth:`_look`.
+        self._doorbells = frozenset()
+        self._ring_pending = False
+        self._due_timer = None
 
     # -- life cycle -----------------------------------------------------------
 
@@ -157,7 +196,12 @@ class Dispatcher:
         self.polls.clear()
         self.jobs.clear()
         self._connection = self.db.open(transaction_manager=transaction.TransactionManager())
-        events.info("dispatcher %s activating (poll interval %ss)", self.uuid, self.poll_interval)
+        channel = wakeup.channel_for(self.db) if self.push else None
+        if channel is not None:
+            self._listener = channel.listen(self._ring)
+        events.info("dispatcher %s activating (poll interval %ss, %s)", self.uuid,
+                    self.poll_interval, "push: " + type(channel).__name__
+                    if channel is not None else "no push")
         self.reactor.callWhenRunning(self._poll_and_reschedule)
         self.reactor.addSystemEventTrigger("before", "shutdown", self.deactivate)
 
@@ -175,8 +219,80 @@ class Dispatcher:
             self.poll()
         except Exception:
             events.critical("dispatcher %s: poll failed", self.uuid, exc_info=True)
+        self._look(None)
         if self.activated:
             self._next_poll = self.reactor.callLater(self.poll_interval, self._poll_and_reschedule)
+
+    # -- push -----------------------------------------------------------------
+
+    def _ring(self, oids):
+        """Called by the wake-up channel, in any thread: a transaction
+        changed ``oids`` (``None``: anything may have changed)."""
+        if oids is not None and self._doorbells.isdisjoint(oids):
+            return
+        with self._lock:
+            if self._ring_pending:
+                return  # the look to come sees this commit too
+            self._ring_pending = True
+        self.reactor.callFromThread(self._answer_ring)
+
+    def _answer_ring(self):
+        with self._lock:
+            self._ring_pending = False
+        if self._listener is None:
+            return  # deactivated meanwhile
+        self._listener.settle()
+        self.statistics["rings"] += 1
+        self._look(pickups.PUSH)
+
+    def _owns_lane(self, queue_name, lane):
+        own = self._own_lanes.get(queue_name)
+        return own is None or (0 if lane is None else lane) in own
+
+    def _look(self, how):
+        """Wake one thread of every pool whose queue has a job due for this
+        dispatcher (``how`` says why, see :mod:`.pickups`; ``None`` wakes
+        nobody); learn the doorbells; set the timer for the next job due.
+
+        Runs in the reactor thread.  A job in another dispatcher's lane is
+        due here :data:`BACKUP_DELAY` seconds after its due time.
+        """
+        if not self.activated:
+            return
+        manager = self._connection.transaction_manager
+        now = to_microseconds(utcnow())
+        backup = int(BACKUP_DELAY * 1_000_000)
+        doorbells, due_queues, next_due = set(), [], None
+        try:
+            manager.begin()
+            queues = self._connection.root().get(KEY)
+            for name, queue in (queues.items() if queues is not None else ()):
+                if queue.doorbell is not None:
+                    doorbells.add(queue.doorbell._p_oid)
+                for lane, due in queue.lane_heads():
+                    if not self._owns_lane(name, lane):
+                        due += backup
+                    if due <= now:
+                        due_queues.append(name)
+                    elif next_due is None or due < next_due:
+                        next_due = due
+        except Exception:
+            events.error("dispatcher %s could not look at its queues; the next "
+                         "poll will", self.uuid, exc_info=True)
+            return
+        finally:
+            manager.abort()
+        self._doorbells = frozenset(doorbells)
+        if how is not None:
+            for (queue_name, _), pool in list(self._pools.items()):
+                if queue_name in due_queues:
+                    pool.wake(how, threads=1)
+        if self._due_timer is not None and self._due_timer.active():
+            self._due_timer.cancel()
+        self._due_timer = None
+        if next_due is not None:
+            delay = (next_due - now) / 1_000_000 + TIMER_SLACK
+            self._due_timer = self.reactor.callLater(delay, self._look, pickups.TIMER)
 
     def deactivate(self):
         """Stop: let running jobs finish (up to ``shutdown_grace`` seconds),
@@ -190,6 +306,11 @@ class Dispatcher:
         self.activated = None
         if self._next_poll is not None and self._next_poll.active():
             self._next_poll.cancel()
+        if self._due_timer is not None and self._due_timer.active():
+            self._due_timer.cancel()
+        if self._listener is not None:
+            self._listener.stop()
+            self._listener = None
         for pool in self._pools.values():
             pool.set_size(0)
         still_running = []
@@ -258,6 +379,7 @@ class Dispatcher:
                 details[name] = None
                 continue
             self._install_agents(name, record)
+            queue.install_doorbell()
             sibling = queue.dispatchers.ping(self.uuid)
             self._share_lanes(name, queue)
             if sibling is not None:
@@ -364,7 +486,13 @@ class Dispatcher:
 
     # -- statistics (called from worker threads) ----------------------------
 
-    def job_started(self, job, pool, thread_name):
+    def job_started(self, job, pool, thread_name, pickup=None):
+        """Record that ``thread_name`` of ``pool`` starts ``job``, picked up
+        as ``pickup`` says (see :mod:`.pickups`); return the record."""
+        started = utcnow()
+        waited = pickups.latency(started, job.begin_after,
+                                 getattr(job, "_v_pending_since", None))
+        self.pickups.record(started, pickup, waited)
         info = {
             "id": object_id(job),
             # The name only: the full call (with arguments) is recorded when
@@ -374,7 +502,9 @@ class Dispatcher:
             "agent": pool.agent_name,
             "thread": thread_name,
             "quota names": tuple(job.quota_names),
-            "started": utcnow(),
+            "started": started,
+            "pickup": pickup,
+            "pickup latency": waited,
             "completed": None,
             "failed": False,
             "reassigned": False,
@@ -425,10 +555,15 @@ class Dispatcher:
     def status_info(self):
         """``status`` (STOPPED, STARTING, RUNNING or STUCK), timings and UUID.
 
-        STUCK means no poll for more than two poll intervals.
+        STUCK means no poll for more than two poll intervals.  ``push``
+        names the wake-up channel listened to (``None``: polling only);
+        ``pickups`` summarises how the jobs of the last hour were picked
+        up (see :meth:`.pickups.Pickups.summary`).
         """
         interval = timedelta(seconds=self.poll_interval)
-        info = {"uuid": str(self.uuid), "poll interval": interval}
+        info = {"uuid": str(self.uuid), "poll interval": interval,
+                "push": wakeup.describe(self._listener),
+                "pickups": self.pickups.summary(utcnow())}
         if not self.activated:
             return dict(info, status=STOPPED, uptime=None, **{"time since last poll": None})
         now = utcnow()

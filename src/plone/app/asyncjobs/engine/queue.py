@@ -19,6 +19,10 @@ with a marker key that is never deleted; a job goes to a random lane, and
 a claim takes one of the first few due jobs of a random lane.  Concurrent
 claims then rarely touch the same job or bucket; since lanes fill and drain
 at the same average rate, the start order stays close to the due order.
+
+Every transaction that makes a job pending also changes the queue's
+:attr:`Queue.doorbell`, a counter whose concurrent changes ZODB merges:
+dispatchers watch it to start new jobs at once (see :mod:`.wakeup`).
 """
 import heapq
 import itertools
@@ -31,6 +35,7 @@ from ZODB.POSException import ConflictError
 from zope.interface import implementer
 
 from plone.app.asyncjobs.engine import retry
+from plone.app.asyncjobs.engine import wakeup
 from plone.app.asyncjobs.engine.clock import to_microseconds
 from plone.app.asyncjobs.engine.clock import utcnow
 from plone.app.asyncjobs.engine.container import Container
@@ -43,6 +48,7 @@ from plone.app.asyncjobs.engine.interfaces import IQueues
 from plone.app.asyncjobs.engine.job import as_job
 from plone.app.asyncjobs.engine.job import check_picklable
 from plone.app.asyncjobs.engine.log import events
+from plone.app.asyncjobs.engine.pickups import committed_at
 from plone.app.asyncjobs.engine.quota import Quotas
 from plone.app.asyncjobs.engine.status import NEW
 from plone.app.asyncjobs.engine.trees import descending
@@ -113,8 +119,13 @@ class Queue(Persistent):
     name = None
     parent = None
     _completed = None
+    #: A ``BTrees.Length.Length`` counting the transactions that made jobs
+    #: pending; ``None`` in queues stored before it existed, until a
+    #: dispatcher adds it (:meth:`install_doorbell`).
+    doorbell = None
 
     def __init__(self):
+        self.doorbell = Length()
         self._handed_back = PendingJobs()
         self._lanes = tuple(PendingJobs() for _ in range(LANES))
         self._length = Length()
@@ -191,6 +202,17 @@ class Queue(Persistent):
         job._queue_key = (lane, key)
         job.parent = self
         self._length.change(1)
+        self._ring()
+
+    def _ring(self):
+        if self.doorbell is not None:
+            self.doorbell.change(1)
+            wakeup.announce(self._p_jar, self.doorbell)
+
+    def install_doorbell(self):
+        """Give a queue stored before doorbells existed its doorbell."""
+        if self.doorbell is None:
+            self.doorbell = Length()
 
     @property
     def completed(self):
@@ -242,6 +264,9 @@ class Queue(Persistent):
             candidates = eligible.first(lane, CLAIM_WINDOW)
             if candidates:
                 job = random.choice(candidates)
+                # For the pickup latency (see .pickups): the job's last
+                # commit, which made it pending, is known until this one.
+                job._v_pending_since = committed_at(job._p_serial)
                 self._take(job)
                 if not job.deadline_passed():
                     self.quotas.enter(job)
@@ -258,6 +283,16 @@ class Queue(Persistent):
             if key is not None and key[0] <= now_us:
                 return True
         return False
+
+    def lane_heads(self):
+        """``(lane number, due µs)`` of the first job of every lane that has
+        one; lane ``None`` is the handed-back jobs, claimable at once (due 0)."""
+        if len(self._handed_back) > 1:
+            yield None, 0
+        for number, lane in enumerate(self._lanes):
+            key = lane.first_key()
+            if key is not None:
+                yield number, key[0]
 
     # -- reading ------------------------------------------------------------
 

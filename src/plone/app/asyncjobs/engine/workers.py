@@ -4,7 +4,9 @@ Each thread holds its own ZODB connection for its whole life (so its object
 cache stays warm).  A thread claims a job and starts it in one commit, runs
 it, and immediately claims the next; only when its agent has nothing to
 give does it wait, until the dispatcher wakes it (every poll, or sooner
-through :meth:`Dispatcher.wake`).  While all threads of a pool are busy
+when a job is queued or becomes due: then one thread is woken, and each
+thread that finds a job wakes one more, so that one job does not make
+every idle thread race for it).  While all threads of a pool are busy
 with short jobs, a thread claims a batch at once and starts each next job
 in the commit that stores the outcome of the previous one; the outcomes of
 short jobs that change nothing else share one commit
@@ -26,6 +28,8 @@ from plone.app.asyncjobs.engine.groupcommit import GroupCommit
 from plone.app.asyncjobs.engine.ids import object_id
 from plone.app.asyncjobs.engine.log import events
 from plone.app.asyncjobs.engine.log import trace
+from plone.app.asyncjobs.engine.pickups import NEXT
+from plone.app.asyncjobs.engine.pickups import POLL
 from plone.app.asyncjobs.engine.queue import KEY
 from plone.app.asyncjobs.engine.status import ACTIVE
 from plone.app.asyncjobs.engine.status import ASSIGNED
@@ -60,6 +64,7 @@ class AgentWorkers:
         self._wanted = 0
         self._threads = []
         self._wakes = 0
+        self._woken_by = POLL
         self.waiting = 0
         #: Held while a thread claims: the claims of one pool write the same
         #: objects (the agent's held jobs, the front of its history), and
@@ -88,11 +93,22 @@ class AgentWorkers:
                 thread.start()
             self._condition.notify_all()
 
-    def wake(self):
-        """Make waiting threads try to claim a job now."""
+    def wake(self, how=POLL, threads=None):
+        """Make waiting threads try to claim a job now: all of them, or up
+        to ``threads``; ``how`` says why (see :mod:`.pickups`)."""
         with self._condition:
             self._wakes += 1
-            self._condition.notify_all()
+            self._woken_by = how
+            if threads is None:
+                self._condition.notify_all()
+            else:
+                self._condition.notify(threads)
+
+    def relay(self):
+        """Wake one more waiting thread: the caller found a job, there may be more."""
+        with self._condition:
+            if self.waiting:
+                self._condition.notify(1)
 
     def _should_exit(self, thread):
         with self._condition:
@@ -106,14 +122,16 @@ class AgentWorkers:
             return self._wakes
 
     def _wait(self, wakes_seen, timeout):
+        """Wait for a wake; return how the thread was woken (see :mod:`.pickups`)."""
         with self._condition:
             if self._wakes != wakes_seen:
-                return
+                return self._woken_by
             self.waiting += 1
             try:
-                self._condition.wait(timeout)
+                woken = self._condition.wait(timeout)
             finally:
                 self.waiting -= 1
+            return self._woken_by if woken else POLL
 
     def any_found_nothing(self):
         """Whether a thread of the pool found no job at its last claim: then
@@ -140,6 +158,8 @@ class WorkerThread(threading.Thread):
         self.current_job = None
         #: Whether this thread's last claim found no job (see _batch_size).
         self.found_nothing = True
+        #: How this thread came to its next claim (see :mod:`.pickups`).
+        self.pickup = POLL
 
     def run(self):
         # The thread's own default manager: code run by jobs (Plone's catalog
@@ -162,8 +182,9 @@ class WorkerThread(threading.Thread):
                         finished = []
                     self.found_nothing = not claimed
                     if not claimed:
-                        self.pool._wait(wakes, self.dispatcher.poll_interval)
+                        self.pickup = self.pool._wait(wakes, self.dispatcher.poll_interval)
                         continue
+                    self.pool.relay()
                     batch.extend(claimed)
                 job = batch.popleft()
                 local.set_successor(batch[0] if batch else None)
@@ -329,7 +350,8 @@ class WorkerThread(threading.Thread):
         return False, []
 
     def _perform(self, job, manager):
-        info = self.dispatcher.job_started(job, self.pool, self.name)
+        info = self.dispatcher.job_started(job, self.pool, self.name, self.pickup)
+        self.pickup = NEXT
         self.current_job = info["id"]
         trace.info("%r starting in %s", job, self.name)
         try:

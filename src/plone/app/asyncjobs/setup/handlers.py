@@ -1,4 +1,6 @@
 """Handlers of the GenericSetup profiles."""
+from Acquisition import aq_base
+from Acquisition import aq_chain
 from plone.base.interfaces import INonInstallable
 from zope.interface import implementer
 
@@ -13,8 +15,12 @@ class HiddenProfiles:
 
 
 def post_install(setup_tool):
-    """Create the queues container, in this transaction, if no worker did."""
-    get_queues(setup_tool._p_jar)
+    """Create the queues container, in this transaction, if no worker did.
+
+    A site being created is not stored yet: its database is that of the
+    nearest stored object above it (the Zope root)."""
+    jars = (getattr(aq_base(obj), "_p_jar", None) for obj in aq_chain(setup_tool))
+    get_queues(next(jar for jar in jars if jar is not None))
 
 
 def post_uninstall(setup_tool):

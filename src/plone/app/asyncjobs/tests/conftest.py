@@ -3,6 +3,7 @@ from pytest_plone import fixtures_factory
 
 from plone.app.asyncjobs.testing import ASYNCJOBS_FUNCTIONAL_TESTING
 from plone.app.asyncjobs.testing import ASYNCJOBS_INTEGRATION_TESTING
+from plone.app.asyncjobs.testing import ASYNCJOBS_TWO_SITES_TESTING
 from plone.app.asyncjobs.tests import jobs
 from plone.app.asyncjobs.tests.layers import VIEWS_TESTING
 
@@ -13,6 +14,7 @@ globals().update(
             (ASYNCJOBS_FUNCTIONAL_TESTING, "functional"),
             (ASYNCJOBS_INTEGRATION_TESTING, "integration"),
             (VIEWS_TESTING, "views"),
+            (ASYNCJOBS_TWO_SITES_TESTING, "two_sites"),
         )
     )
 )

@@ -17,6 +17,7 @@ from zope.processlifetime import ProcessStarting
 import plone.app.asyncjobs
 from plone.app.asyncjobs import api as jobs_api
 from plone.app.asyncjobs.engine import instanceuuid
+from plone.app.asyncjobs.engine.dispatcher import POLL_INTERVAL
 from plone.app.asyncjobs.engine.queue import KEY
 from plone.app.asyncjobs.engine.testing.waiting import wait_for_poll
 from plone.app.asyncjobs.engine.testing.waiting import wait_until
@@ -112,7 +113,7 @@ def test_single_db_zcml_starts_a_dispatcher_on_process_starting(
     started = runtime.current()
     dispatcher = started.dispatcher
     assert str(dispatcher.uuid) == uuid_file.read_text().splitlines()[0]
-    assert dispatcher.poll_interval == 2
+    assert dispatcher.poll_interval == POLL_INTERVAL
     assert signal.getsignal(signal.SIGTERM) == started._on_signal
     job = jobs_api.queue_job(jobs.add, portal, 2, 3)
     assert wait_for_result(job) == 5

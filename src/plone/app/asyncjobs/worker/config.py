@@ -3,7 +3,7 @@
 ::
 
     <product-config plone.app.asyncjobs>
-        poll-interval 2
+        poll-interval 10
         agent-size 3
         default-quota-size 1
         shutdown-grace 10
@@ -13,17 +13,24 @@
 All keys are optional:
 
 ``poll-interval``
-    seconds between two looks at the queues (default 2); a busy worker
-    does not wait for it;
+    seconds between two looks at the queues (default: the engine's
+    ``dispatcher.POLL_INTERVAL``, 10); queued jobs start at once without
+    waiting for it (see "Pickup" in the engine documentation): the poll is
+    the safety net;
 ``agent-size``
     how many jobs this worker runs at once per queue (default 3): the size
     of the agent ``main`` it installs in every queue, also applied to an
     existing one;
 ``default-quota-size``
-    if given, every queue this worker installs gets a quota named
-    ``default`` of that size (created, or resized); jobs queued through
-    ``IAsyncService`` without quota names count against it, as with
-    plone.app.async, so ``1`` runs them one at a time across all workers;
+    the size of the quota named ``default`` that jobs queued through
+    ``IAsyncService`` without quota names count against, as with
+    plone.app.async.  Not given: a queue without it gets it with size 1
+    (when the queue is created, and when a worker starts), so such jobs
+    run one at a time across all workers; an existing one keeps its size.
+    Given: that size instead; ``0`` removes the quota (no limit).  Workers
+    apply it to their queues when they start, instances to the queues
+    they create.  See
+    :mod:`plone.app.asyncjobs.service.queues`;
 ``shutdown-grace``
     seconds running jobs get to finish when the worker stops (default 10);
     jobs still running then are handed back and run again later;
@@ -35,6 +42,8 @@ zc.z3monitor>`` (``port`` or ``bind``), as with plone.app.async.
 """
 from dataclasses import dataclass
 
+from plone.app.asyncjobs.engine.dispatcher import POLL_INTERVAL
+
 
 PRODUCT_CONFIG = "plone.app.asyncjobs"
 MONITOR_PRODUCT_CONFIG = "zc.z3monitor"
@@ -42,7 +51,7 @@ MONITOR_PRODUCT_CONFIG = "zc.z3monitor"
 
 @dataclass
 class WorkerSettings:
-    poll_interval: float = 2.0
+    poll_interval: float = POLL_INTERVAL
     agent_size: int = 3
     agent_size_configured: bool = False
     default_quota_size: int = None
@@ -68,7 +77,7 @@ class WorkerSettings:
             settings.agent_size = _number(section, "agent-size", int, 0)
             settings.agent_size_configured = True
         if "default-quota-size" in section:
-            settings.default_quota_size = _number(section, "default-quota-size", int, 1)
+            settings.default_quota_size = _number(section, "default-quota-size", int, 0)
         if "shutdown-grace" in section:
             settings.shutdown_grace = _number(section, "shutdown-grace", float, 0)
         if "queues" in section:

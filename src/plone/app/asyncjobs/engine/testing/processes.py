@@ -48,7 +48,7 @@ class WorkerProcess:
     """A worker process on the database described by ``storage_config``."""
 
     def __init__(self, directory, storage_config, name="worker", poll_interval=0.2,
-                 agent_size=3, ping_interval=None, ping_death_interval=None):
+                 agent_size=3, ping_interval=None, ping_death_interval=None, push=True):
         self.directory = Path(directory).resolve()
         self.name = name
         self.config_path = self.directory / f"{name}.storage.conf"
@@ -62,6 +62,8 @@ class WorkerProcess:
             self.options += ["--ping-interval", str(ping_interval)]
         if ping_death_interval is not None:
             self.options += ["--ping-death-interval", str(ping_death_interval)]
+        if not push:
+            self.options.append("--no-push")
         self.process = None
 
     @property
@@ -167,6 +169,7 @@ def _run_worker(options):
     dispatcher = configure.start(
         db, poll_interval=options.poll_interval, agent_size=options.agent_size,
         ping_interval=options.ping_interval, ping_death_interval=options.ping_death_interval,
+        push=options.push,
     )
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
@@ -192,6 +195,8 @@ def main(argv=None):
     worker.add_argument("--agent-size", type=int, default=3)
     worker.add_argument("--ping-interval", type=float)
     worker.add_argument("--ping-death-interval", type=float)
+    worker.add_argument("--no-push", dest="push", action="store_false",
+                        help="find queued jobs by polling only")
     producer = roles.add_parser("produce", help="queue jobs and exit")
     producer.add_argument("config")
     producer.add_argument("--function", required=True, help="module:name")

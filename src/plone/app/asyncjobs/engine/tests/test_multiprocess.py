@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 
+import psycopg2
 import pytest
 import transaction
 from ZODB.POSException import ConflictError
@@ -274,3 +275,69 @@ def test_worker_killed_during_a_drain_loses_nothing(zeo, tmp_path, workers):
     connection.close()
     survivor.stop()
     db.close()
+
+
+# -- pickup by push: the workers poll once a minute, longer than the tests wait ------
+
+
+RARELY = 60
+
+
+def _completes(db, seconds=30):
+    """Queue a job; wait until it completed; return it."""
+    connection, manager = _connection(db)
+    job = configure.get_queue(connection).put(Job(jobs.noop))
+    manager.commit()
+    wait_until(lambda: job.status == COMPLETED, seconds=seconds, sync=manager.begin,
+               describe=lambda: f"for {job!r} to complete")
+    connection.close()
+    return job
+
+
+def test_a_job_queued_over_zeo_starts_by_push(zeo, tmp_path, workers):
+    db = zeo.db()
+    try:
+        configure.install_queues(db)
+        workers(zeo.client_storage_config(), "pushed", poll_interval=RARELY)
+        _completes(db)
+        _completes(db)
+    finally:
+        db.close()
+
+
+def test_a_job_queued_over_relstorage_starts_by_push(postgres, tmp_path, workers):
+    db = postgres.db()
+    try:
+        configure.install_queues(db)
+        workers(postgres.zconfig(), "notified", poll_interval=RARELY)
+        _completes(db)
+        _completes(db)
+    finally:
+        db.close()
+
+
+def test_the_listener_reconnects_when_postgresql_drops_it(postgres, tmp_path, workers):
+    db = postgres.db()
+    try:
+        configure.install_queues(db)
+        workers(postgres.zconfig(), "notified", poll_interval=RARELY)
+        _completes(db)
+        with psycopg2.connect(postgres.dsn) as admin, admin.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                           "WHERE application_name = 'asyncjobs doorbell listener'")
+            assert cursor.fetchall(), "the worker listened"
+        admin.close()
+        # Queued while the listener may be away: found when it is back.
+        _completes(db, seconds=60)
+    finally:
+        db.close()
+
+
+def test_without_push_the_poll_picks_jobs_up_over_zeo(zeo, tmp_path, workers):
+    db = zeo.db()
+    try:
+        configure.install_queues(db)
+        workers(zeo.client_storage_config(), "polling", poll_interval=0.2, push=False)
+        _completes(db)
+    finally:
+        db.close()

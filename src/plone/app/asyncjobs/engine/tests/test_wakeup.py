@@ -1,0 +1,194 @@
+"""Pickup: queued jobs start by push, scheduled ones by timer, lost rings by poll.
+
+The dispatchers here poll once a minute, so a job that completes within
+the tests' waits was started by push or by the due timer.  Over real ZEO
+and PostgreSQL, see test_multiprocess.py.
+"""
+from datetime import timedelta
+
+import pytest
+import transaction
+import ZODB
+from ZODB.mvccadapter import MVCCAdapter
+
+from plone.app.asyncjobs.engine import pickups
+from plone.app.asyncjobs.engine import wakeup
+from plone.app.asyncjobs.engine.clock import utcnow
+from plone.app.asyncjobs.engine.ids import object_id
+from plone.app.asyncjobs.engine.job import Job
+from plone.app.asyncjobs.engine.queue import Queue
+from plone.app.asyncjobs.engine.testing.waiting import wait_for_result
+from plone.app.asyncjobs.engine.testing.waiting import wait_until
+from plone.app.asyncjobs.engine.testing.zeo import ZEOServer
+from plone.app.asyncjobs.engine.tests import jobs
+from plone.app.asyncjobs.engine.tests.support import commit
+from plone.app.asyncjobs.engine.tests.support import sync
+
+
+RARELY = 60  # seconds between polls: longer than any wait of these tests
+
+
+def pickup_of(dispatcher, job):
+    return dispatcher.job_info(object_id(job)[0])["pickup"]
+
+
+def test_put_rings_the_doorbell_of_its_queue(queue):
+    before = queue.doorbell()
+    queue.put(Job(jobs.add, 1, 2))
+    queue.put(Job(jobs.add, 3, 4))
+    commit(queue)
+    assert queue.doorbell() == before + 2
+
+
+def test_a_dispatcher_gives_an_older_queue_its_doorbell(queue, start_dispatcher):
+    del queue.doorbell  # as stored before doorbells existed
+    commit(queue)
+    assert queue.doorbell is None
+    start_dispatcher(poll_interval=RARELY)
+    sync(queue)
+    assert queue.doorbell is not None
+
+
+def test_a_queued_job_starts_by_push_without_waiting_for_a_poll(queue, start_dispatcher):
+    dispatcher = start_dispatcher(poll_interval=RARELY)
+    job = queue.put(Job(jobs.add, 2, 3))
+    commit(queue)
+    assert wait_for_result(job, seconds=30) == 5
+    assert pickup_of(dispatcher, job) == pickups.PUSH
+    assert dispatcher.status_info()["push"] == "invalidations"
+    summary = dispatcher.status_info()["pickups"]
+    assert summary["jobs"] == 1 and summary["by"] == {pickups.PUSH: 1}
+    assert summary["latency"]["max"] >= timedelta(0)
+
+
+def test_a_scheduled_job_starts_by_timer_when_due(queue, start_dispatcher):
+    dispatcher = start_dispatcher(poll_interval=RARELY)
+    job = queue.put(Job(jobs.add, 1, 1), begin_after=utcnow() + timedelta(seconds=0.5))
+    commit(queue)
+    assert wait_for_result(job, seconds=30) == 2
+    assert pickup_of(dispatcher, job) == pickups.TIMER
+    assert dispatcher.job_info(object_id(job)[0])["started"] >= job.begin_after
+
+
+def test_one_queued_job_does_not_wake_every_idle_thread(queue, start_dispatcher):
+    dispatcher = start_dispatcher(poll_interval=RARELY, agent_size=5)
+
+    def all_wait():
+        return all(pool.waiting == 5 for pool in dispatcher._pools.values())
+
+    wait_until(all_wait, describe=lambda: "for the threads of both queues to wait")
+    empty_before = dispatcher.statistics["empty claims"]
+    job = queue.put(Job(jobs.add, 2, 2))
+    commit(queue)
+    wait_for_result(job, seconds=30)
+    wait_until(all_wait, describe=lambda: "for the threads to wait again")
+    # The woken thread wakes one more (there might be more jobs), which
+    # finds nothing; and the first finds nothing after its job.  Waking
+    # all five would make four more empty claims.
+    assert dispatcher.statistics["empty claims"] - empty_before <= 2
+
+
+class Deaf:
+    """A wake-up channel that never rings: the push channel is broken."""
+
+    describes = "deaf"
+
+    def listen(self, ring):
+        return self
+
+    def announce(self, connection, doorbell):
+        pass
+
+    def stop(self):
+        pass
+
+
+def test_the_poll_still_picks_jobs_up_when_the_push_channel_is_broken(
+        queue, start_dispatcher, monkeypatch):
+    monkeypatch.setattr(wakeup, "channel_for", lambda db: Deaf())
+    dispatcher = start_dispatcher(poll_interval=0.2)
+    job = queue.put(Job(jobs.add, 4, 4))
+    commit(queue)
+    assert wait_for_result(job, seconds=30) == 8
+    assert pickup_of(dispatcher, job) == pickups.POLL
+
+
+def test_without_push_the_dispatcher_does_not_listen(queue, start_dispatcher):
+    dispatcher = start_dispatcher(poll_interval=0.2, push=False)
+    assert dispatcher.status_info()["push"] is None
+    job = queue.put(Job(jobs.add, 1, 0))
+    commit(queue)
+    assert wait_for_result(job, seconds=30) == 1
+    assert pickup_of(dispatcher, job) == pickups.POLL
+
+
+# -- what the channels rely on (an upgrade that changes it fails here) ---------------
+
+
+def listen_to(db):
+    channel = wakeup.channel_for(db)
+    assert isinstance(channel, wakeup.InvalidationChannel)
+    rings = []
+    listener = channel.listen(rings.append)
+    return rings, listener
+
+
+def store_something(db):
+    manager = transaction.TransactionManager()
+    connection = db.open(transaction_manager=manager)
+    connection.root()["queue"] = queue = Queue()
+    manager.commit()
+    oid = queue.doorbell._p_oid
+    queue.put(Job(jobs.add, 1, 1))
+    manager.commit()
+    connection.close()
+    return oid
+
+
+def test_the_mvcc_adapter_hands_this_process_s_commits_to_the_listener():
+    db = ZODB.DB(None)
+    try:
+        assert isinstance(db._mvcc_storage, MVCCAdapter)
+        rings, listener = listen_to(db)
+        doorbell = store_something(db)
+        assert any(doorbell in oids for oids in rings)
+        listener.stop()
+        rings.clear()
+        store_something(db)
+        assert rings == []
+    finally:
+        db.close()
+
+
+def test_the_mvcc_adapter_hands_other_zeo_clients_commits_to_the_listener(tmp_path):
+    with ZEOServer(tmp_path / "zeo") as server:
+        listening, producing = server.db(), server.db()
+        try:
+            rings, listener = listen_to(listening)
+            doorbell = store_something(producing)
+            wait_until(lambda: any(oids is not None and doorbell in oids for oids in rings),
+                       seconds=30, describe=lambda: f"for the ring, got {rings}")
+            listener.stop()
+        finally:
+            producing.close()
+            listening.close()
+
+
+def test_storages_without_invalidations_have_no_channel():
+    class Unknown:
+        pass
+
+    assert wakeup.channel_for(Unknown()) is None
+
+
+@pytest.mark.parametrize("serial", [None, b"\0" * 8])
+def test_a_job_never_committed_has_no_pending_time(serial):
+    assert pickups.committed_at(serial) is None
+
+
+def test_percentiles_by_nearest_rank():
+    assert pickups.percentiles([]) is None
+    summary = pickups.percentiles(range(1, 101))
+    assert summary == {"p50": 50, "p90": 90, "p99": 99, "max": 100}
+    assert pickups.percentiles([7]) == {"p50": 7, "p90": 7, "p99": 7, "max": 7}
+
