@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP_PIN := pip==26.3
 
-.PHONY: install browsers test run stop monitor demo bench docs clean distclean
+.PHONY: install browsers test run stop monitor demo bench chaos docs clean distclean
 
 install: $(VENV)/.installed
 
@@ -60,6 +60,12 @@ demo: install
 ## Benchmarks print rates and ratios against a baseline measured in the same run.
 bench: install
 	$(BIN)/python bench/engine_throughput.py
+
+## The chaos suite (docs/reliability.rst): kill storms, ZEO and PostgreSQL
+## outages, paused workers, poison jobs, unloadable arguments, against real
+## processes; prints one table row per scenario and retry policy.
+chaos: install
+	$(BIN)/python -m plone.app.asyncjobs.engine.testing.chaos
 
 docs: install
 	$(BIN)/python -m sphinx -W -b html docs docs/_build/html

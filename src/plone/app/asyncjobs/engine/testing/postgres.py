@@ -149,13 +149,15 @@ class PostgreSQLDatabase:
         """
         return ZODB.DB(self.relstorage(), **kw)
 
-    def zconfig(self):
+    def zconfig(self, port=None):
         """Return a ZConfig storage section equivalent to :meth:`relstorage`.
 
         The string is meant for ``open_db`` or
-        ``ZODB.config.storageFromString`` in other processes.
+        ``ZODB.config.storageFromString`` in other processes.  *port*
+        replaces the server's port (to go through a proxy, say).
         """
-        dsn = self.dsn.replace("$", "$$")  # ZConfig substitutes on "$".
+        dsn = self.dsn if port is None else psycopg2.extensions.make_dsn(self.dsn, port=port)
+        dsn = dsn.replace("$", "$$")  # ZConfig substitutes on "$".
         return (
             "%import relstorage\n"
             "<relstorage>\n"

@@ -16,6 +16,7 @@ import argparse
 import atexit
 import importlib
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -29,6 +30,7 @@ from ZODB.POSException import ConflictError
 
 from plone.app.asyncjobs.engine import configure
 from plone.app.asyncjobs.engine.job import Job
+from plone.app.asyncjobs.engine.log import events
 from plone.app.asyncjobs.engine.transactions import retry_conflicts
 from plone.app.asyncjobs.engine.testing.waiting import wait_for_poll
 from plone.app.asyncjobs.engine.testing.waiting import wait_until
@@ -164,6 +166,10 @@ def _resolve(spec):
 
 
 def _run_worker(options):
+    # Timestamped warnings, and the engine's life-cycle events, in the log file.
+    logging.basicConfig(level=logging.WARNING,
+                        format="%(asctime)s %(process)d %(levelname)s %(name)s %(message)s")
+    events.setLevel(logging.INFO)
     os.environ["ZC_ASYNC_UUID"] = options.uuid_file
     db = open_db(Path(options.config).read_text())
     dispatcher = configure.start(

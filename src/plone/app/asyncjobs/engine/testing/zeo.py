@@ -157,6 +157,16 @@ class ZEOServer:
             process.kill()
             process.wait()
 
+    def kill(self):
+        """SIGKILL the server (a crash); :meth:`start` brings it back on
+        the same port.  Killing a stopped server does nothing."""
+        process, self._process = self._process, None
+        if process is None:
+            return
+        atexit.unregister(self.stop)
+        process.kill()
+        process.wait()
+
     def client_storage(self, **kw):
         """Return a new ``ClientStorage`` connected to the server.
 
