@@ -83,5 +83,9 @@ setup(
     },
     entry_points={
         "z3c.autoinclude.plugin": ["target = plone"],
+        "console_scripts": [
+            "plone-asyncjobs-remove-zc-async = "
+            "plone.app.asyncjobs.migration.script:console_main",
+        ],
     },
 )

@@ -29,11 +29,16 @@ content objects: arguments are stored in the database with the job.
 When the job has finished, ``IJobSuccess`` or ``IJobFailure`` (see
 :mod:`plone.app.asyncjobs.interfaces`) is notified in the same context.
 
+Every function here calls the registered ``IAsyncService`` utility, so a
+site (or an add-on) that registers its own changes them too.
+
 The keyword arguments of these functions (``delay``, ``queue``,
 ``quota_names``, ``begin_by``, ``retry_policy``) are not passed on to the
 job's function; use :func:`make_job` with :func:`queue_serial_jobs` or the
 ``IAsyncService`` utility when the function itself takes such names.
 """
+from zope.component import getUtility
+
 from plone.app.asyncjobs.engine import composite
 from plone.app.asyncjobs.engine.failure import is_failure
 from plone.app.asyncjobs.engine.failure import traceback_text
@@ -41,7 +46,7 @@ from plone.app.asyncjobs.service.exceptions import ContextNotFoundError
 from plone.app.asyncjobs.service.exceptions import ExecutionContextError
 from plone.app.asyncjobs.service.exceptions import SiteNotFoundError
 from plone.app.asyncjobs.service.exceptions import UserNotFoundError
-from plone.app.asyncjobs.service.service import AsyncService
+from plone.app.asyncjobs.interfaces import IAsyncService
 from plone.app.asyncjobs.service.service import as_begin_after
 from plone.app.asyncjobs.service.service import makeJob
 
@@ -61,7 +66,8 @@ __all__ = [
     "traceback_text",
 ]
 
-_service = AsyncService()
+def _service():
+    return getUtility(IAsyncService)
 
 
 def queue_job(func, context, *args, delay=None, queue=None, quota_names=(),
@@ -84,8 +90,9 @@ def queue_job(func, context, *args, delay=None, queue=None, quota_names=(),
         factory; ``None``: the site's default policy (registry setting
         ``plone.app.asyncjobs.default_retry_policy``), else the engine's.
     """
-    job = _service.wrapJob(makeJob(func, context, *args, **kwargs))
-    return _service.put(
+    service = _service()
+    job = service.wrapJob(makeJob(func, context, *args, **kwargs))
+    return service.put(
         job, queue=queue, quota_names=quota_names, begin_after=as_begin_after(delay),
         begin_by=begin_by, retry_policy=retry_policy, context=context,
     )
@@ -106,7 +113,7 @@ def queue_serial_jobs(*job_infos, delay=None, queue=None, quota_names=(),
     ``retry_policy`` apply to each inner job; ``delay`` and ``begin_by`` to
     the start of the first.
     """
-    return _service.put_composite(
+    return _service().put_composite(
         composite.serial, job_infos, queue=queue, quota_names=quota_names,
         begin_after=as_begin_after(delay), begin_by=begin_by, retry_policy=retry_policy,
     )
@@ -119,7 +126,7 @@ def queue_parallel_jobs(*job_infos, delay=None, queue=None, quota_names=(),
     As many run at once as the workers' agents and the quotas allow.  See
     :func:`queue_serial_jobs` for the result and the arguments.
     """
-    return _service.put_composite(
+    return _service().put_composite(
         composite.parallel, job_infos, queue=queue, quota_names=quota_names,
         begin_after=as_begin_after(delay), begin_by=begin_by, retry_policy=retry_policy,
     )
@@ -128,9 +135,9 @@ def queue_parallel_jobs(*job_infos, delay=None, queue=None, quota_names=(),
 def get_queues(context=None):
     """The queues container (name to queue) of the database ``context`` (or
     the current site) is stored in; created if no worker ever did."""
-    return _service.getQueues(context)
+    return _service().getQueues(context)
 
 
 def get_queue(name=None, context=None):
     """The queue ``name``; ``None`` is the site's default queue."""
-    return _service.getQueue(name, context)
+    return _service().getQueue(name, context)

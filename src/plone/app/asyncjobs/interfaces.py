@@ -9,7 +9,17 @@ one import::
 
     getUtility(IAsyncService).queueJob(func, context, *args, **kwargs)
 
-New code should prefer :mod:`plone.app.asyncjobs.api`.
+New code should prefer :mod:`plone.app.asyncjobs.api`, which goes through
+this utility too: a site that registers its own ``IAsyncService``
+changes both.
+
+The job statuses are importable from here under zc.async's names
+(``from plone.app.asyncjobs.interfaces import COMPLETED``, where zc.async
+code imported them from ``zc.async.interfaces``).  Their values are
+``'pending'``, ``'completed'``... rather than zc.async's
+``'pending-status'``, ``'completed-status'``...: compare with the
+constants, never with literal strings (see
+``plone.app.asyncjobs.engine.status.ZC_ASYNC_VALUES``).
 """
 from zope import schema
 from zope.interface import Attribute
@@ -18,6 +28,12 @@ from zope.interface.interfaces import IObjectEvent
 from zope.publisher.interfaces.browser import IDefaultBrowserLayer
 
 from plone.app.asyncjobs.engine.interfaces import IJob
+from plone.app.asyncjobs.engine.status import ACTIVE  # noqa: F401 (zc.async's names)
+from plone.app.asyncjobs.engine.status import ASSIGNED  # noqa: F401
+from plone.app.asyncjobs.engine.status import CALLBACKS  # noqa: F401
+from plone.app.asyncjobs.engine.status import COMPLETED  # noqa: F401
+from plone.app.asyncjobs.engine.status import NEW  # noqa: F401
+from plone.app.asyncjobs.engine.status import PENDING  # noqa: F401
 
 
 class IAsyncJobsLayer(IDefaultBrowserLayer):
@@ -59,6 +75,15 @@ class IJobFailure(IJobEvent):
     with ``check()``, ``getErrorMessage()`` and ``getTraceback()``)."""
 
 
+class IQueueReady(IObjectEvent):
+    """A worker's dispatcher became active in a queue (``object``).
+
+    Notified in the worker, in the transaction that activates the
+    dispatcher, once per queue at each start (as plone.app.async did):
+    subscribers may configure the queue, say create quotas.
+    """
+
+
 class IAsyncService(Interface):
     """Queue jobs that run in a worker, in the context they were queued in.
 
@@ -76,9 +101,14 @@ class IAsyncService(Interface):
     timedelta (``None``: no deadline).
     """
 
-    def getQueues():
-        """Return the queues container (a mapping of names to queues),
+    def getQueues(context=None):
+        """Return the queues container (a mapping of names to queues) of
+        the database ``context`` (default: the current site) is stored in,
         creating it if no worker ever did."""
+
+    def getQueue(queue=None, context=None):
+        """Return the queue named ``queue`` (``None``: the site's default
+        queue); unknown names raise ``LookupError``."""
 
     def queueJob(func, context, *args, **kwargs):
         """Queue a job in the default queue."""
@@ -91,7 +121,7 @@ class IAsyncService(Interface):
 
     def queueJobInQueueWithDelay(begin_by, begin_after, queue, quota_names,
                                  func, context, *args, **kwargs):
-        """Both of the above."""
+        """Both of the above; every other ``queueJob*`` method calls it."""
 
     def queueSerialJobs(*job_infos):
         """Queue jobs that run one after the other.
@@ -115,6 +145,31 @@ class IAsyncService(Interface):
 
     def makeJob(func, context, *args, **kwargs):
         """Return the job info ``(func, context, args, kwargs)``."""
+
+    def wrapJob(job_info):
+        """Return the job (an ``IContextJob``, not yet queued) for a job
+        info, with the callback that notifies ``IJobSuccess`` or
+        ``IJobFailure``."""
+
+    def put(job, queue=None, quota_names=None, begin_after=None, begin_by=None,
+            retry_policy=None, context=None):
+        """Put ``job`` (from :meth:`wrapJob`) in ``queue`` and return it.
+
+        ``retry_policy`` is a policy name or factory; ``None`` is the
+        site's default policy.  ``context`` finds the database when
+        ``queue`` is a name.  The ``queueJob*`` methods and
+        ``api.queue_job`` end here.
+        """
+
+    def put_composite(combine, job_infos, queue=None, quota_names=None,
+                      begin_after=None, begin_by=None, retry_policy=None):
+        """Queue ``combine(*jobs)`` of the jobs for ``job_infos``
+        (``combine`` is the engine's ``composite.serial`` or
+        ``composite.parallel``) and return it.  Quotas and retry policy
+        apply to each inner job; ``begin_after`` and ``begin_by`` to the
+        composite.  The ``queue*Jobs*`` methods and
+        ``api.queue_serial_jobs`` / ``api.queue_parallel_jobs`` end here.
+        """
 
 
 class IAsyncJobsSettings(Interface):

@@ -11,13 +11,15 @@ Both commit the current transaction first, so that a worker sees the jobs
 (plone.app.async's ``utils.wait_for_all_jobs`` did the same).  The engine's
 :func:`plone.app.asyncjobs.engine.testing.wait_for_result` only polls.
 """
+import time
+
 import transaction
 
+from plone.app.asyncjobs import api
 from plone.app.asyncjobs.engine.failure import is_failure
 from plone.app.asyncjobs.engine.failure import traceback_text
 from plone.app.asyncjobs.engine.status import COMPLETED
 from plone.app.asyncjobs.engine.testing import waiting
-from plone.app.asyncjobs.service.service import AsyncService
 
 
 def _commit(job=None):
@@ -41,25 +43,31 @@ def wait_for_result(job, seconds=10, commit=True):
 def wait_for_all_jobs(seconds=10, assert_successful=True, context=None, commit=True):
     """Commit, then wait until every job queued so far has completed.
 
-    "Every job" is those pending in any queue or held by a worker when the
-    wait starts (jobs they queue, such as the inner jobs of a composite,
-    complete before it).  The queues are those of ``context``'s database
-    (default: the current site's).  With ``assert_successful``, a failed
-    job raises ``AssertionError`` with its traceback.  Returns the jobs.
+    "Every job" is those pending in any queue or held by a worker, looked
+    for again once they have completed, until no new one turns up: jobs
+    they queued meanwhile (the inner jobs of a composite, a service job
+    queued after another one, see :mod:`.service.ordering`) are waited
+    for too.  The queues are those of ``context``'s database (default: the
+    current site's).  With ``assert_successful``, a failed job raises
+    ``AssertionError`` with its traceback.  Returns the jobs.
     """
     if commit:
         transaction.commit()
-    transaction.begin()
-    jobs = _all_jobs(AsyncService().getQueues(context))
-
-    def describe():
-        unfinished = [job for job in jobs if job.status != COMPLETED]
-        return "waiting for " + ", ".join(f"{job!r} ({job.status})" for job in unfinished)
-
-    waiting.wait_until(
-        lambda: all(job.status == COMPLETED for job in jobs),
-        seconds, sync=transaction.begin, describe=describe,
-    )
+    deadline = time.monotonic() + seconds
+    jobs = []
+    while True:
+        transaction.begin()
+        known = {job._p_oid for job in jobs}
+        new = [job for job in _all_jobs(api.get_queues(context)) if job._p_oid not in known]
+        if not new:
+            break
+        jobs += new
+        waiting.wait_until(
+            lambda: all(job.status == COMPLETED for job in jobs),
+            max(deadline - time.monotonic(), 0), sync=transaction.begin,
+            describe=lambda: "waiting for " + ", ".join(
+                f"{job!r} ({job.status})" for job in jobs if job.status != COMPLETED),
+        )
     if assert_successful:
         failed = [job for job in jobs if is_failure(job.result)]
         if failed:

@@ -11,14 +11,31 @@ Two layouts are supported:
 
 The layout is recognised from the databases the connection knows, so
 instances need no configuration of their own.
+
+Every queue the Plone integration creates (here, or in a starting worker)
+gets a quota named ``default`` of size 1 (a starting worker also adds it
+where it is missing), and jobs queued through
+``IAsyncService`` without quota names count against it: they run one at a
+time across all workers, in the order they were queued, as with
+plone.app.async.  ``default-quota-size`` in ``<product-config
+plone.app.asyncjobs>`` sets another size (``0``: no such quota); see
+:func:`configure_default_quota`.  Jobs queued with
+:mod:`plone.app.asyncjobs.api` count against no quota unless told.
 """
 from plone.app.asyncjobs.engine.configure import ensure_queues
 from plone.app.asyncjobs.engine.queue import KEY
 from plone.app.asyncjobs.engine.queue import Queue
+from plone.app.asyncjobs.worker.config import worker_settings
 
 
 #: Name of the database holding the queues in the multi-database layout.
 ASYNC_DATABASE = "async"
+
+#: The quota ``IAsyncService`` jobs count against when the queue has it.
+DEFAULT_QUOTA = "default"
+
+#: Its size in new queues: one job at a time, as plone.app.async had it.
+DEFAULT_QUOTA_SIZE = 1
 
 
 def queues_database_name(connection):
@@ -53,12 +70,17 @@ def get_queues(connection, create=True, queue_names=("",)):
     requests creating it at once conflict on the root, and the publisher
     retries one of them.
     """
-    if find_queues(connection) is None and not create:
+    existing = find_queues(connection)
+    if existing is None and not create:
         raise LookupError(
             "no job queues in this database yet; a worker creates them "
             "when it starts, and queuing a job creates them too"
         )
-    return ensure_queues(connection, queue_names, queues_database_name(connection))
+    missing = [name for name in queue_names if existing is None or name not in existing]
+    queues = ensure_queues(connection, queue_names, queues_database_name(connection))
+    for name in missing:
+        configure_default_quota(queues[name], configured_default_quota_size())
+    return queues
 
 
 def resolve_queue(connection, queue, create_default=("",)):
@@ -82,6 +104,31 @@ def resolve_queue(connection, queue, create_default=("",)):
 
 
 def add_queue(queues, name):
-    """Create the queue ``name`` in ``queues`` (usable in this transaction)."""
+    """Create the queue ``name`` in ``queues`` (usable in this transaction),
+    with the ``default`` quota (see the module doc)."""
     queues[name] = Queue()
+    configure_default_quota(queues[name], configured_default_quota_size())
     return queues[name]
+
+
+def configure_default_quota(queue, size=None):
+    """Give ``queue`` the quota ``default``.
+
+    ``size`` ``None`` (not configured): create it with
+    :data:`DEFAULT_QUOTA_SIZE` if it is missing, and leave an existing one
+    as it is.  A number: create or resize it to that size; ``0``: remove
+    it, so that ``IAsyncService`` jobs count against no quota.
+    """
+    quota = queue.quotas.get(DEFAULT_QUOTA)
+    if size == 0:
+        if quota is not None:
+            queue.quotas.remove(DEFAULT_QUOTA)
+    elif quota is None:
+        queue.quotas.create(DEFAULT_QUOTA, size=size or DEFAULT_QUOTA_SIZE)
+    elif size is not None and quota.size != size:
+        quota.size = size
+
+
+def configured_default_quota_size():
+    """``default-quota-size`` of this process's zope.conf, or ``None``."""
+    return worker_settings().default_quota_size

@@ -18,15 +18,14 @@ from plone.app.asyncjobs.engine.clock import utcnow
 from plone.app.asyncjobs.interfaces import IAsyncService
 from plone.app.asyncjobs.service.jobs import ContextJob
 from plone.app.asyncjobs.service.jobs import EventCallback
+from plone.app.asyncjobs.service.ordering import put_in_order
+from plone.app.asyncjobs.service.queues import DEFAULT_QUOTA
 from plone.app.asyncjobs.service.queues import get_queues
 from plone.app.asyncjobs.service.queues import resolve_queue
 
 
 #: Prefix of the registry records of ``IAsyncJobsSettings``.
 SETTINGS_PREFIX = "plone.app.asyncjobs"
-
-#: The quota plone.app.async put every job in, when the queue has it.
-DEFAULT_QUOTA = "default"
 
 
 def setting(name, default):
@@ -154,9 +153,14 @@ class AsyncService:
 
     def put(self, job, queue=None, quota_names=None, begin_after=None, begin_by=None,
             retry_policy=None, context=None):
-        """Put ``job`` in ``queue`` (see the interface for the arguments)."""
+        """Put ``job`` in ``queue`` (see the interface for the arguments).
+
+        A job sharing a quota of size one with a job this transaction put
+        before starts after it (see :mod:`.ordering`).
+        """
         target = self._queue(queue, context)
-        return target.put(
+        return put_in_order(
+            target,
             job,
             begin_after=begin_after,
             begin_by=begin_by,

@@ -1,6 +1,10 @@
 """Upgrade step handlers (registered in ``upgrades.zcml``)."""
 import logging
 
+from plone.app.asyncjobs.migration.leftovers import remove
+from plone.app.asyncjobs.migration.leftovers import survey
+from plone.app.asyncjobs.service.service import connection_for
+
 
 logger = logging.getLogger("plone.app.asyncjobs")
 
@@ -25,3 +29,16 @@ def add_manage_workers(setup_tool):
     """Import the role map, which grants 'Manage workers' to Manager."""
     setup_tool.runImportStepFromProfile(PROFILE_ID, "rolemap")
     logger.info("plone.app.asyncjobs: 'Manage workers' granted to Manager")
+
+
+def remove_zc_async_data(setup_tool):
+    """Log what zc.async left in the site's database, then remove it (see
+    :mod:`plone.app.asyncjobs.migration`).  The data belongs to the whole
+    database (every site in it).  Returns the survey."""
+    connection = connection_for(setup_tool)
+    found = survey(connection)
+    for line in found.report():
+        logger.info("plone.app.asyncjobs: %s", line)
+    if found.found:
+        remove(connection)
+    return found

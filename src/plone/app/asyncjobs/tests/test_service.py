@@ -46,7 +46,7 @@ def test_queue_job(service, portal):
     assert IContextJob.providedBy(job)
     assert job.status == PENDING
     assert job.queue is service.getQueues()[""]
-    assert job.quota_names == ()
+    assert job.quota_names == ("default",)
     assert wait_for_result(job) == 3
 
 
@@ -95,8 +95,8 @@ def test_queue_job_in_queue_with_a_quota(service, portal):
 
 
 def test_jobs_without_quota_run_at_the_same_time(service, portal):
-    first = service.queueJob(jobs.timed, portal, 0.3, "first")
-    second = service.queueJob(jobs.timed, portal, 0.3, "second")
+    first = service.queueJobInQueue("", (), jobs.timed, portal, 0.3, "first")
+    second = service.queueJobInQueue("", (), jobs.timed, portal, 0.3, "second")
     wait_for_all_jobs()
     assert overlap(first.result, second.result)
 
@@ -107,8 +107,9 @@ def test_an_unknown_quota_is_refused(service, portal):
 
 
 def test_the_default_quota_is_used_when_the_queue_has_one(service, portal):
-    """As in plone.app.async: quota_names None means ('default',)."""
-    service.getQueues()[""].quotas.create("default", size=1)
+    """As in plone.app.async: quota_names None means ('default',), a
+    quota of size 1 every queue gets when it is created."""
+    assert service.getQueues()[""].quotas["default"].size == 1
     job = service.queueJob(jobs.add, portal, 1)
     assert job.quota_names == ("default",)
     explicit = service.queueJobInQueue("", (), jobs.add, portal, 1)
@@ -148,12 +149,22 @@ def test_queue_serial_jobs(service, portal):
 
 
 def test_queue_parallel_jobs(service, portal):
-    composite = service.queueParallelJobs(
+    composite = service.queueParallelJobsInQueue(
+        "", (),
         makeJob(jobs.timed, portal, 0.3, "first"),
         makeJob(jobs.timed, portal, 0.3, "second"),
     )
     first, second = (job.result for job in wait_for_result(composite))
     assert overlap(first, second)
+
+
+def test_parallel_jobs_in_the_default_quota_run_one_at_a_time(service, portal):
+    composite = service.queueParallelJobs(
+        makeJob(jobs.timed, portal, 0.2, "first"),
+        makeJob(jobs.timed, portal, 0.2, "second"),
+    )
+    first, second = (job.result for job in wait_for_result(composite))
+    assert not overlap(first, second)
 
 
 def test_queue_serial_jobs_in_queue(service, portal):

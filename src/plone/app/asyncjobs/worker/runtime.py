@@ -50,7 +50,7 @@ from plone.app.asyncjobs.monitor import databases as monitor_databases
 from plone.app.asyncjobs.monitor.server import address_from_config
 from plone.app.asyncjobs.monitor.server import start_server
 from plone.app.asyncjobs.monitor.server import stop_server
-from plone.app.asyncjobs.service.service import DEFAULT_QUOTA
+from plone.app.asyncjobs.service.queues import configure_default_quota
 from plone.app.asyncjobs.worker.config import MONITOR_PRODUCT_CONFIG
 from plone.app.asyncjobs.worker.config import WorkerSettings
 from plone.app.asyncjobs.worker.config import product_config
@@ -280,8 +280,6 @@ class ProcessRuntime:
 
 def _configure_queues(db, uuid, settings):
     """Apply ``default-quota-size`` and ``agent-size`` to the queues."""
-    if settings.default_quota_size is None and not settings.agent_size_configured:
-        return
     manager = transaction.TransactionManager()
     connection = db.open(transaction_manager=manager)
 
@@ -289,13 +287,7 @@ def _configure_queues(db, uuid, settings):
         queues = connection.root()[KEY]
         for name in settings.queue_names:
             queue = queues[name]
-            size = settings.default_quota_size
-            if size is not None:
-                quota = queue.quotas.get(DEFAULT_QUOTA)
-                if quota is None:
-                    queue.quotas.create(DEFAULT_QUOTA, size=size)
-                elif quota.size != size:
-                    quota.size = size
+            configure_default_quota(queue, settings.default_quota_size)
             record = queue.dispatchers.get(uuid)
             agent = record.get(AGENT_NAME) if record is not None else None
             if settings.agent_size_configured and agent is not None \

@@ -1,0 +1,68 @@
+"""Service jobs of one transaction that share a quota of size one start in
+the order they were queued.
+
+A quota of size one lets one of its jobs run at a time, but the engine
+claims due jobs only in *about* their due order (see
+:mod:`plone.app.asyncjobs.engine.queue`).  plone.app.async's users relied
+on the order too: queue a job that creates a document, then one that
+submits it for review, and the second finds the document.
+
+So when a transaction queues, through ``IAsyncService``, a job that shares
+a quota of size one with a job the same transaction queued before in the
+same queue, the new job is not put in the queue at once: a callback of the
+earlier job puts it there once that job has completed, whether it
+succeeded or failed.  Until then the new job's status is ``new`` and the
+queue does not list it.  Its start options (``begin_after``, ``begin_by``,
+quotas, retry policy) are checked and set on it at once.
+
+Jobs queued by different transactions run one at a time too, in about the
+order they were queued.
+"""
+from plone.app.asyncjobs.engine import retry
+from plone.app.asyncjobs.engine.job import Job
+
+
+class _LastJobs:
+    """Keys the transaction's record of the jobs it queued last, by queue
+    and quota: ``{(id(queue), quota name): job}``."""
+
+
+def put_in_order(queue, job, begin_after=None, begin_by=None, quota_names=(),
+                 retry_policy_factory=None):
+    """``queue.put(job, ...)``, or put it after the job this transaction
+    queued last with one of its quotas of size one (see the module doc).
+    Returns the job."""
+    quota_names = tuple(quota_names)
+    queue.quotas.check_names(quota_names)
+    keys = [(id(queue), name) for name in quota_names if queue.quotas[name].size == 1]
+    last = _last_jobs(queue)
+    previous = next((last[key] for key in reversed(keys) if key in last), None)
+    if previous is None:
+        queue.put(job, begin_after=begin_after, begin_by=begin_by,
+                  quota_names=quota_names, retry_policy_factory=retry_policy_factory)
+    else:
+        if retry_policy_factory is not None:
+            retry.resolve(retry_policy_factory)
+            job.retry_policy_factory = retry_policy_factory
+        job.begin_after = begin_after
+        job.begin_by = begin_by
+        job.quota_names = quota_names
+        previous.add_callback(Job(put_when_done, queue, job))
+    for key in keys:
+        last[key] = job
+    return job
+
+
+def put_when_done(queue, job, result):
+    """The callback that queues ``job`` once its predecessor has ``result``."""
+    queue.put(job)
+
+
+def _last_jobs(queue):
+    current = queue._p_jar.transaction_manager.get()
+    try:
+        return current.data(_LastJobs)
+    except KeyError:
+        last = {}
+        current.set_data(_LastJobs, last)
+        return last

@@ -1,0 +1,167 @@
+"""Migrating a site from plone.app.async: zc.async's data, reported and removed.
+
+The databases are built for real: their records name zc.async's classes
+(:mod:`.zc_async_data`), which cannot be imported when the migration runs.
+"""
+import io
+import types
+
+import pytest
+import transaction
+import ZODB
+from ZODB.broken import Broken
+from ZODB.FileStorage import FileStorage
+from ZODB.POSException import POSKeyError
+from ZODB.tests.MinPO import MinPO
+
+from plone.app.asyncjobs.migration import leftovers
+from plone.app.asyncjobs.migration import script
+from plone.app.asyncjobs.tests import zc_async_data
+
+
+def open_databases(directory, multi):
+    """The main database, with ``async`` beside it when ``multi``."""
+    databases = {}
+    main = ZODB.DB(FileStorage(str(directory / "Data.fs")), databases=databases,
+                   database_name="main")
+    if multi:
+        ZODB.DB(FileStorage(str(directory / "Async.fs")), databases=databases,
+                database_name="async")
+    return main
+
+
+def close(main):
+    for db in list(main.databases.values()):
+        db.close()
+
+
+def build_old_site(directory, multi):
+    """Write the data; return what never completed, and a job's oid."""
+    main = open_databases(directory, multi)
+    manager = transaction.TransactionManager()
+    connection = main.open(transaction_manager=manager)
+    root = connection.root()
+    queues_connection = connection.get_connection("async" if multi else "main")
+    with zc_async_data.zc_async_classes():
+        root["Application"] = content = MinPO("a document")
+        connection.add(content)  # in the main database, where the root is
+        expected = zc_async_data.build(root, queues_connection, content)
+        manager.commit()
+        queue = queues_connection.root()["zc.async"]._data[""]
+        job_oid = queue._queue[0]._p_oid
+    connection.close()
+    close(main)
+    return expected, job_oid
+
+
+@pytest.fixture(params=[False, True], ids=["single_db", "multi_db"])
+def old_site(request, tmp_path):
+    """Databases as plone.app.async left them, opened without zc.async."""
+    multi = request.param
+    expected, job_oid = build_old_site(tmp_path, multi)
+    main = open_databases(tmp_path, multi)
+    manager = transaction.TransactionManager()
+    connection = main.open(transaction_manager=manager)
+    yield types.SimpleNamespace(
+        main=main, connection=connection, expected=expected, job_oid=job_oid,
+        queues_database="async" if multi else "main", multi=multi,
+        app=types.SimpleNamespace(_p_jar=connection))
+    manager.abort()
+    connection.close()
+    close(main)
+
+
+def test_the_old_data_loads_broken(old_site):
+    queues = old_site.connection.root()["zc.async"]
+    assert isinstance(queues, Broken)
+
+
+def test_the_survey_reports_what_never_completed(old_site):
+    found = leftovers.survey(old_site.connection)
+    databases = ["async", "main"] if old_site.multi else ["main"]
+    assert found.databases == databases
+    assert dict(found.unfinished) == old_site.expected
+    assert dict(found.jobs) == {"pending": 4, "assigned": 1, "active": 1, "completed": 1}
+    assert found.classes["zc.async.job.Job"] == 8
+    assert found.classes["zc.async.queue.Queue"] == 1
+    assert found.classes["zc.async.agent.Agent"] == 1
+    assert found.outside == 1  # the document a job was to reindex
+    assert not found.missing_databases
+
+
+def test_dry_run_reports_and_changes_nothing(old_site):
+    out = io.StringIO()
+    assert script.main(["--dry-run"], app=old_site.app, out=out) == 0
+    text = out.getvalue()
+    assert "Jobs that never completed" in text
+    assert "       2  pending   collective.pdfs.jobs.make_pdf  in /plone" in text
+    assert "       1  assigned  collective.pdfs.jobs.make_pdf  in /plone" in text
+    assert "zc.async.job.Job" in text
+    assert "Dry run: nothing was removed." in text
+    check = old_site.main.open()
+    assert "zc.async" in check.root()
+    check.close()
+
+
+def test_removal_leaves_a_clean_database(old_site):
+    out = io.StringIO()
+    assert script.main([], app=old_site.app, out=out) == 0
+    assert "Removed the root key 'zc.async'" in out.getvalue()
+
+    check = old_site.main.open()
+    for name in old_site.main.databases:
+        assert "zc.async" not in check.get_connection(name).root()
+    assert check.root()["Application"].value == "a document"
+    check.close()
+    assert not leftovers.survey(old_site.connection).found
+
+    queues_db = old_site.main.databases[old_site.queues_database]
+    queues_db.pack()
+    with pytest.raises(POSKeyError):
+        queues_db.storage.load(old_site.job_oid)
+
+
+def test_a_database_without_zc_async_data(tmp_path):
+    main = open_databases(tmp_path, multi=False)
+    connection = main.open()
+    out = io.StringIO()
+    assert script.main([], app=types.SimpleNamespace(_p_jar=connection), out=out) == 0
+    assert out.getvalue() == "No zc.async data (root key 'zc.async') in this database.\n"
+    connection.close()
+    close(main)
+
+
+def test_the_script_needs_a_zope_conf_without_an_app():
+    with pytest.raises(SystemExit):
+        script.main([])
+
+
+def test_script_arguments_follow_the_script_name():
+    argv = ["zconsole", "run", "zope.conf", "/x/plone/app/asyncjobs/migration/script.py",
+            "--dry-run"]
+    assert script._script_arguments(argv) == ["--dry-run"]
+    assert script._script_arguments(["prog", "--dry-run"]) == ["--dry-run"]
+
+
+def test_the_upgrade_step_to_1004_reports_and_removes_the_data(portal, caplog):
+    from plone import api
+    from Products.GenericSetup.upgrade import listUpgradeSteps
+
+    connection = portal._p_jar
+    with zc_async_data.zc_async_classes():
+        expected = zc_async_data.build(connection.root(), connection, portal)
+        transaction.commit()
+    setup_tool = api.portal.get_tool("portal_setup")
+    [step] = [s for s in listUpgradeSteps(setup_tool, "plone.app.asyncjobs:default", "1003")
+              if not isinstance(s, list) and s["source"] == ("1003",)]
+    assert step["dest"] == ("1004",)
+
+    with caplog.at_level("INFO", logger="plone.app.asyncjobs"):
+        step["step"].doStep(setup_tool)
+    transaction.commit()
+
+    assert "zc.async" not in connection.root()
+    logged = caplog.text
+    assert "2  pending   collective.pdfs.jobs.make_pdf  in /plone" in logged
+    assert "1  pending   collective.pdfs.jobs.send_mail  in /other" in logged
+    assert len(expected) == 5
