@@ -78,8 +78,9 @@ LEFTOVER_AGE = timedelta(seconds=5)
 POLL_INTERVAL = 10
 
 #: Seconds a dispatcher leaves a due job in another dispatcher's lane to
-#: that dispatcher before waking its own threads for it.
-BACKUP_DELAY = 0.1
+#: that dispatcher before waking its own threads for it: longer than a
+#: claim takes even on a loaded machine, or both would claim the job.
+BACKUP_DELAY = 1.0
 
 #: Seconds the due timer fires after a job's due time, so that the
 #: claim's clock has passed it.

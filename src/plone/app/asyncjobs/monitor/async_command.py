@@ -202,7 +202,14 @@ class AsyncCommand(ToolCommand):
         PAUSED (running, but its latest poll found every agent paused, so
         it starts no job), or STUCK (no poll for two poll intervals; is
         the reactor blocked?);
-        "poll interval", "time since last poll", "uptime" and "uuid".
+        "poll interval", "time since last poll", "uptime" and "uuid";
+        "push", what the dispatcher listens to for queued jobs
+        ("invalidations", "postgresql notifications", or null: polling
+        only); "pickups", the jobs started in the last hour: "jobs", "by"
+        (how many each way they were picked up: push, timer, poll, next)
+        and "latency" (p50, p90, p99 and max of their start minus the
+        later of their due time and their queuing commit; null without
+        jobs).
         """
         dispatcher = _dispatcher(arguments)
         info = dispatcher.status_info()
@@ -228,7 +235,9 @@ class AsyncCommand(ToolCommand):
         needed only if the oid is ambiguous.  Output: "id", "call" (the
         job's repr), "queue", "agent", "thread", "quota names", "started",
         "completed" (null while it runs), "failed", "reassigned" (another
-        worker took it over) and "result" (its repr, or a brief traceback).
+        worker took it over), "result" (its repr, or a brief traceback),
+        "pickup" (how a worker thread came to claim it: push, timer, poll or
+        next; see "async status") and "pickup latency".
         Only the latest jobs are remembered (200 by default); use "asyncdb
         job" for older ones.
         """

@@ -52,7 +52,9 @@ def seconds(encoded):
 
 def test_status_of_the_running_dispatcher(address):
     status = ask_json(address, "async status")
-    assert sorted(status) == ["poll interval", "status", "time since last poll", "uptime", "uuid"]
+    assert sorted(status) == ["pickups", "poll interval", "push", "status",
+                              "time since last poll", "uptime", "uuid"]
+    assert status["push"] == "invalidations"
     assert status["status"] == "RUNNING"
     assert status["uuid"] == str(THIS)
     assert status["poll interval"] == {"seconds": 0.1}
@@ -64,7 +66,7 @@ def test_status_of_the_running_dispatcher(address):
 
 def test_output_is_indented_json_with_sorted_keys(address):
     output = ask(address, "async status\n")
-    assert output.startswith('{\n    "poll interval": {\n        "seconds": 0.1\n    },\n')
+    assert output.startswith('{\n    "pickups": {\n        "by": {\n')
     assert output.endswith("}\n")
 
 
@@ -76,6 +78,16 @@ def test_status_of_a_dispatcher_not_running_here(address):
     assert ask(address, "async status uuid:nonsense\n") == (
         "Error: async status: uuid: 'nonsense' is not a UUID\n"
     )
+
+
+def test_status_shows_how_the_recent_jobs_were_picked_up(address):
+    pickups = ask_json(address, "async status")["pickups"]
+    assert pickups["jobs"] >= 1
+    assert sum(pickups["by"].values()) == pickups["jobs"]
+    assert set(pickups["by"]) <= {"push", "timer", "poll", "next"}
+    latency = {key: seconds(value) for key, value in pickups["latency"].items()}
+    assert sorted(latency) == ["max", "p50", "p90", "p99"]
+    assert 0 <= latency["p50"] <= latency["p90"] <= latency["p99"] <= latency["max"]
 
 
 def test_uuid_and_utcnow(address):
@@ -101,8 +113,8 @@ def test_job_describes_a_job_ran_recently(address, worker):  # noqa: F811
     oid, database = job_id(worker.jobs["succeed"])
     info = ask_json(address, f"async job {oid}")
     assert sorted(info) == [
-        "agent", "call", "completed", "failed", "id", "queue", "quota names",
-        "reassigned", "result", "started", "thread",
+        "agent", "call", "completed", "failed", "id", "pickup", "pickup latency", "queue",
+        "quota names", "reassigned", "result", "started", "thread",
     ]
     assert info["id"] == [oid, database]
     assert "succeed(21)" in info["call"]
