@@ -304,7 +304,10 @@ def test_cancel_a_pending_job_as_a_site_administrator(page, functional_portal, p
     badge = root.locator('header [data-job-field="status"]')
     expect(badge).to_have_text("failed")
     expect(badge).to_have_class(re.compile(r"\btext-bg-danger\b"))
-    expect(page.locator("#asyncjobs-traceback")).to_contain_text("cancelled by siteadmin")
+    # Not a Manager: the outcome's summary, no traceback.
+    expect(root.locator('code[data-job-field="result"]')).to_contain_text("cancelled by siteadmin")
+    expect(page.locator("#asyncjobs-traceback")).to_have_count(0)
+    expect(page.locator("#asyncjobs-traceback-hidden")).to_be_visible()
     expect(page.locator('a[data-action="cancel"]')).to_have_count(0)
 
     page.locator('#asyncjobs-nav a[data-list="pending"]').click()
@@ -395,3 +398,47 @@ def test_resize_an_agent_and_the_dispatcher_follows(
     assert first.active_end <= second.active_start
     jobs.gate(keys[queued.index(second)]).set()
     assert wait_for_result(second, commit=False) == 3
+
+
+# -- 6. two sites, one database: a site's administrator sees that site's jobs only ------------
+
+
+def test_a_site_administrator_of_another_site_does_not_see_this_sites_jobs(
+        page, functional, functional_portal, portal_url):
+    from plone.testing import zope as zope_testing
+    from Products.CMFPlone.factory import addPloneSite
+    from zope.component.hooks import setSite
+
+    app = functional["app"]
+    addPloneSite(app, "other", title="Other site", default_language="en",
+                 extension_ids=("plone.app.asyncjobs:default",))
+    other = app["other"]
+    other.acl_users.userFolderAddUser("otheradmin", "secret-otheradmin-1",
+                                      ["Member", "Site Administrator"], [])
+    setSite(functional_portal)
+    plone_job = jobs_api.queue_job(jobs.add, functional_portal, 1, 2, delay=LATER)
+    setSite(other)
+    zope_testing.login(app.acl_users, SITE_OWNER_NAME)
+    other_job = jobs_api.queue_job(jobs.add, other, 3, 4, delay=LATER)
+    zope_testing.logout()
+    setSite(functional_portal)
+    transaction.commit()
+    other_url = portal_url.rsplit("/", 1)[0] + "/other"
+
+    page.goto(f"{other_url}/login")
+    page.fill("#__ac_name", "otheradmin")
+    page.fill("#__ac_password", "secret-otheradmin-1")
+    with page.expect_navigation(wait_until="load"):
+        page.click("[name='buttons.login']")
+    page.goto(f"{other_url}/@@asyncjobs-controlpanel")
+    expect(page.locator("#asyncjobs-scope")).to_have_attribute("data-scope", "site")
+    expect(page.locator('#asyncjobs-queues tr[data-queue=""] [data-count="pending"]')
+           ).to_have_text("1")
+    # The shared worker shows read-only: no pause, resize or purge forms.
+    expect(page.locator("form[data-action]")).to_have_count(0)
+    page.locator('#asyncjobs-nav a[data-list="pending"]').click()
+    expect(page.locator(f'#asyncjobs-jobs tr[data-job-id="{job_id(other_job)}"]')).to_be_visible()
+    expect(page.locator(f'[data-job-id="{job_id(plone_job)}"]')).to_have_count(0)
+    page.goto(f"{other_url}/@@asyncjobs-job?id={job_id(plone_job)}")
+    expect(page.locator("#asyncjobs-job-missing")).to_be_visible()
+    screenshot(page, "other-site-cannot-see-job")
