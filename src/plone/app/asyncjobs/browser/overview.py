@@ -2,8 +2,9 @@
 
 Shows every queue with its jobs counted by list, every dispatcher that
 ever served a queue (state, last ping, uptime, agents and the jobs they
-hold), the jobs running now with their progress, and the last hour's
-throughput; its forms lead to the confirmation pages of pausing and
+hold, and how the jobs it started in the last hour were picked up, as of
+its last ping), the jobs running now with their progress, and the last
+hour's throughput; its forms lead to the confirmation pages of pausing and
 resuming a dispatcher, resizing an agent and purging old jobs (shown to
 those who may do them; the others see the dispatchers read-only).  The
 facts come from :func:`.inspection.overview`, for the page's scope.
@@ -39,7 +40,25 @@ class OverviewView(PanelView):
         self.facts = inspection.overview(self.queues, self.scope)
         self.running = inspection.JobQuery(
             {"state": "active", "size": RUNNING_SHOWN}).run(self.queues, self.scope)
+        self.pickups = {str(uuid): record.pickups
+                        for queue in self.queues.values()
+                        for uuid, record in queue.dispatchers.items()
+                        if getattr(record, "pickups", None)}
         return self.template()
+
+    def pickup_text(self, uuid):
+        """How the dispatcher's jobs of the last hour were picked up, and
+        their pickup latency (see ``engine.pickups``); ``None`` without jobs."""
+        summary = self.pickups.get(uuid)
+        if not summary or not summary["jobs"]:
+            return None
+        ways = ", ".join(f"{how} {count}" for how, count in sorted(summary["by"].items()))
+        latency = summary["latency"]
+        if latency is None:
+            return ways
+        times = ", ".join(f"{key} {latency[key].total_seconds() * 1000:.0f} ms"
+                          for key in ("p50", "p90", "p99", "max"))
+        return f"{ways}; latency {times}"
 
     @property
     def per_minute(self):

@@ -382,6 +382,10 @@ class Dispatcher:
             self._install_agents(name, record)
             queue.install_doorbell()
             sibling = queue.dispatchers.ping(self.uuid)
+            if record._p_changed:
+                # The ping is written: the pickups go with it, for the control
+                # panel, without a commit of their own.
+                record.pickups = self.pickups.summary(utcnow())
             self._share_lanes(name, queue)
             if sibling is not None:
                 self.statistics["siblings deactivated"] += 1

@@ -154,6 +154,28 @@ def test_the_overview_shows_queues_counts_and_the_running_dispatcher(
     assert page.cssselect("script[src$='++resource++plone.app.asyncjobs/controlpanel.js']")
 
 
+def test_the_overview_shows_how_a_dispatcher_picked_its_jobs_up(
+        functional, functional_portal, dispatcher_uuid):
+    dispatcher = functional["asyncjobsDispatcher"]
+    wait_for_result(jobs_api.queue_job(jobs.add, functional_portal, 1, 2))
+    # The pickups are stored with the next ping that is written.
+    record = jobs_api.get_queues()[""].dispatchers[dispatcher.uuid]
+    record.last_ping -= record.ping_interval
+    transaction.commit()
+    dispatcher.wake()
+
+    def stored():
+        transaction.begin()
+        return (getattr(record, "pickups", None) or {}).get("jobs")
+
+    wait_until(stored, describe=lambda: "for the dispatcher to store its pickups")
+    browser = open_browser(functional)
+    browser.open(page_url(functional_portal, "asyncjobs-controlpanel"))
+    [dispatcher_card] = tree(browser).cssselect(f'[data-dispatcher="{dispatcher_uuid}"]')
+    [pickups] = dispatcher_card.cssselect("[data-dispatcher-pickups]")
+    assert "latency p50" in pickups.text and " ms" in pickups.text
+
+
 def test_the_overview_shows_running_jobs_with_progress_and_the_agent_holding_them(
         functional, functional_portal, gate_key):
     job = running_job(functional_portal, gate_key)
