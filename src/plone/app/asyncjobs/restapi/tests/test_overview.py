@@ -17,8 +17,10 @@ def test_overview(client, site, dispatcher):
     assert response.headers["Content-Type"] == "application/json"
     overview = response.json()
     assert overview["@id"] == client.url()
-    assert overview["queues"] == [{"name": "", "quotas": {}, "counts_capped": [], "counts": {
-        "pending": 1, "active": 0, "completed": 1, "failed": 1}}]
+    # Every queue has the quota service jobs count against (api jobs do not).
+    assert overview["queues"] == [{
+        "name": "", "quotas": {"default": {"filled": 0, "size": 1}}, "counts_capped": [],
+        "counts": {"pending": 1, "active": 0, "completed": 1, "failed": 1}}]
     assert overview["last_hour"] == {"completed": 2, "failed": 1}
     [facts] = overview["dispatchers"]
     assert facts["uuid"] == str(dispatcher.uuid)
