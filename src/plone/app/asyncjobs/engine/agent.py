@@ -17,6 +17,7 @@ from plone.app.asyncjobs.engine.history import CompletedJobs
 from plone.app.asyncjobs.engine.ids import object_id
 from plone.app.asyncjobs.engine.interfaces import IAgent
 from plone.app.asyncjobs.engine.status import ACTIVE
+from plone.app.asyncjobs.engine.status import ASSIGNED
 from plone.app.asyncjobs.engine.status import CALLBACKS
 from plone.app.asyncjobs.engine.status import COMPLETED
 
@@ -157,6 +158,26 @@ class Agent(Persistent):
         for job in jobs:
             self.release(job)
         return jobs
+
+    def give_up(self, job):
+        """Release ``job``, which no worker thread works on any more (its
+        worker died or was found dead, or its thread failed), and hand it
+        to its retry policy.  Commits nothing.
+
+        An ASSIGNED job goes back to the queue - counted as interrupted if
+        its policy reruns interrupted jobs, since it may have run in a group
+        commit that was lost (see :mod:`.groupcommit`); an ACTIVE job, or
+        one whose callbacks did not finish, is interrupted
+        (:meth:`.job.Job.interrupted`); a completed one goes to the history.
+        """
+        self.release(job)
+        status = job.status
+        if status == ASSIGNED and not job.reruns_when_interrupted():
+            job.return_to_queue()
+        elif status in (ACTIVE, ASSIGNED, CALLBACKS):
+            job.interrupted()
+        elif status == COMPLETED:
+            self.completed.add(job, job.active_end)
 
     def __len__(self):
         """Jobs held, including completed ones not yet swept to the history."""

@@ -26,7 +26,6 @@ later, so that one job does not make every worker race for it.  A timer
 wakes threads when the next job queued for later becomes due.  The poll
 stays as the safety net, for rings that get lost.
 
-
 The dispatcher keeps, in memory only, the recent polls and jobs for
 monitoring (:meth:`status_info`, :meth:`job_info`, :meth:`iter_polls`,
 :meth:`statistics_info`).
@@ -49,6 +48,8 @@ from plone.app.asyncjobs.engine import wakeup
 from plone.app.asyncjobs.engine.agent import Agent
 from plone.app.asyncjobs.engine.clock import to_microseconds
 from plone.app.asyncjobs.engine.clock import utcnow
+from plone.app.asyncjobs.engine.connectivity import Connectivity
+from plone.app.asyncjobs.engine.counters import Counters
 from plone.app.asyncjobs.engine.exceptions import DispatcherError
 from plone.app.asyncjobs.engine.ids import object_id
 from plone.app.asyncjobs.engine.instanceuuid import get_uuid
@@ -119,6 +120,13 @@ def process_alive(pid):
     return state != "Z"
 
 
+def _describe(describe, value, **options):
+    try:
+        return describe(value, **options)
+    except Exception as error:
+        return f"<cannot be described: {type(error).__name__}: {error}>"
+
+
 class PollInfo(dict):
     """What one poll saw: ``{queue name: None | {agent name: details}}``."""
 
@@ -167,7 +175,12 @@ class Dispatcher:
         self._connection = None
         self._next_poll = None
         self._lock = threading.Lock()
-        self.statistics = collections.Counter()
+        self.statistics = Counters()
+        #: Since when this dispatcher could watch its siblings' pings.
+        self.connectivity = Connectivity(late=2 * timedelta(seconds=poll_interval))
+        #: Per (queue, agent), the held jobs no thread had in hand at the
+        #: previous poll (see AgentWorkers.recover_strays).
+        self._strays = collections.defaultdict(dict)
         #: Jobs (oid, database) this process failed to claim for a reason
         #: other than a conflict; they stay pending for other workers.
         self.unclaimable = set()
@@ -219,6 +232,7 @@ class Dispatcher:
         try:
             self.poll()
         except Exception:
+            self.connectivity.broken()
             events.critical("dispatcher %s: poll failed", self.uuid, exc_info=True)
         self._look(None)
         if self.activated:
@@ -243,7 +257,7 @@ class Dispatcher:
         if self._listener is None:
             return  # deactivated meanwhile
         self._listener.settle()
-        self.statistics["rings"] += 1
+        self.statistics.add("rings")
         self._look(pickups.PUSH)
 
     def _owns_lane(self, queue_name, lane):
@@ -372,6 +386,7 @@ class Dispatcher:
         queues = self._connection.root().get(KEY)
         details = {}
         wanted = set()
+        connected_since = self.connectivity.poll_starts(utcnow())
         if queues is None:
             return details
         for name, queue in queues.items():
@@ -381,14 +396,14 @@ class Dispatcher:
                 continue
             self._install_agents(name, record)
             queue.install_doorbell()
-            sibling = queue.dispatchers.ping(self.uuid)
+            sibling = queue.dispatchers.ping(self.uuid, connected_since)
             if record._p_changed:
                 # The ping is written: the pickups go with it, for the control
                 # panel, without a commit of their own.
                 record.pickups = self.pickups.summary(utcnow())
             self._share_lanes(name, queue)
             if sibling is not None:
-                self.statistics["siblings deactivated"] += 1
+                self.statistics.add("siblings deactivated")
             due = queue.has_due_jobs()
             agents = details[name] = {}
             # Worker threads sweep what they finish with their next claim,
@@ -401,6 +416,10 @@ class Dispatcher:
                 wanted.add((name, agent_name))
                 pool = self._pool(name, agent_name)
                 pool.set_size(0 if record.paused else agent.size)
+                pool.stop_superseded(agent)
+                if pool.recover_strays(agent, self._strays[name, agent_name]):
+                    self.statistics.add("stranded jobs recovered")
+                    due = True
                 if due:
                     pool.wake()
                 agents[agent_name] = {
@@ -519,22 +538,24 @@ class Dispatcher:
             self.jobs[info["id"]] = info
             while len(self.jobs) > self._jobs_size:
                 self.jobs.popitem(last=False)
-        self.statistics["started"] += 1
+        self.statistics.add("started")
         return info
 
     def job_finished(self, info, job):
+        """Record the outcome of a job a worker thread ran (never raises:
+        what cannot be described is recorded as such)."""
         info["completed"] = utcnow()
-        info["call"] = repr(job)
+        info["call"] = _describe(repr, job)
         result = job.result
         if failures.is_failure(result):
             info["failed"] = True
-            text = failures.traceback_text(result, detail="brief")
+            text = _describe(failures.traceback_text, result, detail="brief")
         else:
-            text = repr(result)
+            text = _describe(repr, result)
         if len(text) > RESULT_LIMIT:
             text = text[:RESULT_LIMIT] + "\n[...TRUNCATED...]"
         info["result"] = text
-        self.statistics["failed" if info["failed"] else "completed"] += 1
+        self.statistics.add("failed" if info["failed"] else "completed")
 
     # -- introspection ----------------------------------------------------------
 

@@ -7,7 +7,10 @@ pinged, and its agents.  Liveness works like this:
 * an active dispatcher pings every poll, but writes ``last_ping`` only once
   per ``ping_interval`` (30 s), to keep writes rare;
 * a dispatcher is *dead* when neither its activation nor its last ping is
-  more recent than ``ping_death_interval`` (60 s);
+  more recent than ``ping_death_interval`` (60 s) - counted, by the
+  sibling judging it, only over time that sibling itself was connected
+  to the database: after a storage outage, nobody could ping, and the
+  death interval starts again when the judge reconnects;
 * every ping also looks at the next activated dispatcher (ordered by UUID,
   wrapping around): if it is dead, it is deactivated, and every job it held
   is handed to that job's retry policy.
@@ -29,10 +32,6 @@ from plone.app.asyncjobs.engine.events import DispatcherUnregistered
 from plone.app.asyncjobs.engine.interfaces import IAgent
 from plone.app.asyncjobs.engine.interfaces import IDispatcherAgents
 from plone.app.asyncjobs.engine.log import events
-from plone.app.asyncjobs.engine.status import ACTIVE
-from plone.app.asyncjobs.engine.status import ASSIGNED
-from plone.app.asyncjobs.engine.status import CALLBACKS
-from plone.app.asyncjobs.engine.status import COMPLETED
 
 
 @implementer(IDispatcherAgents)
@@ -59,8 +58,14 @@ class DispatcherAgents(Container):
     @property
     def dead(self):
         """True once no sign of life came for ``ping_death_interval``."""
-        signs = [t for t in (self.last_ping, self.activated) if t is not None]
-        if not signs:
+        return self.dead_for(None)
+
+    def dead_for(self, connected_since):
+        """Whether a judge connected to the database since
+        ``connected_since`` (an aware datetime, or ``None`` for always)
+        saw no sign of life for ``ping_death_interval``."""
+        signs = [t for t in (self.last_ping, self.activated, connected_since) if t is not None]
+        if not self.activated and not self.last_ping:
             return False
         return max(signs) + self.ping_death_interval < utcnow()
 
@@ -100,16 +105,8 @@ class DispatcherAgents(Container):
 
     def _clean(self):
         for agent in self._items.values():
-            for job in agent.take_all():
-                status = job.status
-                # An ASSIGNED job whose policy reruns interrupted jobs may
-                # have started and run in a group commit that was lost.
-                if status == ASSIGNED and not job.reruns_when_interrupted():
-                    job.return_to_queue()
-                elif status in (ACTIVE, ASSIGNED, CALLBACKS):
-                    job.interrupted()
-                elif status == COMPLETED:
-                    agent.completed.add(job, job.active_end)
+            for job in list(agent):
+                agent.give_up(job)
 
     # -- agents, as a mapping ----------------------------------------------
 
@@ -159,10 +156,14 @@ class Dispatchers(Container):
         zope.event.notify(DispatcherUnregistered(record))
         return record
 
-    def ping(self, uuid):
+    def ping(self, uuid, connected_since=None):
         """Record that ``uuid`` is alive, and check on its next sibling.
 
-        Returns the UUID of a sibling found dead and deactivated, or ``None``.
+        ``connected_since`` is when the pinging dispatcher's connection to
+        the database last came back (``None``: it never broke): a sibling
+        is found dead only after ``ping_death_interval`` without a sign of
+        life during which the pinging dispatcher could see one.  Returns
+        the UUID of a sibling found dead and deactivated, or ``None``.
         """
         record = self._items[uuid]
         now = utcnow()
@@ -176,7 +177,7 @@ class Dispatchers(Container):
         elif record.last_ping is None or now - record.last_ping >= record.ping_interval:
             record.last_ping = now
         sibling = self._next_active_sibling(uuid)
-        if sibling is not None and sibling.dead:
+        if sibling is not None and sibling.dead_for(connected_since):
             events.error(
                 "dispatcher %s found dispatcher %s dead (last ping %s); "
                 "deactivating it and handing back its jobs",

@@ -10,6 +10,13 @@ class AbortedError(Exception):
     """The job was interrupted (its worker died) and its policy gave up."""
 
 
+class OutcomeUnknownError(AbortedError):
+    """The job was started, and will not run again, but whether it ran to
+    the end and whether its changes were committed is not known: its
+    worker was found dead (it may have been only paused or cut off), or
+    the connection broke while its outcome was being committed."""
+
+
 class CancelledError(Exception):
     """Someone cancelled the job before it started."""
 

@@ -13,6 +13,11 @@ holds:
 * the retry policies of both run a job again when its worker dies (not
   :class:`~.retry.NeverRetry`): a job whose start or outcome was lost with
   the worker may have run;
+* neither the job nor its queue turned grouping off (``group_commit =
+  False`` on the job, or on the queue for all its jobs), and the next job
+  was never interrupted;
+* the group stays within its bounds: at most :data:`MAX_OUTCOMES`
+  outcomes, of at most :data:`MAX_RUN_TIME` of run time in all;
 * the attempt changed nothing in the database but the job itself and the
   start of the next one, joined no other transaction participant (mail,
   SQL) and registered no commit or abort hooks: committing it later, or
@@ -24,7 +29,17 @@ batch; a batch holds at most ``BATCH`` jobs (:mod:`.workers`).
 What it costs: a result becomes visible a little later; if the
 worker process dies before the group commits, the jobs of the group were
 interrupted, like the job running at the time, and their retry policies
-decide (the default runs them again).  Since a job's start may be lost
+decide (the default runs them again).  So a crash makes at most
+:data:`MAX_OUTCOMES` jobs per worker thread run again besides the one
+running, which had run for at most :data:`MAX_RUN_TIME` in all; each
+such run counts as an attempt.
+
+Which jobs may join a group is decided by reading private attributes of
+``transaction.Transaction`` (``_resources``) and ``ZODB.Connection``
+(``_added``, ``_registered_objects``): neither package has a public way
+to list a transaction's participants or a connection's changed objects.
+Anything unexpected there (a changed name or type) means "do not group",
+never a job failure; the engine's tests pin these internals.  Since a job's start may be lost
 too, a dead worker's jobs that were claimed but not known to have started
 count as interrupted when their policy reruns interrupted jobs
 (:meth:`.dispatchers.DispatcherAgents._clean`), so that a job that kills
@@ -35,6 +50,8 @@ its commit conflicted), the outcomes and the next job's start are stored
 again, from memory, and committed at once; a job that another worker took
 over meanwhile is left to it.
 """
+from datetime import timedelta
+
 from persistent import Persistent
 
 from plone.app.asyncjobs.engine.log import events
@@ -46,6 +63,11 @@ from plone.app.asyncjobs.engine.status import COMPLETED
 from plone.app.asyncjobs.engine.transactions import EXPLOSIVE
 from plone.app.asyncjobs.engine.transactions import retry_forever
 
+
+#: The most outcomes that wait for a commit in one worker thread.
+MAX_OUTCOMES = 16
+#: The most run time, in all, of the jobs whose outcomes wait.
+MAX_RUN_TIME = timedelta(seconds=0.5)
 
 class GroupCommit:
     """The outcomes one worker thread has stored but not yet committed.
@@ -69,6 +91,8 @@ class GroupCommit:
         self._starts = []
         #: The transaction holding them (or that lost them when it aborted).
         self._transaction = None
+        #: The run time of the jobs whose outcomes wait.
+        self._run_time = timedelta(0)
 
     def in_current_transaction(self):
         """Whether outcomes wait in the transaction that is open now."""
@@ -88,9 +112,10 @@ class GroupCommit:
                 return False  # outcomes lost with an aborted transaction come first
             self._follow(current)
         self._outcomes.append((job, job.result, job.active_end))
+        self._run_time += job.active_end - job.active_start
         if successor._p_changed:
             self._starts.append((successor, successor.active_start, successor.attempts))
-        self._statistics["outcomes grouped"] += 1
+        self._statistics.add("outcomes grouped")
         return True
 
     def _deferrable(self, job, successor, current):
@@ -100,10 +125,26 @@ class GroupCommit:
             return False
         if isinstance(job.result, Persistent):
             return False  # a new object for the database: store it with its job, now
-        if successor.callable != job.callable or job.active_end - job.active_start >= self._short:
+        run_time = job.active_end - job.active_start
+        if successor.callable != job.callable or run_time >= self._short:
+            return False
+        if len(self._outcomes) >= MAX_OUTCOMES or self._run_time + run_time > MAX_RUN_TIME:
             return False
         if not (job.reruns_when_interrupted() and successor.reruns_when_interrupted()):
             return False
+        if successor.interruptions or not (_grouping_allowed(job) and _grouping_allowed(successor)):
+            return False
+        try:
+            return self._changes_only_jobs(job, successor, current)
+        except Exception:
+            # The private attributes read there changed: see the module doc.
+            trace.warning("group commit disabled for %r: unexpected transaction or "
+                          "connection internals", job, exc_info=True)
+            return False
+
+    def _changes_only_jobs(self, job, successor, current):
+        """Whether ``current`` changed nothing but the jobs of the group and
+        joined no other participant or hook (reads private attributes)."""
         if any(hook != self._committed for hook, _, _ in current.getAfterCommitHooks()):
             return False
         if (_any(current.getBeforeCommitHooks()) or _any(current.getBeforeAbortHooks())
@@ -114,13 +155,19 @@ class GroupCommit:
         # package and ZODB keep no public list of a transaction's
         # participants or of a connection's changed objects.
         connection = job._p_jar
-        if any(resource is not connection for resource in current._resources):
+        resources = current._resources
+        added = connection._added
+        registered = connection._registered_objects
+        if not (isinstance(resources, list) and isinstance(added, dict)
+                and isinstance(registered, list)):
+            raise TypeError("unexpected types of transaction or connection internals")
+        if any(resource is not connection for resource in resources):
             return False
-        if connection._added:
+        if added:
             return False
         allowed = {id(job), id(successor)}
         allowed.update(id(pending) for pending, _, _ in self._outcomes)
-        return all(id(changed) in allowed for changed in connection._registered_objects)
+        return all(id(changed) in allowed for changed in registered)
 
     def _follow(self, current):
         self._transaction = current
@@ -131,6 +178,7 @@ class GroupCommit:
             self._outcomes = []
             self._starts = []
             self._transaction = None
+            self._run_time = timedelta(0)
 
     def flush(self):
         """Commit the pending outcomes now: those of the open transaction
@@ -150,7 +198,7 @@ class GroupCommit:
                            len(self._outcomes), exc_info=True)
         restored = retry_forever(self._restore, self._manager,
                                  f"storing the outcomes of {len(self._outcomes)} jobs again")
-        self._statistics["grouped outcomes stored again"] += len(restored)
+        self._statistics.add("grouped outcomes stored again", len(restored))
         for job in restored:
             if job.status == CALLBACKS:  # a callback was added meanwhile
                 job.resume_callbacks()
@@ -173,6 +221,11 @@ class GroupCommit:
         self._outcomes = kept
         self._follow(self._manager.get())
         return [job for job, _, _ in kept]
+
+
+def _grouping_allowed(job):
+    queue = job.queue
+    return job.group_commit and getattr(queue, "group_commit", True)
 
 
 def _any(iterable):

@@ -78,7 +78,8 @@ _REPR_LIMIT = 60
 _RUN_STATE = frozenset({
     "_callable", "args", "kwargs", "annotations", "_callbacks", "_status_id", "_result",
     "_deferred", "_retry_policy", "_queue_key", "_history_key", "parent", "active_start",
-    "active_end", "attempts", "_begin_after", "_begin_by", "assigner_uuid",
+    "active_end", "attempts", "_begin_after", "_begin_by", "assigner_uuid", "holder",
+    "interruptions",
 })
 _TORN_DOWN = object()
 
@@ -195,6 +196,11 @@ class Job(Persistent, ZcAsyncJobSpellings):
     #: whose start was lost with its worker (see :meth:`interrupted`).  At
     #: least the number of runs, never fewer.
     attempts = 0
+    #: How many times a worker died (or was found dead) holding the job.
+    #: A job interrupted before runs alone: its worker commits everything
+    #: else first, so that a job that kills its worker does not take the
+    #: outcomes of its neighbours with it.
+    interruptions = 0
     #: The token of the worker thread that started the current attempt
     #: (see :func:`.local.bind_worker`); ``None`` outside worker threads.
     holder = None
@@ -356,6 +362,19 @@ class Job(Persistent, ZcAsyncJobSpellings):
             factory = retry.resolve(self.retry_policy_factory, self._policy_kind)
             self._retry_policy = factory(self)
         return self._retry_policy
+
+    def may_start_early(self):
+        """Whether a worker may mark this job started before it runs it: in
+        the commit of its claim, or with its predecessor's outcome.
+
+        Not a job that is never run again once started (say NeverRetry):
+        a crash between that commit and its run would fail it although it
+        never ran; nor a job interrupted before (it runs alone); nor an
+        expired one (it fails instead of running).  Their starts are
+        committed on their own, right before they run.
+        """
+        return (not self.interruptions and not self.deadline_passed()
+                and self.reruns_when_interrupted())
 
     def reruns_when_interrupted(self):
         """Whether the job's retry policy runs it again if its worker dies
@@ -657,7 +676,6 @@ class Job(Persistent, ZcAsyncJobSpellings):
         def count_attempt():
             self._check_current_attempt()
             self.attempts += 1
-            self.active_start = utcnow()
 
         retry_forever(count_attempt, manager, f"starting {self!r} again",
                       giving_up=ReassignedError)
@@ -852,6 +870,7 @@ class Job(Persistent, ZcAsyncJobSpellings):
         if self._status_id == _CALLBACKS:
             self.queue.put_back(self._resume_callbacks_job())
             return
+        self.interruptions += 1
         if self._status_id == _NEW:
             # ASSIGNED: its start, and its run, may have been lost with a
             # group commit; count that possible run, so attempts >= runs.

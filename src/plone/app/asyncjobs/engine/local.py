@@ -70,12 +70,12 @@ def running(job):
         _state.job = previous
 
 
-def bind_worker(dispatcher, agent_name, group=None, stop=None):
+def bind_worker(dispatcher, agent_name, group=None, superseded=None):
     """Declare this thread a worker of ``dispatcher`` for ``agent_name``,
     grouping the commits of short jobs' outcomes with ``group`` (a
-    :class:`~plone.app.asyncjobs.engine.groupcommit.GroupCommit`); ``stop``
-    (a :class:`threading.Event`) is set when the job it runs was taken
-    over elsewhere (see :func:`stop_requested`).
+    :class:`~plone.app.asyncjobs.engine.groupcommit.GroupCommit`);
+    ``superseded()`` tells whether the job it runs was taken over
+    elsewhere (see :func:`stop_requested`).
 
     The thread gets a token of its own, unique across processes, stored
     on each job it starts (:attr:`.job.Job.holder`).  A thread runs one
@@ -86,7 +86,7 @@ def bind_worker(dispatcher, agent_name, group=None, stop=None):
     _state.dispatcher = dispatcher
     _state.agent_name = agent_name
     _state.group = group
-    _state.stop = stop
+    _state.superseded = superseded
     _state.holder = uuid.uuid4().hex
 
 
@@ -105,8 +105,8 @@ def stop_requested():
     long job should check this now and then and return early.  Always
     ``False`` outside worker threads.
     """
-    stop = getattr(_state, "stop", None)
-    return stop is not None and stop.is_set()
+    superseded = getattr(_state, "superseded", None)
+    return superseded is not None and superseded()
 
 
 def set_successor(job):
@@ -122,8 +122,7 @@ def start_successor():
     a commit of its own.  Does nothing outside worker threads.
     """
     successor = getattr(_state, "successor", None)
-    if (successor is not None and successor.status == ASSIGNED
-            and not successor.deadline_passed()):
+    if successor is not None and successor.status == ASSIGNED and successor.may_start_early():
         successor.mark_active()
 
 

@@ -31,12 +31,13 @@ def backoff(attempt, initial=INITIAL_BACKOFF, increment=BACKOFF_INCREMENT,
     return min(maximum, initial + increment * (attempt - 1))
 
 
-def retry_forever(work, transaction_manager, description, sleep=time.sleep):
+def retry_forever(work, transaction_manager, description, sleep=time.sleep, giving_up=()):
     """Call ``work()`` and commit until both succeed; return what ``work`` returned.
 
     Conflicts are retried at once.  Other errors (the database server being
     away, a broken hook) are retried with a growing pause and logged at
-    CRITICAL on the first attempt and every tenth.
+    CRITICAL on the first attempt and every tenth; exceptions of the
+    classes in ``giving_up`` propagate (after an abort).
     """
     attempt = 0
     while True:
@@ -47,6 +48,9 @@ def retry_forever(work, transaction_manager, description, sleep=time.sleep):
             transaction_manager.commit()
             return value
         except EXPLOSIVE:
+            transaction_manager.abort()
+            raise
+        except giving_up:
             transaction_manager.abort()
             raise
         except TransactionError:

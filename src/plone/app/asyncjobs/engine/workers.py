@@ -25,6 +25,7 @@ from plone.app.asyncjobs.engine import local
 from plone.app.asyncjobs.engine.exceptions import BadStatusError
 from plone.app.asyncjobs.engine.exceptions import ReassignedError
 from plone.app.asyncjobs.engine.groupcommit import GroupCommit
+from plone.app.asyncjobs.engine.ids import load
 from plone.app.asyncjobs.engine.ids import object_id
 from plone.app.asyncjobs.engine.log import events
 from plone.app.asyncjobs.engine.log import trace
@@ -33,6 +34,7 @@ from plone.app.asyncjobs.engine.pickups import POLL
 from plone.app.asyncjobs.engine.queue import KEY
 from plone.app.asyncjobs.engine.status import ACTIVE
 from plone.app.asyncjobs.engine.status import ASSIGNED
+from plone.app.asyncjobs.engine.status import CALLBACKS
 from plone.app.asyncjobs.engine.transactions import EXPLOSIVE
 from plone.app.asyncjobs.engine.transactions import ClientDisconnected
 from plone.app.asyncjobs.engine.transactions import backoff
@@ -133,6 +135,66 @@ class AgentWorkers:
                 self.waiting -= 1
             return self._woken_by if woken else POLL
 
+    def in_hand(self):
+        """``(oid, database)`` of the jobs the pool's living threads hold:
+        claimed, and neither finished nor handed back."""
+        return set().union(*(thread.in_hand for thread in self.alive()))
+
+    def recover_strays(self, agent, seen):
+        """Hand to their retry policies the jobs ``agent`` holds that no
+        thread of this pool works on; return how many.
+
+        A job is a stray when it is ASSIGNED, ACTIVE (not waiting for
+        another job) or in CALLBACKS (none running), no living thread of
+        the pool has it in hand, and it did not change since the previous
+        call saw it so: ``seen`` (a dict the caller keeps between calls)
+        maps such jobs to their state then.  So a job a thread lost (its
+        thread failed, or abandoned it by mistake) is recovered by the
+        second poll that finds it - within two poll intervals.
+        """
+        in_hand = self.in_hand()
+        strays = {}
+        for job in agent:
+            key = object_id(job)
+            if key not in in_hand and _possibly_stranded(job):
+                strays[key] = _progress(job)
+        recovered = 0
+        for job in list(agent):
+            key = object_id(job)
+            if key in strays and seen.get(key) == strays[key]:
+                events.critical("%r is %s, held by %r, and no worker thread works on it; "
+                                "handing it to its retry policy", job, job.status, agent)
+                agent.give_up(job)
+                del strays[key]
+                recovered += 1
+        seen.clear()
+        seen.update(strays)
+        return recovered
+
+    def stop_superseded(self, agent):
+        """Ask the threads running a job that was taken over elsewhere to
+        stop (see :func:`.local.stop_requested`); return how many.
+
+        A job was taken over when ``agent`` no longer holds it (a sibling
+        found this dispatcher dead and released its jobs), or when another
+        attempt started (another thread's token is on it).
+        """
+        asked = 0
+        for thread in self.alive():
+            key = thread.current_job
+            if key is None or thread.taken_over == key:
+                continue
+            job = load(agent._p_jar, *key)
+            current = agent.holds(job) and (job.holder == thread.holder
+                                            or job.status == ASSIGNED)
+            if not current and thread.current_job == key:
+                thread.taken_over = key
+                asked += 1
+                events.error("%r was taken over while %s ran it (this worker was found dead?); "
+                             "its outcome will not be committed: asking it to stop",
+                             job, thread.name)
+        return asked
+
     def any_found_nothing(self):
         """Whether a thread of the pool found no job at its last claim: then
         there is not more work than threads, and nobody should batch."""
@@ -144,6 +206,18 @@ class AgentWorkers:
         for thread in list(self._threads):
             thread.join(max(0, deadline - time.monotonic()))
         return self.alive()
+
+
+def _possibly_stranded(job):
+    status = job.status
+    if status == CALLBACKS:
+        return not any(callback.status == ACTIVE for callback in job.callbacks)
+    return status == ASSIGNED or status == ACTIVE and not job.waiting
+
+
+def _progress(job):
+    """What changes while anybody works on ``job``: its state and its callbacks'."""
+    return (job._p_serial, tuple(callback._p_serial for callback in job.callbacks))
 
 
 class WorkerThread(threading.Thread):
@@ -160,6 +234,15 @@ class WorkerThread(threading.Thread):
         self.found_nothing = True
         #: How this thread came to its next claim (see :mod:`.pickups`).
         self.pickup = POLL
+        #: ``(oid, database)`` of the jobs this thread holds (see
+        #: :meth:`AgentWorkers.recover_strays`): added before the claim
+        #: commits, removed once finished or handed back.
+        self.in_hand = set()
+        #: ``(oid, database)`` of a job the dispatcher found taken over
+        #: elsewhere while this thread ran it (see :meth:`superseded`).
+        self.taken_over = None
+        #: This thread's token (see :func:`.local.bind_worker`).
+        self.holder = None
 
     def run(self):
         # The thread's own default manager: code run by jobs (Plone's catalog
@@ -168,45 +251,109 @@ class WorkerThread(threading.Thread):
         connection = self.dispatcher.db.open(transaction_manager=manager)
         self.group = GroupCommit(manager, self._owns, self.dispatcher.statistics,
                                  timedelta(seconds=SHORT_JOB))
-        local.bind_worker(self.dispatcher, self.pool.agent_name, self.group)
+        local.bind_worker(self.dispatcher, self.pool.agent_name, self.group, self.superseded)
+        self.holder = local.holder()
         batch = collections.deque()
-        finished = []
-        last_duration = None
+        self._finished = []
+        self._last_duration = None
         try:
             while not self.pool._should_exit(self):
-                if not batch:
-                    wakes = self.pool._wakes_seen()
-                    committed, claimed = self._claim(
-                        connection, manager, finished, self._batch_size(last_duration))
-                    if committed:
-                        finished = []
-                    self.found_nothing = not claimed
-                    if not claimed:
-                        self.pickup = self.pool._wait(wakes, self.dispatcher.poll_interval)
-                        continue
-                    self.pool.relay()
-                    batch.extend(claimed)
-                job = batch.popleft()
-                local.set_successor(batch[0] if batch else None)
-                if not self._ensure_started(job, manager):
-                    continue
-                started = time.monotonic()
-                self.group.running = job
-                self._perform(job, manager)
-                self.group.running = None
-                last_duration = time.monotonic() - started
-                finished.append(job)
-                if len(batch) > 1 and last_duration >= SHORT_JOB:
-                    # Jobs are not all short after all: let other threads take
-                    # the rest of the batch rather than wait here.  The next
-                    # job stays: the commit of this one may have started it.
-                    rest = [batch.pop() for _ in range(len(batch) - 1)]
-                    self._hand_back(rest, manager)
-            self._hand_back(batch, manager)
+                job = None
+                try:
+                    job = self._next_job(connection, manager, batch)
+                    if job is not None:
+                        self._run_job(job, manager, batch)
+                except EXPLOSIVE:
+                    if job is not None:
+                        batch.appendleft(job)
+                    raise
+                except Exception:
+                    # Whatever failed (the storage, a job's repr, the engine),
+                    # this thread hands back what it holds and goes on.
+                    manager.abort()
+                    self.dispatcher.statistics.add("worker thread errors")
+                    events.critical("%s: unexpected error; handing back its %d job(s)",
+                                    self.name, len(batch) + (job is not None),
+                                    exc_info=True)
+                    self._recover_after_error(job, batch, manager)
         finally:
+            try:
+                self._hand_back(batch, manager)
+            finally:
+                local.set_successor(None)
+                manager.abort()
+                connection.close()
+
+    def superseded(self):
+        """Whether the job this thread runs was found taken over elsewhere."""
+        return self.current_job is not None and self.taken_over == self.current_job
+
+    def _next_job(self, connection, manager, batch):
+        """The next job of this thread's batch, claiming a batch if it is
+        empty; ``None`` if there was none (after waiting for a wake)."""
+        if not batch:
+            wakes = self.pool._wakes_seen()
+            committed, claimed = self._claim(
+                connection, manager, self._finished, self._batch_size(self._last_duration))
+            if committed:
+                self._finished = []
+            self.found_nothing = not claimed
+            if not claimed:
+                self.pickup = self.pool._wait(wakes, self.dispatcher.poll_interval)
+                return None
+            self.pool.relay()
+            batch.extend(claimed)
+        return batch.popleft()
+
+    def _run_job(self, job, manager, batch):
+        if job.interruptions:
+            # Its worker died holding it before: it may kill this one too.
+            # Run it alone, so that no other job's outcome or start is lost
+            # with this worker (see Job.interruptions).
+            rest = list(batch)
+            batch.clear()
+            self._hand_back(rest, manager)
             local.set_successor(None)
+        else:
+            local.set_successor(batch[0] if batch else None)
+        if not self._ensure_started(job, manager):
+            self.in_hand.discard(object_id(job))
+            return
+        started = time.monotonic()
+        self.group.running = job
+        try:
+            self._perform(job, manager)
+        finally:
+            self.group.running = None
+            self.in_hand.discard(object_id(job))
+        self._last_duration = time.monotonic() - started
+        self._finished.append(job)
+        if len(batch) > 1 and self._last_duration >= SHORT_JOB:
+            # Jobs are not all short after all: let other threads take
+            # the rest of the batch rather than wait here.  The next
+            # job stays: the commit of this one may have started it.
+            rest = [batch.pop() for _ in range(len(batch) - 1)]
+            self._hand_back(rest, manager)
+
+    def _recover_after_error(self, job, batch, manager):
+        """After an unexpected error: record what is known of ``job`` and
+        hand the rest of the batch back, without letting a second error
+        end the thread (the polls recover what is left: see
+        :meth:`AgentWorkers.recover_strays`)."""
+        try:
+            if job is not None:
+                self._fail_abandoned(job, manager, failures.capture(), ran=False)
+            self._hand_back(batch, manager)
+        except EXPLOSIVE:
+            raise
+        except Exception:
             manager.abort()
-            connection.close()
+            events.critical("%s could not hand back its jobs; the next polls recover them",
+                            self.name, exc_info=True)
+            time.sleep(backoff(1))
+        finally:
+            batch.clear()
+            self.in_hand.clear()
 
     def _batch_size(self, last_duration):
         if (last_duration is not None and last_duration < SHORT_JOB
@@ -256,7 +403,8 @@ class WorkerThread(threading.Thread):
         """
         agent = job.agent
         return (agent is not None and agent.holds(job) and agent.name == self.pool.agent_name
-                and agent.parent.UUID == self.dispatcher.uuid)
+                and agent.parent.UUID == self.dispatcher.uuid
+                and (job.status != ACTIVE or job.holder == self.holder))
 
     def _hand_back(self, jobs, manager):
         """Return claimed jobs this thread will not run to their queue
@@ -265,6 +413,7 @@ class WorkerThread(threading.Thread):
         if not jobs:
             return
         jobs = list(jobs)
+        self.in_hand.difference_update(object_id(job) for job in jobs)
 
         def hand_back():
             for job in jobs:
@@ -309,22 +458,29 @@ class WorkerThread(threading.Thread):
                     claimed = agent.claim_jobs(
                         count, lane=self.dispatcher.next_lane(self.pool.queue_name),
                         finished=finished, exclude=self.dispatcher.unclaimable)
-                    if claimed and not claimed[0].deadline_passed():
+                    if claimed and claimed[0].may_start_early():
                         claimed[0].mark_active()
-                    manager.commit()
+                    keys = {object_id(job) for job in claimed}
+                    self.in_hand.update(keys)
+                    try:
+                        manager.commit()
+                    except BaseException:
+                        self.in_hand.difference_update(keys)
+                        raise
                 if not claimed:
-                    statistics["empty claims"] += 1
+                    statistics.add("empty claims")
                     return True, []
             except ConflictError as conflict:
                 manager.abort()
-                statistics["claim conflicts"] += 1
-                statistics[f"claim conflicts on {conflict.class_name}"] += 1
+                statistics.add("claim conflicts")
+                statistics.add(f"claim conflicts on {conflict.class_name}")
                 continue
             except EXPLOSIVE:
                 manager.abort()
                 raise
             except ClientDisconnected:
                 manager.abort()
+                self.dispatcher.connectivity.broken()
                 events.info("%s could not claim a job: disconnected", self.name)
                 time.sleep(backoff(attempt))
                 return False, []
@@ -343,7 +499,7 @@ class WorkerThread(threading.Thread):
                 events.critical("%s cannot claim jobs %s; leaving them pending", self.name,
                                 [object_id(job) for job in claimed], exc_info=True)
                 continue  # its claim was aborted: try the next job
-            statistics["claims"] += len(claimed)
+            statistics.add("claims", len(claimed))
             # Load the jobs' arguments in one round trip while the first starts.
             connection.prefetch(*(part for job in claimed for part in (job.args, job.kwargs)))
             return True, claimed
@@ -375,12 +531,22 @@ class WorkerThread(threading.Thread):
             self.dispatcher.job_finished(info, job)
             trace.info("%r completed in %s", job, self.name)
 
-    def _fail_abandoned(self, job, manager, failure):
-        """Store an engine error as the result, so the job is not left ACTIVE."""
+    def _fail_abandoned(self, job, manager, failure, ran=True):
+        """Record what is known of a job this thread cannot go on with: the
+        engine error as the result of an attempt it ran (not left ACTIVE),
+        callbacks resumed by a job of their own (not left in CALLBACKS); a
+        job it did not run (``ran`` false) goes back to its queue."""
         self.group.flush()
 
         def store():
-            if job.status == ACTIVE:
+            if not self._owns(job):
+                return
+            status = job.status
+            if status == ACTIVE and ran:
                 job._set_result(failure)
+            elif status in (ACTIVE, ASSIGNED):
+                job.return_to_queue(first=False)
+            elif status == CALLBACKS:
+                job.queue.put_back(job._resume_callbacks_job())
 
         retry_forever(store, manager, f"recording the engine error of {job!r}")

@@ -462,3 +462,17 @@ class Unstorable:
         if Unstorable.refuse:
             raise pickle.PicklingError("this job cannot be stored in this process")
         return (Unstorable, ())
+
+
+def run_until_stopped(key):
+    """Count a run under ``key``; return "stopped" once the worker asks
+    (:func:`local.stop_requested`), "timeout" after WAIT seconds."""
+    count(key)
+    event(f"{key} running").set()
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
+        if local.stop_requested():
+            count(f"{key} stopped")
+            return "stopped"
+        time.sleep(0.02)
+    return "timeout"

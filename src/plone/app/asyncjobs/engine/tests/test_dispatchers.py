@@ -14,6 +14,7 @@ from plone.app.asyncjobs.engine import events
 from plone.app.asyncjobs.engine import status
 from plone.app.asyncjobs.engine.agent import Agent
 from plone.app.asyncjobs.engine.exceptions import AbortedError
+from plone.app.asyncjobs.engine.exceptions import OutcomeUnknownError
 from plone.app.asyncjobs.engine.job import Job
 from plone.app.asyncjobs.engine.tests import jobs
 from plone.app.asyncjobs.engine.tests.support import commit
@@ -218,7 +219,8 @@ def test_an_interrupted_job_that_is_not_retried_fails_and_runs_its_callbacks(
     commit(queue)
     resume()
     assert job.status == status.COMPLETED
-    assert callback.result.startswith("failure: AbortedError: the worker running")
+    assert callback.result.startswith("failure: OutcomeUnknownError: the worker running")
+    assert job.result.check(OutcomeUnknownError)
     # It is remembered by the agent that held it, like any completed job.
     assert job in dead["main"].completed
 

@@ -12,6 +12,7 @@ import ZODB
 from ZODB.FileStorage import FileStorage
 
 from plone.app.asyncjobs.engine import configure
+from plone.app.asyncjobs.engine import groupcommit
 from plone.app.asyncjobs.engine import workers
 from plone.app.asyncjobs.engine.failure import is_failure
 from plone.app.asyncjobs.engine.job import Job
@@ -153,3 +154,51 @@ def test_the_threads_of_a_pool_claim_one_at_a_time_without_conflicts(queue, shor
         wait_for_result(job, seconds=60)
     assert all(jobs.calls[f"job {n}"] == 1 for n in range(1500))
     assert worker.statistics["claim conflicts"] == 0
+
+
+def test_a_job_or_a_queue_can_turn_grouping_off(db, queue, worker):
+    queued = [queue.put(Job(jobs.group_member, f"job {n}")) for n in range(10)]
+    for job in queued:
+        job.group_commit = False
+    commit(queue)
+    assert [wait_for_result(job) for job in queued] == [f"job {n}" for n in range(10)]
+    assert worker.statistics["outcomes grouped"] == 0
+    queue.group_commit = False
+    queued = put_all(queue, *(member(f"again {n}") for n in range(10)))
+    assert [wait_for_result(job) for job in queued[1:]] == [f"again {n}" for n in range(10)]
+    assert worker.statistics["outcomes grouped"] == 0
+
+
+def test_a_group_holds_at_most_max_outcomes(db, queue, worker, monkeypatch):
+    monkeypatch.setattr(groupcommit, "MAX_OUTCOMES", 2)
+    queued = put_all(queue, *(member(f"job {n}") for n in range(30)))
+    before = committed_transactions(db)
+    assert [wait_for_result(job) for job in queued[1:]] == [f"job {n}" for n in range(30)]
+    # At most two outcomes wait: a commit every third job at least.
+    assert committed_transactions(db) - before >= 10
+    assert worker.statistics["outcomes grouped"] >= 10
+
+
+def test_unexpected_transaction_internals_mean_no_grouping_not_a_failure(
+        queue, worker, monkeypatch):
+    def surprise(*args):
+        raise AttributeError("_resources")
+
+    monkeypatch.setattr(groupcommit.GroupCommit, "_changes_only_jobs", surprise)
+    queued = put_all(queue, *(member(f"job {n}") for n in range(10)))
+    assert [wait_for_result(job) for job in queued[1:]] == [f"job {n}" for n in range(10)]
+    assert worker.statistics["outcomes grouped"] == 0
+
+
+def test_the_private_internals_group_commit_reads_are_still_there(conn):
+    """Group commit reads private attributes of transaction and ZODB (see
+    plone.app.asyncjobs.engine.groupcommit): an upgrade that changes them
+    must fail here, not silently stop grouping in production."""
+    current = conn.transaction_manager.get()
+    conn.root()["changed"] = 1
+    assert isinstance(current._resources, list) and conn in current._resources
+    assert isinstance(conn._added, dict)
+    assert isinstance(conn._registered_objects, list)
+    assert conn.root() in conn._registered_objects
+    assert list(current.getAfterCommitHooks()) == []
+    conn.transaction_manager.abort()

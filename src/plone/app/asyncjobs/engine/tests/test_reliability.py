@@ -1,0 +1,217 @@
+"""Reliability under faults: no stranded jobs, every run an attempt, one run at a time."""
+import threading
+import uuid
+from datetime import timedelta
+
+from plone.app.asyncjobs.engine import local
+from plone.app.asyncjobs.engine import status
+from plone.app.asyncjobs.engine.clock import utcnow
+from plone.app.asyncjobs.engine.connectivity import Connectivity
+from plone.app.asyncjobs.engine.counters import Counters
+from plone.app.asyncjobs.engine.exceptions import OutcomeUnknownError
+from plone.app.asyncjobs.engine.failure import is_failure
+from plone.app.asyncjobs.engine.ids import object_id
+from plone.app.asyncjobs.engine.job import Job
+from plone.app.asyncjobs.engine.testing.waiting import wait_for_result
+from plone.app.asyncjobs.engine.testing.waiting import wait_for_start
+from plone.app.asyncjobs.engine.testing.waiting import wait_until
+from plone.app.asyncjobs.engine.tests import jobs
+from plone.app.asyncjobs.engine.tests.support import commit
+from plone.app.asyncjobs.engine.tests.support import sync
+
+
+A = uuid.UUID(int=1)
+B = uuid.UUID(int=2)
+
+
+def put(queue, job, **options):
+    job = queue.put(job, **options)
+    commit(queue)
+    return job
+
+
+def test_a_callback_whose_commit_conflicts_is_retried_and_its_job_completes(
+        dispatcher, queue, conn):
+    # A callback is not held by an agent (its job is): a conflict on its
+    # commit once made the worker take it for a reassignment and abandon
+    # the job in CALLBACKS, with no worker on it.
+    counter = conn.root()["counter"] = jobs.Counter()
+    job = Job(jobs.echo, "parent")
+    callback = job.add_callback(Job(jobs.conflicting_write, counter))
+    put(queue, job)
+    assert wait_for_result(job) == "parent"
+    assert job.status == status.COMPLETED
+    assert callback.status == status.COMPLETED and callback.result == 101
+    assert callback.attempts == 2  # its rerun counts
+    assert jobs.calls["parent"] == 2  # the key is the result it is given
+
+
+# -- nothing kills a worker thread with jobs in hand --------------------------
+
+def test_jobs_with_arguments_that_cannot_be_loaded_strand_nothing(dispatcher, queue, connect):
+    # The arguments pickle but cannot be unpickled: the job fails, and
+    # describing it (repr) for the logs and the monitor must not fail too.
+    queued = []
+    for number in range(40):
+        arguments = (jobs.NeedsTwoArguments("a", "b"),) if number % 10 == 3 else ()
+        queued.append(queue.put(Job(jobs.counted, f"job {number}", *arguments)))
+    commit(queue)
+    for number, job in enumerate(queued):
+        result = wait_for_result(job)
+        assert is_failure(result) == (number % 10 == 3)
+    assert "arguments cannot be loaded" in repr(connect().get(queued[3]._p_oid))
+    assert dispatcher.statistics["failed"] == 4
+
+
+def test_a_thread_that_meets_an_unexpected_error_hands_back_and_goes_on(
+        dispatcher, queue, monkeypatch):
+    finished = dispatcher.job_finished
+    failures_left = [1]
+
+    def failing_once(info, job):
+        finished(info, job)
+        if failures_left.pop() if failures_left else 0:
+            raise RuntimeError("the monitor failed")
+
+    monkeypatch.setattr(dispatcher, "job_finished", failing_once)
+    threads = set(pool_threads(dispatcher))
+    queued = [queue.put(Job(jobs.echo, number)) for number in range(20)]
+    commit(queue)
+    assert [wait_for_result(job) for job in queued] == list(range(20))
+    assert dispatcher.statistics["worker thread errors"] == 1
+    assert set(pool_threads(dispatcher)) == threads  # none died
+
+
+def pool_threads(dispatcher):
+    return [thread for pool in dispatcher._pools.values() for thread in pool.alive()]
+
+
+def test_a_held_job_no_thread_works_on_is_recovered_within_two_polls(
+        dispatcher, queue, conn):
+    # Held by the dispatcher's agent and ACTIVE, but no thread has it in
+    # hand (as if its thread had lost it): the polls hand it to its policy.
+    agent = queue.dispatchers[dispatcher.uuid]["main"]
+    job = Job(jobs.echo, "recovered")
+    conn.add(job)
+    job.parent = agent
+    agent._held[object_id(job)[0]] = job
+    job.mark_active()
+    commit(queue)
+    assert wait_for_result(job) == "recovered"
+    assert (job.attempts, job.interruptions) == (2, 1)
+    assert dispatcher.statistics["stranded jobs recovered"] == 1
+
+
+# -- one run at a time, per attempt -------------------------------------------
+
+def test_an_attempt_started_again_elsewhere_never_commits_and_is_not_rerun(
+        dispatcher, queue, caplog):
+    # Another thread (of this same process, say, after it was wrongly
+    # found dead) started the job again: this attempt's commit conflicts,
+    # and it must not be retried as an ordinary conflict.  The job is
+    # then held with nobody working on it, and the polls recover it.
+    job = put(queue, Job(jobs.wait_for_event, "go", "stale"))
+    wait_for_start(job)
+    job.holder = "another attempt"
+    commit(queue)
+    jobs.event("go").set()
+    assert wait_for_result(job) == "stale"
+    assert "was taken over by another worker; abandoning it" in caplog.text
+    assert (job.attempts, job.interruptions) == (2, 1)
+
+
+def test_a_job_taken_over_elsewhere_is_asked_to_stop(dispatcher, queue):
+    job = put(queue, Job(jobs.run_until_stopped, "long"), retry_policy_factory="never")
+    jobs.event("long running").wait(jobs.WAIT)
+    agent = queue.dispatchers[dispatcher.uuid]["main"]
+    sync(queue)
+    agent.give_up(job)  # as a sibling does with the jobs of a dispatcher found dead
+    commit(queue)
+    wait_until(lambda: jobs.calls["long stopped"] == 1)
+    assert wait_for_result(job).check(OutcomeUnknownError)  # its own outcome was refused
+    assert jobs.calls["long"] == 1
+
+
+def test_every_rerun_in_the_same_worker_counts_as_an_attempt(dispatcher, queue):
+    job = put(queue, Job(jobs.conflict_times, "twice", 2))
+    assert wait_for_result(job) == "done"
+    assert jobs.calls["twice"] == 3 and job.attempts == 3
+
+
+# -- at-most-once jobs, interruptions ----------------------------------------
+
+def test_only_jobs_that_may_run_again_are_started_before_they_run(queue):
+    rerun = queue.put(Job(jobs.echo, 1))
+    once = queue.put(Job(jobs.echo, 2), retry_policy_factory="never")
+    suspect = queue.put(Job(jobs.echo, 3))
+    suspect.interruptions = 1
+    assert rerun.may_start_early()
+    assert not once.may_start_early()
+    assert not suspect.may_start_early()  # it runs alone
+
+
+def test_the_commit_of_an_outcome_does_not_start_an_at_most_once_successor(queue, record):
+    agent = record()["main"]
+    once = queue.put(Job(jobs.echo, 2), retry_policy_factory="never")
+    assert agent.claim_job() is once
+    local.set_successor(once)
+    try:
+        local.start_successor()
+    finally:
+        local.set_successor(None)
+    assert once.status == status.ASSIGNED and once.attempts == 0
+
+
+def test_an_assigned_job_of_a_dead_worker_counts_a_possible_run(queue, record, clock):
+    record(A)
+    dead = record(B)
+    job = queue.put(Job(jobs.echo, 1))
+    assert dead["main"].claim_job() is job  # maybe started and run in a lost group
+    commit(queue)
+    clock.advance(seconds=61)
+    queue.dispatchers.ping(A)
+    commit(queue)
+    assert job.status == status.PENDING
+    assert (job.attempts, job.interruptions) == (1, 1)
+
+
+# -- false deaths ------------------------------------------------------------
+
+def test_a_sibling_is_found_dead_only_after_the_death_interval_connected(
+        queue, record, clock):
+    record(A)
+    sibling = record(B)
+    clock.advance(seconds=61)  # no pings: an outage, say
+    reconnected = utcnow() - timedelta(seconds=5)
+    assert queue.dispatchers.ping(A, connected_since=reconnected) is None
+    assert sibling.activated
+    clock.advance(seconds=56)
+    assert queue.dispatchers.ping(A, connected_since=reconnected) == B
+    assert not sibling.activated
+
+
+def test_connectivity_restarts_the_watch_after_a_break_or_a_late_poll(clock):
+    connectivity = Connectivity(late=timedelta(seconds=2))
+    start = utcnow()
+    assert connectivity.poll_starts(start) is None
+    assert connectivity.poll_starts(start + timedelta(seconds=1)) is None
+    connectivity.broken()
+    assert connectivity.poll_starts(start + timedelta(seconds=2)) == start + timedelta(seconds=2)
+    late = start + timedelta(seconds=10)  # the process was paused
+    assert connectivity.poll_starts(late) == late
+    assert connectivity.poll_starts(late + timedelta(seconds=1)) == late
+
+
+def test_counters_count_exactly_from_many_threads():
+    counters = Counters()
+
+    def add():
+        for _ in range(10_000):
+            counters.add("n")
+
+    threads = [threading.Thread(target=add) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert counters.snapshot() == {"n": 80_000}
