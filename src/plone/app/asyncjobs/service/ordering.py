@@ -18,8 +18,14 @@ quotas, retry policy) are checked and set on it at once.
 Jobs queued by different transactions run one at a time too, in about the
 order they were queued.
 """
+from plone.app.asyncjobs.engine import local
 from plone.app.asyncjobs.engine import retry
 from plone.app.asyncjobs.engine.job import Job
+from plone.app.asyncjobs.engine.status import NEW
+
+
+#: The annotation of the callback that holds the job it queues.
+SUCCESSOR = "plone.app.asyncjobs.successor"
 
 
 class _LastJobs:
@@ -47,15 +53,25 @@ def put_in_order(queue, job, begin_after=None, begin_by=None, quota_names=(),
         job.begin_after = begin_after
         job.begin_by = begin_by
         job.quota_names = quota_names
-        previous.add_callback(Job(put_when_done, queue, job))
+        callback = Job(put_successor, queue)
+        callback.annotations[SUCCESSOR] = job
+        previous.add_callback(callback)
     for key in keys:
         last[key] = job
     return job
 
 
-def put_when_done(queue, job, result):
-    """The callback that queues ``job`` once its predecessor has ``result``."""
-    queue.put(job)
+def put_successor(queue, result):
+    """The callback that queues the job of its annotation :data:`SUCCESSOR`
+    once its predecessor has ``result``.
+
+    The job is kept in an annotation, not as an argument, so that the
+    predecessor can be retried (copied, callbacks included): the copy of
+    this callback has no annotations and queues nothing.
+    """
+    job = local.get_job().annotations.get(SUCCESSOR)
+    if job is not None and job.status == NEW:
+        queue.put(job)
 
 
 def _last_jobs(queue):

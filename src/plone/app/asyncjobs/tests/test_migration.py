@@ -165,3 +165,14 @@ def test_the_upgrade_step_to_1004_reports_and_removes_the_data(portal, caplog):
     assert "2  pending   collective.pdfs.jobs.make_pdf  in /plone" in logged
     assert "1  pending   collective.pdfs.jobs.send_mail  in /other" in logged
     assert len(expected) == 5
+
+
+def test_the_script_runs_under_a_zope_script_runner(old_site, monkeypatch, capsys):
+    """As ``bin/instance run script.py --dry-run`` runs it: executed as
+    ``__main__`` with ``app`` among its globals."""
+    path = script.__file__
+    monkeypatch.setattr("sys.argv", ["zconsole", "run", "zope.conf", path, "--dry-run"])
+    with open(path) as source, pytest.raises(SystemExit) as exit:
+        exec(compile(source.read(), path, "exec"), {"__name__": "__main__", "app": old_site.app})
+    assert exit.value.code == 0
+    assert "Dry run: nothing was removed." in capsys.readouterr().out

@@ -20,6 +20,7 @@ from plone.testing import zca
 
 import plone.app.asyncjobs
 from plone.app.asyncjobs import api
+from plone.app.asyncjobs.engine.status import COMPLETED
 from plone.app.asyncjobs.interfaces import IAsyncService
 from plone.app.asyncjobs.interfaces import IQueueReady
 from plone.app.asyncjobs.interfaces import IWorkerRole
@@ -225,3 +226,13 @@ def test_a_second_queue_or_no_quota_is_not_ordered(portal):
     no_quota = service.queueJobInQueue("", (), jobs.add, portal, 3)
     assert {first.status, other_queue.status, no_quota.status} == {"pending"}
     wait_for_all_jobs()
+
+
+def test_retrying_a_predecessor_does_not_queue_its_successor_twice(portal):
+    service = getUtility(IAsyncService)
+    first = service.queueJob(jobs.add, portal, 1)
+    second = service.queueJob(jobs.add, portal, 2)
+    assert wait_for_result(second) == 2
+    retried = api.get_queue().put(first.copy())
+    assert wait_for_result(retried) == 1
+    assert second.status == COMPLETED
