@@ -198,14 +198,6 @@ class IAsyncJobsSettings(Interface):
         missing_value="",
     )
 
-    history_days = schema.Int(
-        title="Days of job history shown",
-        description="How far back the job overview lists completed jobs.",
-        default=7,
-        min=1,
-        required=True,
-    )
-
 
 class IWorkerRole(Interface):
     """Registered by ``single_db.zcml`` or ``multi_db.zcml``: this process

@@ -53,6 +53,9 @@ class SuccessFailureCallback(Persistent):
         self._p_changed = True
         return self._callbacks[-1][0]
 
+    #: zc.async's spelling (see :mod:`.compat`).
+    addCallback = add_callback
+
     def choose(self, result):
         """Return the job to run for ``result``, choosing it on first call."""
         if self.job is None:

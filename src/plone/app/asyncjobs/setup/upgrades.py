@@ -1,6 +1,9 @@
 """Upgrade step handlers (registered in ``upgrades.zcml``)."""
 import logging
 
+from plone.registry.interfaces import IRegistry
+from zope.component import getUtility
+
 from plone.app.asyncjobs.migration.leftovers import remove
 from plone.app.asyncjobs.migration.leftovers import survey
 from plone.app.asyncjobs.service.service import connection_for
@@ -29,6 +32,20 @@ def add_manage_workers(setup_tool):
     """Import the role map, which grants 'Manage workers' to Manager."""
     setup_tool.runImportStepFromProfile(PROFILE_ID, "rolemap")
     logger.info("plone.app.asyncjobs: 'Manage workers' granted to Manager")
+
+
+#: Registry records of settings that were removed.
+REMOVED_RECORDS = ("plone.app.asyncjobs.history_days",)
+
+
+def remove_history_days(setup_tool):
+    """Delete the records of removed settings (``history_days``: nothing
+    read it) from the site's registry, where present."""
+    registry = getUtility(IRegistry)
+    for name in REMOVED_RECORDS:
+        if name in registry.records:
+            del registry.records[name]
+            logger.info("plone.app.asyncjobs: registry record %s removed", name)
 
 
 def remove_zc_async_data(setup_tool):

@@ -20,11 +20,11 @@ def test_installed_with_settings_layer_and_queues(portal):
                                                   prefix="plone.app.asyncjobs")
     assert settings.default_queue == ""
     assert settings.default_retry_policy == ""
-    assert settings.history_days == 7
+    assert "plone.app.asyncjobs.history_days" not in getUtility(IRegistry)
     assert IAsyncJobsLayer in registered_layers()
     assert KEY in portal._p_jar.root()
     setup_tool = api.portal.get_tool("portal_setup")
-    assert setup_tool.getLastVersionForProfile(PROFILE) == ("1004",)
+    assert setup_tool.getLastVersionForProfile(PROFILE) == ("1005",)
 
 
 def test_uninstall_removes_settings_and_layer_but_keeps_the_jobs(portal):
@@ -35,7 +35,7 @@ def test_uninstall_removes_settings_and_layer_but_keeps_the_jobs(portal):
     assert installer.is_product_installed("plone.app.asyncjobs")
     installer.uninstall_product("plone.app.asyncjobs")
     assert not installer.is_product_installed("plone.app.asyncjobs")
-    assert "plone.app.asyncjobs.history_days" not in getUtility(IRegistry)
+    assert "plone.app.asyncjobs.default_queue" not in getUtility(IRegistry)
     assert IAsyncJobsLayer not in registered_layers()
     assert KEY in portal._p_jar.root()
 
@@ -57,11 +57,27 @@ def test_upgrade_step_reloads_the_registry(portal):
               if not isinstance(s, list) and s["source"] == ("1000",)]
     assert step["dest"] == ("1001",)
     registry = getUtility(IRegistry)
-    del registry.records["plone.app.asyncjobs.history_days"]
+    del registry.records["plone.app.asyncjobs.default_retry_policy"]
     registry["plone.app.asyncjobs.default_queue"] = "kept"
     step["step"].doStep(setup_tool)
-    assert registry["plone.app.asyncjobs.history_days"] == 7
+    assert registry["plone.app.asyncjobs.default_retry_policy"] == ""
     assert registry["plone.app.asyncjobs.default_queue"] == "kept"
+
+
+def test_upgrade_step_to_1005_removes_the_unused_history_days_record(portal):
+    from plone.registry import Record
+    from plone.registry import field
+
+    setup_tool = api.portal.get_tool("portal_setup")
+    [step] = [s for s in listUpgradeSteps(setup_tool, PROFILE, "1004")
+              if not isinstance(s, list) and s["source"] == ("1004",)]
+    assert step["dest"] == ("1005",)
+    registry = getUtility(IRegistry)
+    registry.records["plone.app.asyncjobs.history_days"] = Record(field.Int(), 7)
+    step["step"].doStep(setup_tool)
+    assert "plone.app.asyncjobs.history_days" not in registry
+    step["step"].doStep(setup_tool)  # again: nothing to do
+    assert registry["plone.app.asyncjobs.default_queue"] == ""
 
 
 MANAGE_JOBS = "plone.app.asyncjobs: Manage jobs"

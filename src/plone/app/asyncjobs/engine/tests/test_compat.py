@@ -47,6 +47,8 @@ def test_callback_aliases_are_the_engine_methods():
     proxy = job.addCallbacks(success=jobs.double)
     assert job.callbacks == (callback, proxy)
     assert isinstance(proxy, SuccessFailureCallback)
+    chained = proxy.addCallback(jobs.echo)
+    assert proxy.callbacks == [(chained, {})]
     assert job.getRetryPolicy() is job.get_retry_policy()
 
 
