@@ -133,6 +133,12 @@ Record.__doc__ = "A record read without its classes: its class name and its stat
 def read(storage, oid):
     """Read the current record ``oid`` of ``storage`` as a :class:`Record`."""
     data, _ = load_current(storage, oid)
+    return parse(oid, data)
+
+
+def parse(oid, data):
+    """The :class:`Record` for ``data``, a record's two pickles (its class,
+    then its state), written by Python 2 or 3."""
     unpickler = _Unpickler(data)
     klass = unpickler.load()
     state = unpickler.load()

@@ -176,3 +176,27 @@ def test_the_script_runs_under_a_zope_script_runner(old_site, monkeypatch, capsy
         exec(compile(source.read(), path, "exec"), {"__name__": "__main__", "app": old_site.app})
     assert exit.value.code == 0
     assert "Dry run: nothing was removed." in capsys.readouterr().out
+
+
+def test_records_written_by_python_2_are_read():
+    """Protocol 1, as ZODB wrote on Python 2: classes by name, byte strings
+    (an oid, a site path) as str, a reference to another record with its
+    class."""
+    from plone.app.asyncjobs.migration import records
+
+    parent_oid = b"\x00\x00\x00\x00\x00\x00\x00\x07"
+    data = (
+        b"czc.async.job\nJob\nq\x00."
+        b"}q\x01(U\x0a_status_idq\x02K\x00"
+        b"U\x06parentq\x03(U\x08" + parent_oid + b"q\x04czc.async.queue\nQueue\nq\x05tQ"
+        b"U\x0e_callable_rootq\x06cplone.app.async.service\n_executeAsUser\nq\x07"
+        b"U\x0bportal_pathq\x08(U\x00U\x05Plonetq\x09u."
+    )
+    record = records.parse(b"\x00" * 7 + b"\x01", data)
+    assert record.class_name == "zc.async.job.Job"
+    state = record.state
+    assert state["_status_id"] == 0
+    assert state["parent"] == records.Reference(None, parent_oid, "zc.async.queue.Queue")
+    assert records.dotted_name(state["_callable_root"]) == leftovers.EXECUTE_AS_USER
+    assert leftovers._status(state, "main", {}) == "pending"
+    assert leftovers._describe(state, "main", None) == (leftovers.EXECUTE_AS_USER, "/Plone")
