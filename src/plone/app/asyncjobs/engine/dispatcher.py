@@ -16,15 +16,15 @@ busy worker never waits for a poll.  :meth:`Dispatcher.wake` triggers a
 poll at once from any thread.
 
 Idle threads do not wait for a poll either.  The dispatcher listens to its
-database's wake-up channel (see :mod:`.wakeup`): when a transaction that
-queued jobs commits, it looks at the heads of the queues' lanes and wakes
-one thread of each agent of a queue with a job due.  The lanes of a queue
-are shared out between its active dispatchers (see :meth:`next_lane`): a
-dispatcher answers at once for a job in its own lanes, and for one in
-another's lanes only if it is still pending :data:`BACKUP_DELAY` seconds
-later, so that one job does not make every worker race for it.  A timer
-wakes threads when the next job queued for later becomes due.  The poll
-stays as the safety net, for rings that get lost.
+database's wake-up channel (see :mod:`.wakeup`) for the doorbells of the
+queues' lanes.  The lanes of a queue are shared out between its active
+dispatchers (see :meth:`next_lane`): when a transaction queues a job in
+one of its own lanes, a dispatcher wakes one thread of each agent of that
+queue at once; a job in another's lane it answers for only if the job is
+still pending :data:`BACKUP_DELAY` seconds later, so that one job does not
+make every worker race for it.  A timer wakes threads when the next job
+queued for later becomes due.  The poll stays as the safety net, for rings
+that get lost.
 
 The dispatcher keeps, in memory only, the recent polls and jobs for
 monitoring (:meth:`status_info`, :meth:`job_info`, :meth:`iter_polls`,
@@ -127,6 +127,10 @@ def _describe(describe, value, **options):
         return f"<cannot be described: {type(error).__name__}: {error}>"
 
 
+#: Stands for a lane in rings that tell of changed dispatcher records.
+_SIBLINGS = object()
+
+
 class PollInfo(dict):
     """What one poll saw: ``{queue name: None | {agent name: details}}``."""
 
@@ -191,8 +195,12 @@ class Dispatcher:
         #: How recent jobs were picked up (see :mod:`.pickups`).
         self.pickups = pickups.Pickups()
         self._listener = None
-        #: The oids of the queues' doorbells, learnt by :meth:`_look`.
-        self._doorbells = frozenset()
+        #: ``(queue name, lane)`` by the oids of the queues' doorbells,
+        #: learnt by :meth:`_look`.
+        self._doorbells = {}
+        #: What rang since the last answer: ``(queue name, lane)`` pairs,
+        #: or ``None`` for anything.
+        self._rung = set()
         self._ring_pending = False
         self._due_timer = None
 
@@ -234,7 +242,9 @@ class Dispatcher:
         except Exception:
             self.connectivity.broken()
             events.critical("dispatcher %s: poll failed", self.uuid, exc_info=True)
-        self._look(None)
+        # Again once the poll committed: threads started by it may have
+        # claimed before their agent was stored.
+        self._look(pickups.POLL)
         if self.activated:
             self._next_poll = self.reactor.callLater(self.poll_interval, self._poll_and_reschedule)
 
@@ -243,22 +253,40 @@ class Dispatcher:
     def _ring(self, oids):
         """Called by the wake-up channel, in any thread: a transaction
         changed ``oids`` (``None``: anything may have changed)."""
-        if oids is not None and self._doorbells.isdisjoint(oids):
+        doorbells = self._doorbells
+        rung = None if oids is None else {doorbells[oid] for oid in oids if oid in doorbells}
+        if rung == set():
             return
         with self._lock:
+            if rung is None or self._rung is None:
+                self._rung = None
+            else:
+                self._rung |= rung
             if self._ring_pending:
-                return  # the look to come sees this commit too
+                return  # the answer to come sees this commit too
             self._ring_pending = True
         self.reactor.callFromThread(self._answer_ring)
 
     def _answer_ring(self):
         with self._lock:
             self._ring_pending = False
+            rung, self._rung = self._rung, set()
         if self._listener is None:
             return  # deactivated meanwhile
         self._listener.settle()
         self.statistics.add("rings")
-        self._look(pickups.PUSH)
+        if rung is None or any(lane is _SIBLINGS for _, lane in rung):
+            # Anything, or the queue's dispatchers changed: lanes may have
+            # been shared out anew.
+            self._look(pickups.PUSH)
+            return
+        # Wake first (the job is most likely due now), then look for the
+        # timers: a job in another's lane, or one queued for later.
+        own = {name for name, lane in rung if self._owns_lane(name, lane)}
+        for (queue_name, _), pool in list(self._pools.items()):
+            if queue_name in own:
+                pool.wake(pickups.PUSH, threads=1)
+        self._look(None)
 
     def _owns_lane(self, queue_name, lane):
         own = self._own_lanes.get(queue_name)
@@ -277,13 +305,17 @@ class Dispatcher:
         manager = self._connection.transaction_manager
         now = to_microseconds(utcnow())
         backup = int(BACKUP_DELAY * 1_000_000)
-        doorbells, due_queues, next_due = set(), [], None
+        doorbells, due_queues, next_due = {}, [], None
         try:
             manager.begin()
             queues = self._connection.root().get(KEY)
             for name, queue in (queues.items() if queues is not None else ()):
-                if queue.doorbell is not None:
-                    doorbells.add(queue.doorbell._p_oid)
+                for lane, doorbell in enumerate(queue.doorbells or ()):
+                    doorbells[doorbell._p_oid] = (name, None if lane == LANES else lane)
+                # A sibling activating or stopping changes these.
+                for record in (queue.dispatchers._items, *queue.dispatchers.values()):
+                    doorbells[record._p_oid] = (name, _SIBLINGS)
+                self._share_lanes(name, queue)
                 for lane, due in queue.lane_heads():
                     if not self._owns_lane(name, lane):
                         due += backup
@@ -297,7 +329,7 @@ class Dispatcher:
             return
         finally:
             manager.abort()
-        self._doorbells = frozenset(doorbells)
+        self._doorbells = doorbells
         if how is not None:
             for (queue_name, _), pool in list(self._pools.items()):
                 if queue_name in due_queues:
@@ -395,7 +427,7 @@ class Dispatcher:
                 details[name] = None
                 continue
             self._install_agents(name, record)
-            queue.install_doorbell()
+            queue.install_doorbells()
             sibling = queue.dispatchers.ping(self.uuid, connected_since)
             if record._p_changed:
                 # The ping is written: the pickups go with it, for the control

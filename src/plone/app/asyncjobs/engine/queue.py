@@ -20,9 +20,10 @@ a claim takes one of the first few due jobs of a random lane.  Concurrent
 claims then rarely touch the same job or bucket; since lanes fill and drain
 at the same average rate, the start order stays close to the due order.
 
-Every transaction that makes a job pending also changes the queue's
-:attr:`Queue.doorbell`, a counter whose concurrent changes ZODB merges:
-dispatchers watch it to start new jobs at once (see :mod:`.wakeup`).
+Every transaction that makes a job pending also changes the *doorbell* of
+its lane (see :attr:`Queue.doorbells`), a counter whose concurrent changes
+ZODB merges: dispatchers watch them to start new jobs at once (see
+:mod:`.wakeup`), each answering first for the lanes it claims from first.
 """
 import heapq
 import itertools
@@ -119,13 +120,14 @@ class Queue(Persistent):
     name = None
     parent = None
     _completed = None
-    #: A ``BTrees.Length.Length`` counting the transactions that made jobs
-    #: pending; ``None`` in queues stored before it existed, until a
-    #: dispatcher adds it (:meth:`install_doorbell`).
-    doorbell = None
+    #: Per lane, then for the handed-back jobs (last), a
+    #: ``BTrees.Length.Length`` counting the jobs that became pending there;
+    #: ``None`` in queues stored before they existed, until a dispatcher
+    #: adds them (:meth:`install_doorbells`).
+    doorbells = None
 
     def __init__(self):
-        self.doorbell = Length()
+        self.install_doorbells()
         self._handed_back = PendingJobs()
         self._lanes = tuple(PendingJobs() for _ in range(LANES))
         self._length = Length()
@@ -202,17 +204,15 @@ class Queue(Persistent):
         job._queue_key = (lane, key)
         job.parent = self
         self._length.change(1)
-        self._ring()
+        if self.doorbells is not None:
+            doorbell = self.doorbells[LANES if lane is None else lane]
+            doorbell.change(1)
+            wakeup.announce(self._p_jar, doorbell)
 
-    def _ring(self):
-        if self.doorbell is not None:
-            self.doorbell.change(1)
-            wakeup.announce(self._p_jar, self.doorbell)
-
-    def install_doorbell(self):
-        """Give a queue stored before doorbells existed its doorbell."""
-        if self.doorbell is None:
-            self.doorbell = Length()
+    def install_doorbells(self):
+        """Give a queue stored before doorbells existed its doorbells."""
+        if self.doorbells is None:
+            self.doorbells = tuple(Length() for _ in range(LANES + 1))
 
     @property
     def completed(self):

@@ -16,6 +16,7 @@ from plone.app.asyncjobs.engine import wakeup
 from plone.app.asyncjobs.engine.clock import utcnow
 from plone.app.asyncjobs.engine.ids import object_id
 from plone.app.asyncjobs.engine.job import Job
+from plone.app.asyncjobs.engine.queue import LANES
 from plone.app.asyncjobs.engine.queue import Queue
 from plone.app.asyncjobs.engine.testing.waiting import wait_for_result
 from plone.app.asyncjobs.engine.testing.waiting import wait_until
@@ -32,21 +33,37 @@ def pickup_of(dispatcher, job):
     return dispatcher.job_info(object_id(job)[0])["pickup"]
 
 
-def test_put_rings_the_doorbell_of_its_queue(queue):
-    before = queue.doorbell()
-    queue.put(Job(jobs.add, 1, 2))
-    queue.put(Job(jobs.add, 3, 4))
-    commit(queue)
-    assert queue.doorbell() == before + 2
+def rings(queue):
+    return [doorbell() for doorbell in queue.doorbells]
 
 
-def test_a_dispatcher_gives_an_older_queue_its_doorbell(queue, start_dispatcher):
-    del queue.doorbell  # as stored before doorbells existed
+def test_put_rings_the_doorbell_of_the_job_s_lane(queue):
+    assert rings(queue) == [0] * (LANES + 1)
+    first = queue.put(Job(jobs.add, 1, 2))
+    second = queue.put(Job(jobs.add, 3, 4))
     commit(queue)
-    assert queue.doorbell is None
+    expected = [0] * (LANES + 1)
+    for job in (first, second):
+        expected[job._queue_key[0]] += 1
+    assert rings(queue) == expected
+
+
+def test_a_job_handed_back_rings_the_last_doorbell(queue):
+    queue.put_back(Job(jobs.add, 1, 2))
+    commit(queue)
+    assert rings(queue) == [0] * LANES + [1]
+
+
+def test_a_dispatcher_gives_an_older_queue_its_doorbells(queue, start_dispatcher):
+    del queue.doorbells  # as stored before doorbells existed
+    commit(queue)
+    assert queue.doorbells is None
+    job = queue.put(Job(jobs.add, 1, 1))
+    commit(queue)
     start_dispatcher(poll_interval=RARELY)
+    assert wait_for_result(job) == 2  # found by the first poll
     sync(queue)
-    assert queue.doorbell is not None
+    assert rings(queue) == [0] * (LANES + 1)
 
 
 def test_a_queued_job_starts_by_push_without_waiting_for_a_poll(queue, start_dispatcher):
@@ -138,11 +155,10 @@ def store_something(db):
     connection = db.open(transaction_manager=manager)
     connection.root()["queue"] = queue = Queue()
     manager.commit()
-    oid = queue.doorbell._p_oid
     queue.put(Job(jobs.add, 1, 1))
     manager.commit()
     connection.close()
-    return oid
+    return {doorbell._p_oid for doorbell in queue.doorbells}
 
 
 def test_the_mvcc_adapter_hands_this_process_s_commits_to_the_listener():
@@ -150,8 +166,8 @@ def test_the_mvcc_adapter_hands_this_process_s_commits_to_the_listener():
     try:
         assert isinstance(db._mvcc_storage, MVCCAdapter)
         rings, listener = listen_to(db)
-        doorbell = store_something(db)
-        assert any(doorbell in oids for oids in rings)
+        doorbells = store_something(db)
+        assert any(doorbells.intersection(oids) for oids in rings)
         listener.stop()
         rings.clear()
         store_something(db)
@@ -165,8 +181,9 @@ def test_the_mvcc_adapter_hands_other_zeo_clients_commits_to_the_listener(tmp_pa
         listening, producing = server.db(), server.db()
         try:
             rings, listener = listen_to(listening)
-            doorbell = store_something(producing)
-            wait_until(lambda: any(oids is not None and doorbell in oids for oids in rings),
+            doorbells = store_something(producing)
+            wait_until(lambda: any(oids is not None and doorbells.intersection(oids)
+                                   for oids in rings),
                        seconds=30, describe=lambda: f"for the ring, got {rings}")
             listener.stop()
         finally:
