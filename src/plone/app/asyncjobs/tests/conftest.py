@@ -14,10 +14,14 @@ globals().update(
             (ASYNCJOBS_FUNCTIONAL_TESTING, "functional"),
             (ASYNCJOBS_INTEGRATION_TESTING, "integration"),
             (VIEWS_TESTING, "views"),
-            (ASYNCJOBS_TWO_SITES_TESTING, "two_sites"),
         )
     )
 )
+# Set up only while its tests run: a layer kept for the session would
+# shadow the database of the layers above that share its base, and their
+# tests would see its second site.
+globals().update(fixtures_factory(((ASYNCJOBS_TWO_SITES_TESTING, "two_sites"),),
+                                  keep_session=False))
 
 
 @pytest.fixture
