@@ -16,12 +16,21 @@ of the database gets: :func:`may_manage_workers` asks for
 :data:`MANAGE_WORKERS` on the site, and when the database holds another
 Plone site, on the Zope root too.
 
+*Tracebacks reach Managers only.*  A job's traceback is shown to
+:func:`may_see_tracebacks`; an unexpected error of the console or the REST
+API is logged under a number (:func:`log_failure`) and answered with that
+number only, since Plone and plone.rest show tracebacks to every holder of
+``Manage portal``, Site Administrators included.
+
 *No escalation through retry.*  A retried job runs again as the user who
 queued it.  :func:`check_run_as` allows that only to the same user or to a
 user who holds, or could grant themselves on the sharing page, every role
 that user has where the job runs and where that user is defined (a
 Manager there always may); otherwise it raises :class:`RunAsRefused`.
 """
+import logging
+import uuid
+
 from AccessControl import getSecurityManager
 from Acquisition import aq_base
 from Acquisition import aq_inner
@@ -44,6 +53,8 @@ MANAGE_WORKERS = "plone.app.asyncjobs: Manage workers"
 _UNIVERSAL_ROLES = frozenset(("Anonymous", "Authenticated"))
 #: The permission that opens the sharing page at all.
 _DELEGATE_ROLES = "Sharing page: Delegate roles"
+
+logger = logging.getLogger("plone.app.asyncjobs.admin")
 
 
 class RunAsRefused(Exception):
@@ -148,6 +159,14 @@ def check_manage_workers(site):
         raise ScopeRefused(
             f"this changes what every site of the database gets: it needs the permission "
             f"{MANAGE_WORKERS!r}, and in a database with several sites on the Zope root")
+
+
+def log_failure(request):
+    """Log the exception being handled with a new error number; return it."""
+    number = uuid.uuid4().hex[:12]
+    logger.exception("error %s in %s %s", number, request.get("REQUEST_METHOD"),
+                     request.get("ACTUAL_URL"))
+    return number
 
 
 def may_see_tracebacks(site):

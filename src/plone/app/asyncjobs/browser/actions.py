@@ -33,6 +33,7 @@ from zExceptions import Forbidden
 from plone.app.asyncjobs import access
 from plone.app.asyncjobs import inspection
 from plone.app.asyncjobs.browser.controlpanel import PanelView
+from plone.app.asyncjobs.browser.controlpanel import without_tracebacks
 from plone.app.asyncjobs.browser.controlpanel import _
 from plone.app.asyncjobs.engine.exceptions import BadStatusError
 
@@ -169,6 +170,7 @@ class ActionView(PanelView):
     template = ViewPageTemplateFile("templates/confirm.pt")
     job = None
 
+    @without_tracebacks
     def __call__(self):
         self.scope  # noqa: B018 -- refuses a database-wide scope early
         if self.request.method == "POST":

@@ -62,6 +62,7 @@ whose submit button is named ``form.buttons.<action>`` (cancel, retry,
 remove, purge, resize, pause, resume).  Overview forms that lead there:
 ``form[data-action=resize|pause|resume|purge]``.
 """
+import functools
 import json
 import math
 from datetime import datetime
@@ -74,7 +75,10 @@ from Products.Five.browser.pagetemplatefile import ViewPageTemplateFile
 from zope.i18n import translate
 from zope.i18nmessageid import MessageFactory
 
+from transaction.interfaces import TransientError
 from zExceptions import Forbidden
+from zExceptions import HTTPException
+from zExceptions import InternalError
 
 from plone.app.asyncjobs import access
 from plone.app.asyncjobs import api
@@ -112,6 +116,25 @@ STATUS_LABELS = {
     "succeeded": _("status_succeeded", default="succeeded"),
     "failed": _("status_failed", default="failed"),
 }
+
+
+def without_tracebacks(call):
+    """Wrap a page's ``__call__``: an unexpected error is logged under a
+    number (:func:`..access.log_failure`) and the page fails with that
+    number only, so that Plone's error page, which shows tracebacks to Site
+    Administrators too, has none of the page's to show."""
+
+    @functools.wraps(call)
+    def guarded(self):
+        try:
+            return call(self)
+        except (HTTPException, TransientError):
+            raise  # refusals, redirects, conflicts (the publisher retries)
+        except Exception:
+            number = access.log_failure(self.request)
+        raise InternalError(f"the page failed; the server's log has the details under {number}")
+
+    return guarded
 
 
 class PanelView(BrowserView):

@@ -11,6 +11,7 @@ from Products.statusmessages.interfaces import IStatusMessage
 
 from plone.app.asyncjobs import inspection
 from plone.app.asyncjobs.browser.controlpanel import PanelView
+from plone.app.asyncjobs.browser.controlpanel import without_tracebacks
 from plone.app.asyncjobs.browser.controlpanel import _
 
 
@@ -20,6 +21,7 @@ class JobView(PanelView):
     template = ViewPageTemplateFile("templates/job.pt")
     job = None
 
+    @without_tracebacks
     def __call__(self):
         job_id = self.request.form.get("id")
         try:

@@ -13,6 +13,7 @@ from Products.statusmessages.interfaces import IStatusMessage
 
 from plone.app.asyncjobs import inspection
 from plone.app.asyncjobs.browser.controlpanel import PanelView
+from plone.app.asyncjobs.browser.controlpanel import without_tracebacks
 from plone.app.asyncjobs.browser.controlpanel import _
 
 
@@ -41,6 +42,7 @@ class JobListView(PanelView):
     page = None
     error = None
 
+    @without_tracebacks
     def __call__(self):
         scope = self.scope
         state = self.value("state")

@@ -10,6 +10,7 @@ import json
 
 from plone.app.asyncjobs import inspection
 from plone.app.asyncjobs.browser.controlpanel import PanelView
+from plone.app.asyncjobs.browser.controlpanel import without_tracebacks
 
 
 #: The most jobs one request asks about: a full page of a list.
@@ -19,6 +20,7 @@ MAX_IDS = inspection.MAX_PAGE_SIZE
 class LiveView(PanelView):
     """Facts of the jobs named by ``ids`` (comma-separated)."""
 
+    @without_tracebacks
     def __call__(self):
         response = self.request.response
         response.setHeader("Content-Type", "application/json")

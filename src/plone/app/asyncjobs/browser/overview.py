@@ -13,6 +13,7 @@ from Products.Five.browser.pagetemplatefile import ViewPageTemplateFile
 
 from plone.app.asyncjobs import inspection
 from plone.app.asyncjobs.browser.controlpanel import PanelView
+from plone.app.asyncjobs.browser.controlpanel import without_tracebacks
 from plone.app.asyncjobs.browser.controlpanel import _
 
 
@@ -36,6 +37,7 @@ class OverviewView(PanelView):
     template = ViewPageTemplateFile("templates/overview.pt")
     purge_days = PURGE_DAYS
 
+    @without_tracebacks
     def __call__(self):
         self.facts = inspection.overview(self.queues, self.scope)
         self.running = inspection.JobQuery(

@@ -37,8 +37,6 @@ script cannot send without the site's CORS consent (PATCH and DELETE
 always need that consent).
 """
 import json
-import logging
-import uuid
 from urllib.parse import quote
 from urllib.parse import urlencode
 
@@ -69,8 +67,6 @@ MAX_BODY_BYTES = 64 * 1024
 #: How deeply a request body's arrays and objects may nest (the bodies of
 #: this API are flat objects: depth 1).
 MAX_BODY_DEPTH = 16
-
-logger = logging.getLogger("plone.app.asyncjobs.restapi")
 
 
 class Refusal(Exception):
@@ -161,9 +157,7 @@ class AsyncJobsService(Service):
 
     def _failure(self):
         """A 500 for an unexpected error, logged with the number it shows."""
-        number = uuid.uuid4().hex[:12]
-        logger.exception("error %s in %s %s", number, self.request["REQUEST_METHOD"],
-                         self.request.get("ACTUAL_URL"))
+        number = access.log_failure(self.request)
         return Refusal(500, "InternalServerError",
                        f"the server failed to answer; its log has the details under {number}")
 
