@@ -54,6 +54,7 @@ import transaction
 from ZODB.POSException import POSError
 
 from plone.app.asyncjobs.engine import configure
+from plone.app.asyncjobs.engine import local
 from plone.app.asyncjobs.engine.failure import is_failure
 from plone.app.asyncjobs.engine.job import Job
 from plone.app.asyncjobs.engine.status import ACTIVE
@@ -63,6 +64,7 @@ from plone.app.asyncjobs.engine.status import COMPLETED
 from plone.app.asyncjobs.engine.testing.processes import WorkerProcess
 from plone.app.asyncjobs.engine.testing.zeo import ZEOServer
 from plone.app.asyncjobs.engine.transactions import ClientDisconnected
+from plone.app.asyncjobs.engine.transactions import retry_conflicts
 
 
 #: ``retry_policy_factory`` of the jobs, by the name shown in the table.
@@ -76,7 +78,7 @@ DEATH_INTERVAL = WORKER_OPTIONS["ping_death_interval"]
 OUTAGE_SECONDS = DEATH_INTERVAL + 2
 
 #: Jobs added to a kill storm whenever fewer are left to run.
-STORM_BACKLOG = 200
+STORM_BACKLOG = 500
 
 # A sibling declared dead; a retried commit logs the same death again.
 _DEATH = re.compile(r"found dispatcher (\S+) dead \(last ping ([^)]*)\)")
@@ -87,11 +89,15 @@ _DISCONNECTED = tuple(e for e in (ClientDisconnected, POSError, OSError) if e)
 # -- job functions (imported by name in the workers) ---------------------------
 
 def run(directory, number, seconds=0.0, *ignored):
-    """Record a run of job ``number``, take ``seconds``, record its end."""
+    """Record a run of job ``number``, take ``seconds``, record its end.
+
+    A long run returns early when the engine asks it to stop.
+    """
     token = uuid.uuid4().hex[:12]
     _append(directory, f"start {number} {token} {time.time():.6f}")
     deadline = time.time() + seconds
-    while time.time() < deadline:  # wall time: a paused process ends late, not later
+    # Wall time: a paused process ends late, not later.
+    while time.time() < deadline and not local.stop_requested():
         time.sleep(min(0.1, seconds))
     _append(directory, f"end {number} {token} {time.time():.6f}")
     return number
@@ -248,8 +254,10 @@ def postgres_storage(directory):
 class Cluster:
     """Worker processes on one storage, their runs and their deaths."""
 
-    def __init__(self, directory, storage_config, db, outage, workers=2):
+    def __init__(self, directory, storage_config, db, outage, policies, workers=2):
         self.outage = outage
+        self.policies = policies
+        self.policy_of = {}  # number -> policy name
         self.runs_directory = directory / "runs"
         self.runs_directory.mkdir(parents=True)
         configure.install_queues(db)
@@ -273,20 +281,29 @@ class Cluster:
         self.manager.abort()
         self.connection.close()
 
-    def queue(self, count, policy, seconds=0.0, function=run, unloadable=()):
-        """Queue ``count`` jobs, numbered on from those queued before."""
+    def queue(self, count, seconds=0.0, function=run, unloadable=()):
+        """Queue ``count`` jobs, numbered on from those queued before; their
+        retry policies take turns among the cluster's ``policies``."""
         first = len(self.jobs)
-        for start in range(first, first + count, 200):
-            batch = []
-            for number in range(start, min(start + 200, first + count)):
+
+        def put(numbers):
+            queue = configure.get_queue(self.connection)
+            jobs = {}
+            for number in numbers:
                 extra = (Unloadable(),) if number - first in unloadable else ()
-                job = Job(function, str(self.runs_directory), number, seconds, *extra)
-                job.retry_policy_factory = policy
-                batch.append((number, configure.get_queue(self.connection).put(job)))
-                if extra:
-                    self.unloadable.add(number)
-            self.manager.commit()
-            self.jobs.update((number, job._p_oid) for number, job in batch)
+                jobs[number] = Job(function, str(self.runs_directory), number, seconds, *extra)
+                self.policy_of[number] = self.policies[number % len(self.policies)]
+                jobs[number].retry_policy_factory = POLICIES[self.policy_of[number]]
+                queue.put(jobs[number])
+            return jobs
+
+        for start in range(first, first + count, 200):
+            numbers = range(start, min(start + 200, first + count))
+            # The workers' claims write the queue too.
+            jobs = retry_conflicts(functools.partial(put, numbers), self.manager, "queueing jobs",
+                                   attempts=20)
+            self.jobs.update((number, job._p_oid) for number, job in jobs.items())
+        self.unloadable.update(first + index for index in unloadable)
 
     def runs(self):
         return read_runs(self.runs_directory)
@@ -333,13 +350,11 @@ class Cluster:
             self.manager.abort()
             return None
 
-    def wait(self, timeout, during=None):
-        """Poll until every job is completed or ``timeout`` passes, calling
-        ``during()`` and restarting dead workers at each poll."""
+    def wait(self, timeout):
+        """Poll until every job is completed or ``timeout`` passes,
+        restarting dead workers."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if during is not None:
-                during()
             self.restart_dead()
             jobs = self.statuses()
             if jobs is not None and all(job.status == COMPLETED for job in jobs.values()):
@@ -387,81 +402,82 @@ class Row:
             for value, (_, width) in zip(values, self.COLUMNS))
 
 
-def measure(cluster, scenario, policy):
-    """Compare the run files with the jobs in the database: one :class:`Row`."""
+def measure(cluster, scenario):
+    """Compare the run files with the jobs in the database: one
+    :class:`Row` per retry policy."""
     while (jobs := cluster.statuses()) is None:
         time.sleep(0.5)
     runs = cluster.runs()
-    now = time.time()
-    row = Row(scenario, policy, jobs=len(jobs), runs=sum(map(len, runs.values())))
+    rows = {name: Row(scenario, name) for name in cluster.policies}
+    for number, job in jobs.items():
+        _count(rows[cluster.policy_of[number]], cluster, number, job, runs.get(number, []))
+    deaths = len({death for worker in cluster.workers if worker.log_path.exists()
+                  for death in _DEATH.findall(worker.log_path.read_text())})
+    for row in rows.values():
+        row.deaths = deaths
+    return list(rows.values())
 
-    def note(kind, number, job, job_runs):
+
+def _count(row, cluster, number, job, job_runs):
+    """Add job ``number`` and its runs to ``row``."""
+
+    def note(kind):
         result = job.result
         outcome = f"failed: {result.getErrorMessage()}" if is_failure(result) else ""
         pids = [one_run.pid for one_run in job_runs]
         row.details.append(f"{kind}: job {number} {job._p_oid.hex()} {job.status} "
                            f"attempts {job.attempts} runs {len(pids)} {pids} {outcome}")
 
-    for number, job in jobs.items():
-        job_runs = runs.get(number, [])
-        live = [r for r in job_runs if r.end is None and r.pid not in cluster.ended]
-        failed = job.status == COMPLETED and is_failure(job.result)
-        row.failed += failed
-        if job.status in _STUCK and not live:
-            row.stranded += 1
-            note("stranded", number, job, job_runs)
-        elif job.status != COMPLETED:
-            row.lost += 1
-            note("lost", number, job, job_runs)
-        if len(job_runs) > 1:
-            row.rerun += 1
-            ends = [r.end or cluster.ended.get(r.pid, now) for r in job_runs]
-            starts = [r.start for r in job_runs]
-            row.overlap = max([row.overlap] + [
-                min(ends[i], ends[j]) - max(starts[i], starts[j])
-                for i in range(len(job_runs)) for j in range(i)])
-        if len(job_runs) > job.attempts:
-            row.uncounted += 1
-            note("runs > attempts", number, job, job_runs)
-        if failed and not job_runs and number not in cluster.unloadable:
-            row.never_ran_failed += 1
-            note("never ran, failed", number, job, job_runs)
-    row.deaths = len({death for worker in cluster.workers if worker.log_path.exists()
-                      for death in _DEATH.findall(worker.log_path.read_text())})
-    return row
+    row.jobs += 1
+    row.runs += len(job_runs)
+    live = [r for r in job_runs if r.end is None and r.pid not in cluster.ended]
+    failed = job.status == COMPLETED and is_failure(job.result)
+    row.failed += failed
+    if job.status in _STUCK and not live:
+        row.stranded += 1
+        note("stranded")
+    elif job.status != COMPLETED:
+        row.lost += 1
+        note("lost")
+    if len(job_runs) > 1:
+        row.rerun += 1
+        ends = [r.end or cluster.ended.get(r.pid, time.time()) for r in job_runs]
+        row.overlap = max([row.overlap] + [
+            min(ends[i], ends[j]) - max(job_runs[i].start, job_runs[j].start)
+            for i in range(len(job_runs)) for j in range(i)])
+    if len(job_runs) > job.attempts:
+        row.uncounted += 1
+        note("runs > attempts")
+    if failed and not job_runs and number not in cluster.unloadable:
+        row.never_ran_failed += 1
+        note("never ran, failed")
 
 
 # -- scenarios -----------------------------------------------------------------
 
-def kill_storm(cluster, policy, size):
+def kill_storm(cluster, size):
     """A random worker SIGKILLed every 2-5 s and restarted with its UUID;
     jobs are added while kills remain, so that kills come mid-drain."""
-    cluster.queue(size.storm_jobs, policy, seconds=size.storm_job_seconds)
+    cluster.queue(size.storm_jobs, seconds=size.storm_job_seconds)
     cluster.start()
-    kills, next_kill = [], time.monotonic() + random.uniform(2, 5)
-
-    def storm():
-        nonlocal next_kill
-        if len(kills) >= size.kills:
-            return
-        if len(cluster.jobs) - len(cluster.runs()) < STORM_BACKLOG:
-            # Jobs run faster than kills come: keep work in the queue.
-            cluster.queue(STORM_BACKLOG, policy, seconds=size.storm_job_seconds)
-        if time.monotonic() >= next_kill:
-            worker = random.choice(cluster.workers)
-            kills.append(worker.pid)
-            cluster.kill(worker)
-            next_kill = time.monotonic() + random.uniform(2, 5)
-
-    cluster.wait(size.timeout + size.kills * 8, during=storm)
-    return f"kill storm ({len(kills)} kills)"
+    for _ in range(size.kills):
+        next_kill = time.monotonic() + random.uniform(2, 5)
+        while time.monotonic() < next_kill:
+            if len(cluster.jobs) - len(cluster.runs()) < STORM_BACKLOG:
+                # Jobs run faster than kills come: keep work in the queue.
+                cluster.queue(STORM_BACKLOG, seconds=size.storm_job_seconds)
+            cluster.restart_dead()
+            time.sleep(0.2)
+        cluster.kill(random.choice(cluster.workers))
+    cluster.wait(size.timeout)
+    return f"kill storm ({size.kills} kills)"
 
 
-def storage_outage(cluster, policy, size):
+def storage_outage(cluster, size):
     """The storage goes away a quarter into a drain, for longer than the
     death interval, then comes back."""
     count = size.outage_jobs if cluster.outage.name.startswith("ZEO") else size.outage_jobs // 3
-    cluster.queue(count, policy)
+    cluster.queue(count)
     cluster.start()
     cluster.wait_for_runs(count // 4)
     cluster.outage.begin()
@@ -471,17 +487,17 @@ def storage_outage(cluster, policy, size):
     return f"{cluster.outage.name}, {OUTAGE_SECONDS} s outage"
 
 
-def zombie(cluster, policy, size, paused):
+def zombie(cluster, size, paused):
     """A worker SIGSTOPped for longer than the death interval 2 s into a
     long job, then SIGCONT: ``paused`` is "own" (the job's worker) or
     "sibling"."""
-    cluster.queue(1, policy, seconds=size.long_job_seconds)
+    cluster.queue(1, seconds=size.long_job_seconds)
     cluster.start()
     cluster.wait_for_runs(1)
     owner = cluster.running(0)
     victim = owner if paused == "own" else next(w for w in cluster.workers if w is not owner)
     time.sleep(2)
-    cluster.queue(size.zombie_jobs, policy)
+    cluster.queue(size.zombie_jobs)
     cluster.pause(victim)
     time.sleep(DEATH_INTERVAL + 5)
     cluster.resume(victim)
@@ -489,20 +505,20 @@ def zombie(cluster, policy, size, paused):
     return f"zombie: {paused} worker paused {DEATH_INTERVAL + 5} s"
 
 
-def poison_job(cluster, policy, size):
+def poison_job(cluster, size):
     """One job ends its worker with ``os._exit(1)``, among ordinary jobs;
     dead workers are restarted."""
-    cluster.queue(1, policy, function=poison)
-    cluster.queue(size.poison_jobs, policy)
+    cluster.queue(1, function=poison)
+    cluster.queue(size.poison_jobs)
     cluster.start()
     cluster.wait(size.timeout * 2)
     return "poison job"
 
 
-def unloadable_arguments(cluster, policy, size):
+def unloadable_arguments(cluster, size):
     """Some jobs have an argument that pickles but cannot be loaded."""
-    cluster.queue(size.unloadable_jobs, policy,
-                  unloadable=set(range(0, size.unloadable_jobs, size.unloadable_jobs // 5)))
+    step = size.unloadable_jobs // 5 + 1  # odd: both policies get some when they take turns
+    cluster.queue(size.unloadable_jobs, unloadable=set(range(0, size.unloadable_jobs, step)))
     cluster.start()
     cluster.wait(size.timeout)
     return "unloadable arguments"
@@ -513,17 +529,20 @@ class Size:
     storms: int = 3
     kills: int = 15
     storm_jobs: int = 3000
-    storm_job_seconds: float = 0.04
+    storm_job_seconds: float = 0.01
     outage_jobs: int = 3000
     long_job_seconds: float = 20
     zombie_jobs: int = 200
     poison_jobs: int = 2000
     unloadable_jobs: int = 400
     timeout: float = 120
+    #: Whether one run of a scenario serves every policy (its jobs take
+    #: turns), rather than one run per policy.
+    mix_policies: bool = False
 
 
 FULL = Size()
-SHORT = Size(storms=1, kills=3, storm_jobs=800, timeout=60)
+SHORT = Size(storms=1, kills=3, storm_jobs=800, timeout=60, mix_policies=True)
 
 #: Scenario name -> (function, storage).
 SCENARIOS = {
@@ -538,15 +557,16 @@ SCENARIOS = {
 SHORT_SCENARIOS = ("kill-storm", "unloadable")
 
 
-def run_scenario(name, policy_name, size, directory):
-    """Run one scenario in a fresh storage below ``directory``; return its Row."""
+def run_scenario(name, policies, size, directory):
+    """Run one scenario in a fresh storage below ``directory``, its jobs
+    taking turns among the retry ``policies`` (names of :data:`POLICIES`);
+    return a :class:`Row` per policy."""
     function, storage = SCENARIOS[name]
     directory.mkdir(parents=True)
     with storage(directory) as (outage, storage_config, db):
-        cluster = Cluster(directory, storage_config, db, outage)
+        cluster = Cluster(directory, storage_config, db, outage, list(policies))
         try:
-            label = function(cluster, POLICIES[policy_name], size)
-            return measure(cluster, label, policy_name)
+            return measure(cluster, function(cluster, size))
         finally:
             cluster.close()
 
@@ -556,14 +576,15 @@ def run_suite(directory, size, scenarios, policies=POLICIES, report=print):
     shutil.rmtree(directory, ignore_errors=True)
     report(Row.header())
     rows = []
+    groups = [list(policies)] if size.mix_policies else [[name] for name in policies]
     for name in scenarios:
         repeats = size.storms if name == "kill-storm" else 1
-        for policy_name in policies:
+        for group in groups:
             for repeat in range(repeats):
-                row = run_scenario(name, policy_name, size,
-                                   Path(directory) / f"{name}-{policy_name}-{repeat + 1}")
-                rows.append(row)
-                report(row.line())
+                subdirectory = Path(directory) / f"{name}-{'-'.join(group)}-{repeat + 1}"
+                for row in run_scenario(name, group, size, subdirectory):
+                    rows.append(row)
+                    report(row.line())
     return rows
 
 
