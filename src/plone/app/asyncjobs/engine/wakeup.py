@@ -32,7 +32,6 @@ poll interval at most.
 import logging
 import select
 import threading
-import weakref
 
 from ZODB.mvccadapter import MVCCAdapter
 
@@ -47,24 +46,24 @@ PG_CHANNEL = "plone_app_asyncjobs"
 #: whether it should stop.
 _LISTEN_TIMEOUT = 1.0
 
-_channels = weakref.WeakKeyDictionary()
-_channels_lock = threading.Lock()
+#: PostgreSQL channels by connection string: each keeps the connection
+#: its process sends notifications on.
+_pg_channels = {}
+_pg_channels_lock = threading.Lock()
 
 
 def channel_for(db):
     """The wake-up channel for ``db`` (a ``ZODB.DB``), or ``None`` if its
     storage offers none (then dispatchers only poll)."""
-    with _channels_lock:
-        try:
-            return _channels[db]
-        except KeyError:
-            pass
-        channel = None
-        for kind in (InvalidationChannel, PostgreSQLChannel):
-            if kind.applies_to(db):
-                channel = kind(db)
-                break
-        _channels[db] = channel
+    if InvalidationChannel.applies_to(db):
+        return InvalidationChannel(db)
+    dsn = PostgreSQLChannel.dsn_of(db)
+    if dsn is None:
+        return None
+    with _pg_channels_lock:
+        channel = _pg_channels.get(dsn)
+        if channel is None:
+            channel = _pg_channels[dsn] = PostgreSQLChannel(dsn)
         return channel
 
 
@@ -152,19 +151,20 @@ class PostgreSQLChannel:
     engine's tests pin that too.
     """
 
-    def __init__(self, db):
-        self.dsn = db.storage._adapter._dsn
+    def __init__(self, dsn):
+        self.dsn = dsn
         self._sender = None
         self._sender_lock = threading.Lock()
 
     @staticmethod
-    def applies_to(db):
+    def dsn_of(db):
+        """The connection string of ``db``'s RelStorage on PostgreSQL, or ``None``."""
         try:
             from relstorage.adapters.postgresql import PostgreSQLAdapter
         except ImportError:  # pragma: no cover - RelStorage is optional
-            return False
-        storage = getattr(db, "storage", None)
-        return isinstance(getattr(storage, "_adapter", None), PostgreSQLAdapter)
+            return None
+        adapter = getattr(getattr(db, "storage", None), "_adapter", None)
+        return adapter._dsn if isinstance(adapter, PostgreSQLAdapter) else None
 
     def listen(self, ring):
         """Call ``ring`` with the doorbell oids of every notification."""
