@@ -14,7 +14,9 @@ siteadmin, otheradmin
 sitemanager, rootmanager
     a Manager of ``/plone``, and Zope's ``admin``, a Manager of the root.
 
-An outcome is the HTTP status; a POST of the console that redirects adds
+An outcome is the HTTP status (302 for a console page that Plone's login
+form answers instead, as it does for anyone without the permission); a
+POST of the console that redirects adds
 ``ok`` or ``error`` (the status message it left); the live view adds
 ``found`` or ``missing``; a listing adds ``+plone`` when it shows a job
 of ``/plone``.  The jobs the requests name (``{name}`` in a path) are made
@@ -53,10 +55,6 @@ from plone.app.asyncjobs.tests import jobs
 
 USERS = ("anonymous", "member", "editor", "reviewer", "siteadmin", "otheradmin",
          "sitemanager", "rootmanager")
-
-#: Where the console sends users it refuses: anonymous users are asked to
-#: log in; logged-in users without the permission too (Plone's way).
-LOGIN = 302
 
 DATABASE = "scope=database"
 RESIZE = "dispatcher={dispatcher}&queue=&agent=main&size=3"
