@@ -79,7 +79,7 @@ def measure(db, samples, scheduled=False):
 def run_case(directory, storage_config, db, label, workers, samples, scheduled=False,
              **worker_options):
     name = "".join(c if c.isalnum() else "-" for c in label)
-    processes = [WorkerProcess(directory, storage_config, f"{name}-{n}",
+    processes = [WorkerProcess(directory, storage_config, f"{name}-{n}-of-{workers}",
                                poll_interval=POLL_INTERVAL, **worker_options).start()
                  for n in range(workers)]
     try:
