@@ -28,7 +28,7 @@ never ran, failed
     loaded are meant to, and are not counted);
 overlap
     the longest time two runs of one job were both under way (a run that
-    never ended ends when its process was killed or stopped);
+    never ended ends when its process was killed, or at the end);
 deaths
     siblings declared dead ("found dispatcher ... dead" in the workers'
     logs, each death once).
@@ -103,7 +103,7 @@ def run(directory, number, seconds=0.0, *ignored):
     return number
 
 
-def poison(directory, number, seconds=0.0):
+def poison(directory, number, *ignored):
     """Record a run, then end the worker process at once."""
     _append(directory, f"start {number} {uuid.uuid4().hex[:12]} {time.time():.6f}")
     os._exit(1)
@@ -131,6 +131,7 @@ def _append(directory, line):
 
 @dataclasses.dataclass
 class Run:
+    """One run of a job: its process, and when it started and returned."""
     pid: int
     start: float
     end: float = None
