@@ -16,6 +16,9 @@ import json
 import re
 import time
 import urllib.error
+from datetime import datetime
+from datetime import timedelta
+from datetime import timezone
 import urllib.parse
 import urllib.request
 
@@ -87,6 +90,7 @@ def test_job_queued_over_http_runs_in_the_worker(running):
     assert status == 200
 
     status, body = get(site_url + "/@@asyncjobs-e2e-queue?id=e2e-doc", user)
+    answered = datetime.now(timezone.utc)  # the queuing transaction committed before
     assert status == 200
     queued = json.loads(body)
     # base.cfg: queues in the main database; multi_db.cfg: in "async".
@@ -112,6 +116,17 @@ def test_job_queued_over_http_runs_in_the_worker(running):
     assert result["uuid"] == worker_uuid
     assert result["pid"] == dep.pid("worker")
     assert result["pid"] != queued["pid"]
+
+    # The idle worker was told of the job (it polls every 10 s only).
+    seen = deploy.monitor_json(dep.host, dep.ports["monitor-worker"],
+                               f"async job {queued['oid']} {queued['database']}")
+    assert seen["pickup"] == "push", seen
+    started = datetime.strptime(seen["started"], "%Y-%m-%dT%H:%M:%S.%fZ")
+    after_answer = started.replace(tzinfo=timezone.utc) - answered
+    print(f"pickup ({dep.layout}): the worker started the job "
+          f"{timedelta(**seen['pickup latency']).total_seconds() * 1000:.1f} ms after "
+          f"the queuing commit ({after_answer.total_seconds() * 1000:.1f} ms after the "
+          "HTTP answer arrived)")
 
     # The document is there, seen through the instance.
     status, body = get(site_url + "/e2e-doc", user)
