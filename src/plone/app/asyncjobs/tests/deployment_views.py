@@ -22,6 +22,7 @@ def create_document(site, id, title):
         "document_url": doc.absolute_url(),
         "creators": list(doc.listCreators()),
         "user": plone_api.user.get_current().getId(),
+        "roles": sorted(plone_api.user.get_roles(obj=doc)),
         "pid": os.getpid(),
         "uuid": str(get_uuid()),
     }
