@@ -61,6 +61,7 @@ from plone.app.asyncjobs.engine.status import ASSIGNED
 from plone.app.asyncjobs.engine.status import CALLBACKS
 from plone.app.asyncjobs.engine.status import COMPLETED
 from plone.app.asyncjobs.engine.transactions import EXPLOSIVE
+from plone.app.asyncjobs.engine.transactions import abort
 from plone.app.asyncjobs.engine.transactions import retry_forever
 
 
@@ -193,7 +194,7 @@ class GroupCommit:
                 self._manager.abort()
                 raise
             except Exception:
-                self._manager.abort()
+                abort(self._manager)
                 trace.info("the commit of %d grouped outcomes failed; storing them again",
                            len(self._outcomes), exc_info=True)
         restored = retry_forever(self._restore, self._manager,

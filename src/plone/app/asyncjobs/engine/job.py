@@ -64,7 +64,8 @@ from plone.app.asyncjobs.engine.status import COMPLETED
 from plone.app.asyncjobs.engine.status import NEW
 from plone.app.asyncjobs.engine.status import PENDING
 from plone.app.asyncjobs.engine.transactions import EXPLOSIVE
-from plone.app.asyncjobs.engine.transactions import ClientDisconnected
+from plone.app.asyncjobs.engine.transactions import DISCONNECTED
+from plone.app.asyncjobs.engine.transactions import abort
 from plone.app.asyncjobs.engine.transactions import retry_forever
 
 
@@ -551,7 +552,7 @@ class Job(Persistent, ZcAsyncJobSpellings):
                     raise
                 except Exception:
                     result = failures.capture()
-                    manager.abort()
+                    abort(manager)
                     local.restore_grouped_outcomes()
                     self._tear_down_quietly(setup_info)
                     setup_info = _TORN_DOWN
@@ -571,7 +572,7 @@ class Job(Persistent, ZcAsyncJobSpellings):
                     raise
                 except Exception:
                     commit_failure = failures.capture()
-                    manager.abort()
+                    abort(manager)
                     local.restore_grouped_outcomes()
                     self._tear_down_quietly(setup_info)
                     self._check_not_reassigned(manager)
@@ -692,7 +693,7 @@ class Job(Persistent, ZcAsyncJobSpellings):
         if self._status_id in (_CALLBACKS, _COMPLETED) and token is not None and self.holder == token:
             return  # stored after all: the connection broke after the server's vote
         self._check_current_attempt()
-        if ClientDisconnected and commit_failure.check(ClientDisconnected):
+        if DISCONNECTED and commit_failure.check(*DISCONNECTED):
             commit_failure = failures.capture(OutcomeUnknownError(
                 f"{self!r} ran, but the commit of its outcome failed "
                 f"({failures.summary(commit_failure)}); it may or may not have been stored"))

@@ -25,7 +25,7 @@ from zope.interface import implementer
 
 from plone.app.asyncjobs.engine.interfaces import IRetryPolicy
 from plone.app.asyncjobs.engine.log import trace
-from plone.app.asyncjobs.engine.transactions import ClientDisconnected
+from plone.app.asyncjobs.engine.transactions import DISCONNECTED
 from plone.app.asyncjobs.engine.transactions import backoff
 
 
@@ -67,7 +67,8 @@ class NeverRetry(Persistent):
 class RetryCommonFourTimes(NeverRetry):
     """The default policy for jobs.
 
-    * a lost connection to the ZEO server is retried forever, pausing 5 s,
+    * a lost connection to the database server (ZEO, or PostgreSQL under
+      RelStorage) is retried forever, pausing 5 s,
       then 5 s longer each time, at most 60 s;
     * a conflict (any ``TransactionError``) is retried until the job has
       been attempted ``transaction_error_limit`` (5) times in this run;
@@ -87,7 +88,7 @@ class RetryCommonFourTimes(NeverRetry):
         return self._decide(failure, data_cache)
 
     def _decide(self, failure, data_cache):
-        if ClientDisconnected and failure.check(ClientDisconnected):
+        if DISCONNECTED and failure.check(*DISCONNECTED):
             count = self._count(data_cache, "zeo_disconnected", failure)
             time.sleep(backoff(count))
             return True

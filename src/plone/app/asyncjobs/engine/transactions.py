@@ -17,6 +17,17 @@ try:
 except ImportError:  # pragma: no cover - ZEO is a dependency; kept optional for RelStorage-only sites
     ClientDisconnected = ()
 
+try:
+    from psycopg2 import InterfaceError as _PostgreSQLGone
+    from psycopg2 import OperationalError as _PostgreSQLUnreachable
+except ImportError:  # pragma: no cover - only RelStorage on PostgreSQL needs psycopg2
+    _PostgreSQLGone = _PostgreSQLUnreachable = ()
+
+#: Errors that mean "the database server cannot be reached": ZEO's, and
+#: those of PostgreSQL's driver that RelStorage lets through.
+DISCONNECTED = tuple(error for error in (ClientDisconnected, _PostgreSQLUnreachable,
+                                         _PostgreSQLGone) if error)
+
 #: Exceptions that must end the worker thread, never be retried or stored.
 EXPLOSIVE = (SystemExit, KeyboardInterrupt)
 
@@ -29,6 +40,19 @@ def backoff(attempt, initial=INITIAL_BACKOFF, increment=BACKOFF_INCREMENT,
             maximum=MAX_BACKOFF):
     """Return the seconds to wait before retry number ``attempt`` (1-based)."""
     return min(maximum, initial + increment * (attempt - 1))
+
+
+def abort(transaction_manager):
+    """Abort the current transaction, whatever happens.
+
+    With the database away an abort can fail too (RelStorage's reaches the
+    server); the next ``begin`` tries again.  For error paths, which must
+    not end with a second error.
+    """
+    try:
+        transaction_manager.abort()
+    except Exception:
+        trace.debug("abort failed", exc_info=True)
 
 
 def retry_forever(work, transaction_manager, description, sleep=time.sleep, giving_up=()):
@@ -54,11 +78,11 @@ def retry_forever(work, transaction_manager, description, sleep=time.sleep, givi
             transaction_manager.abort()
             raise
         except TransactionError:
-            transaction_manager.abort()
+            abort(transaction_manager)
             if attempt % 5 == 0:
                 trace.warning("%s: %d conflicts so far, retrying", description, attempt)
         except Exception:
-            transaction_manager.abort()
+            abort(transaction_manager)
             if attempt == 1 or attempt % 10 == 0:
                 events.critical(
                     "%s failed (attempt %d); retrying", description, attempt,
@@ -80,10 +104,10 @@ def retry_conflicts(work, transaction_manager, description, attempts=5):
             transaction_manager.commit()
             return value
         except TransactionError:
-            transaction_manager.abort()
+            abort(transaction_manager)
             if attempt == attempts:
                 raise
             trace.debug("%s: conflict on attempt %d, retrying", description, attempt)
         except BaseException:
-            transaction_manager.abort()
+            abort(transaction_manager)
             raise

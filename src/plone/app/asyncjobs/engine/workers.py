@@ -36,7 +36,8 @@ from plone.app.asyncjobs.engine.status import ACTIVE
 from plone.app.asyncjobs.engine.status import ASSIGNED
 from plone.app.asyncjobs.engine.status import CALLBACKS
 from plone.app.asyncjobs.engine.transactions import EXPLOSIVE
-from plone.app.asyncjobs.engine.transactions import ClientDisconnected
+from plone.app.asyncjobs.engine.transactions import DISCONNECTED
+from plone.app.asyncjobs.engine.transactions import abort
 from plone.app.asyncjobs.engine.transactions import backoff
 from plone.app.asyncjobs.engine.transactions import retry_conflicts
 from plone.app.asyncjobs.engine.transactions import retry_forever
@@ -270,7 +271,7 @@ class WorkerThread(threading.Thread):
                 except Exception:
                     # Whatever failed (the storage, a job's repr, the engine),
                     # this thread hands back what it holds and goes on.
-                    manager.abort()
+                    abort(manager)
                     self.dispatcher.statistics.add("worker thread errors")
                     events.critical("%s: unexpected error; handing back its %d job(s)",
                                     self.name, len(batch) + (job is not None),
@@ -281,7 +282,7 @@ class WorkerThread(threading.Thread):
                 self._hand_back(batch, manager)
             finally:
                 local.set_successor(None)
-                manager.abort()
+                abort(manager)
                 connection.close()
 
     def superseded(self):
@@ -347,7 +348,7 @@ class WorkerThread(threading.Thread):
         except EXPLOSIVE:
             raise
         except Exception:
-            manager.abort()
+            abort(manager)
             events.critical("%s could not hand back its jobs; the next polls recover them",
                             self.name, exc_info=True)
             time.sleep(backoff(1))
@@ -478,14 +479,14 @@ class WorkerThread(threading.Thread):
             except EXPLOSIVE:
                 manager.abort()
                 raise
-            except ClientDisconnected:
-                manager.abort()
+            except DISCONNECTED:
+                abort(manager)
                 self.dispatcher.connectivity.broken()
                 events.info("%s could not claim a job: disconnected", self.name)
                 time.sleep(backoff(attempt))
                 return False, []
             except Exception:
-                manager.abort()
+                abort(manager)
                 if not claimed:
                     events.critical("%s could not claim a job", self.name, exc_info=True)
                     time.sleep(backoff(attempt))
@@ -513,17 +514,17 @@ class WorkerThread(threading.Thread):
         try:
             job.run_claimed()
         except ReassignedError:
-            manager.abort()
+            abort(manager)
             info["reassigned"] = True
             events.error("%r was taken over by another worker; abandoning it", job)
         except BadStatusError:
-            manager.abort()
+            abort(manager)
             events.error("%r could not run", job, exc_info=True)
         except EXPLOSIVE:
             manager.abort()
             raise
         except Exception:
-            manager.abort()
+            abort(manager)
             events.critical("unexpected error running %r", job, exc_info=True)
             self._fail_abandoned(job, manager, failures.capture())
         finally:

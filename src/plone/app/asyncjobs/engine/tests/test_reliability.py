@@ -3,12 +3,18 @@ import threading
 import uuid
 from datetime import timedelta
 
+import pytest
+import transaction
+
 from plone.app.asyncjobs.engine import local
+from plone.app.asyncjobs.engine import retry
 from plone.app.asyncjobs.engine import status
+from plone.app.asyncjobs.engine import transactions
 from plone.app.asyncjobs.engine.clock import utcnow
 from plone.app.asyncjobs.engine.connectivity import Connectivity
 from plone.app.asyncjobs.engine.counters import Counters
 from plone.app.asyncjobs.engine.exceptions import OutcomeUnknownError
+from plone.app.asyncjobs.engine.failure import capture
 from plone.app.asyncjobs.engine.failure import is_failure
 from plone.app.asyncjobs.engine.ids import object_id
 from plone.app.asyncjobs.engine.job import Job
@@ -215,3 +221,22 @@ def test_counters_count_exactly_from_many_threads():
     for thread in threads:
         thread.join()
     assert counters.snapshot() == {"n": 80_000}
+
+
+# -- storage outages -----------------------------------------------------------
+
+def test_a_lost_postgresql_connection_is_retried_like_a_lost_zeo_connection(monkeypatch):
+    psycopg2 = pytest.importorskip("psycopg2")
+    monkeypatch.setattr(retry.time, "sleep", lambda seconds: None)
+    policy = retry.RetryCommonFourTimes(Job(jobs.echo, 1))
+    lost = capture(psycopg2.OperationalError("server closed the connection unexpectedly"))
+    assert policy.job_error(lost, {}) is True
+    assert policy.commit_error(lost, {}) is True
+
+
+def test_an_abort_that_fails_while_the_database_is_away_does_not_raise():
+    class Unreachable(transaction.TransactionManager):
+        def abort(self):
+            raise OSError("connection refused")
+
+    transactions.abort(Unreachable())
