@@ -27,8 +27,9 @@ never ran, failed
     jobs that failed without any run (jobs whose arguments cannot be
     loaded are meant to, and are not counted);
 overlap
-    the longest time two runs of one job were both under way (a run that
-    never ended ends when its process was killed, or at the end);
+    the longest time two runs of one job were both under way, not counting
+    time when either process was stopped with SIGSTOP (a run that never
+    ended ends when its process was killed, or at the end);
 deaths
     siblings declared dead ("found dispatcher ... dead" in the workers'
     logs, each death once).
@@ -38,6 +39,7 @@ import collections
 import contextlib
 import dataclasses
 import functools
+import itertools
 import os
 import random
 import re
@@ -267,7 +269,7 @@ class Cluster:
         self.workers = [WorkerProcess(directory, storage_config, f"worker-{n}", **WORKER_OPTIONS)
                         for n in range(1, workers + 1)]
         self.ended = {}  # pid -> when it was killed, stopped or found gone
-        self.stopped = set()
+        self.paused = collections.defaultdict(list)  # pid -> [[SIGSTOP time, SIGCONT time]]
         self.jobs = {}  # number -> oid
         self.unloadable = set()
 
@@ -324,12 +326,30 @@ class Cluster:
 
     def pause(self, worker):
         os.kill(worker.pid, signal.SIGSTOP)
-        self.stopped.add(worker.pid)
+        self.paused[worker.pid].append([time.time(), None])
 
     def resume(self, worker):
-        if worker.pid in self.stopped:
+        pauses = self.paused.get(worker.pid)
+        if pauses and pauses[-1][1] is None:
             os.kill(worker.pid, signal.SIGCONT)
-            self.stopped.discard(worker.pid)
+            pauses[-1][1] = time.time()
+
+    def overlap(self, first, second):
+        """Seconds during which runs ``first`` and ``second`` were both under
+        way and neither of their processes was stopped (SIGSTOP)."""
+        now = time.time()
+        begin = max(first.start, second.start)
+        end = min(one_run.end or self.ended.get(one_run.pid, now) for one_run in (first, second))
+        stops = sorted((max(stop, begin), min(resume or now, end))
+                       for one_run in (first, second)
+                       for stop, resume in self.paused.get(one_run.pid, ()))
+        running, reach = max(0.0, end - begin), begin
+        for stop, resume in stops:  # subtract the union of the stops
+            stop = max(stop, reach)
+            if resume > stop:
+                running -= resume - stop
+                reach = resume
+        return max(0.0, running)
 
     def restart_dead(self):
         """Restart workers whose process exited, as a supervisor would."""
@@ -442,10 +462,8 @@ def _count(row, cluster, number, job, job_runs):
         note("lost")
     if len(job_runs) > 1:
         row.rerun += 1
-        ends = [r.end or cluster.ended.get(r.pid, time.time()) for r in job_runs]
-        row.overlap = max([row.overlap] + [
-            min(ends[i], ends[j]) - max(job_runs[i].start, job_runs[j].start)
-            for i in range(len(job_runs)) for j in range(i)])
+        row.overlap = max([row.overlap] + [cluster.overlap(first, second) for first, second
+                                           in itertools.combinations(job_runs, 2)])
     if len(job_runs) > job.attempts:
         row.uncounted += 1
         note("runs > attempts")
