@@ -57,6 +57,7 @@ from plone.app.asyncjobs.engine.log import events
 from plone.app.asyncjobs.engine.log import trace
 from plone.app.asyncjobs.engine.queue import KEY
 from plone.app.asyncjobs.engine.queue import LANES
+from plone.app.asyncjobs.engine.transactions import abort
 from plone.app.asyncjobs.engine.transactions import retry_conflicts
 from plone.app.asyncjobs.engine.workers import AgentWorkers
 
@@ -238,15 +239,20 @@ class Dispatcher:
         if self._next_poll is not None and self._next_poll.active():
             self._next_poll.cancel()
         try:
-            self.poll()
-        except Exception:
-            self.connectivity.broken()
-            events.critical("dispatcher %s: poll failed", self.uuid, exc_info=True)
-        # Again once the poll committed: threads started by it may have
-        # claimed before their agent was stored.
-        self._look(pickups.POLL)
-        if self.activated:
-            self._next_poll = self.reactor.callLater(self.poll_interval, self._poll_and_reschedule)
+            try:
+                self.poll()
+            except Exception:
+                self.connectivity.broken()
+                events.critical("dispatcher %s: poll failed", self.uuid, exc_info=True)
+            # Again once the poll committed: threads started by it may have
+            # claimed before their agent was stored.
+            self._look(pickups.POLL)
+        finally:
+            # Whatever failed, the next poll comes: it is the safety net of
+            # every other way of finding work, and the source of pings.
+            if self.activated:
+                self._next_poll = self.reactor.callLater(
+                    self.poll_interval, self._poll_and_reschedule)
 
     # -- push -----------------------------------------------------------------
 
@@ -328,7 +334,9 @@ class Dispatcher:
                          "poll will", self.uuid, exc_info=True)
             return
         finally:
-            manager.abort()
+            # With the storage away the abort fails too; that must not
+            # escape into the reactor (it would end the poll loop).
+            abort(manager)
         self._doorbells = doorbells
         if how is not None:
             for (queue_name, _), pool in list(self._pools.items()):

@@ -364,6 +364,27 @@ def test_fake_reactor_wake_polls_and_reschedules(fake, queue, clock):
     assert len(polled.polls) == 3
 
 
+def test_the_polls_go_on_while_even_aborting_fails(fake, queue, clock, monkeypatch):
+    """With the storage away an abort fails too; that once escaped from a
+    poll into the reactor and no poll was ever scheduled again."""
+    polled = fake()
+    polled.activate()
+    polled.reactor.start()
+    manager = polled._connection.transaction_manager
+    working_abort = manager.abort
+
+    def failing_abort():
+        working_abort()
+        raise ConnectionError("the storage is away")
+
+    monkeypatch.setattr(manager, "abort", failing_abort)
+    polled.reactor.advance(5)
+    polled.reactor.advance(5)
+    monkeypatch.setattr(manager, "abort", working_abort)
+    polled.reactor.advance(5)
+    assert len(polled.polls) == 4
+
+
 def test_fake_reactor_agent_size_changes_at_the_next_poll(fake, queue, clock):
     polled = fake()
     polled.activate()
