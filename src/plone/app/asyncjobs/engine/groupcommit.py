@@ -95,6 +95,12 @@ class GroupCommit:
         #: The run time of the jobs whose outcomes wait.
         self._run_time = timedelta(0)
 
+    def pending(self):
+        """The jobs whose outcomes (or starts) wait for a commit (a copy,
+        safe to take from any thread)."""
+        return [job for job, _, _ in list(self._outcomes)] + [
+            job for job, _, _ in list(self._starts)]
+
     def in_current_transaction(self):
         """Whether outcomes wait in the transaction that is open now."""
         return bool(self._outcomes) and self._transaction is self._manager.get()

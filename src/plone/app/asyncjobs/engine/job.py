@@ -393,11 +393,17 @@ class Job(Persistent, ZcAsyncJobSpellings):
         return f"{module}.{call}" if module else call
 
     def __repr__(self):
-        try:
-            arguments = [_short(a) for a in self.args]
-            arguments += [f"{k}={_short(v)}" for k, v in self.kwargs.items()]
-        except Exception as error:  # say, arguments whose classes are gone
-            arguments = [f"<arguments cannot be loaded: {type(error).__name__}>"]
+        if getattr(self, "_v_arguments_unloadable", False):
+            # Not again: log messages format this, and a failed load logs
+            # too, which inside a logging handler can deadlock with
+            # another thread doing the same.
+            arguments = ["<arguments cannot be loaded>"]
+        else:
+            try:
+                arguments = [_short(a) for a in self.args]
+                arguments += [f"{k}={_short(v)}" for k, v in self.kwargs.items()]
+            except Exception as error:  # say, an argument whose class is gone
+                arguments = [f"<arguments cannot be loaded: {type(error).__name__}>"]
         return f"<{short_repr(self)} ``{self.call_name}({', '.join(arguments)})``>"
 
     # -- hooks for subclasses ----------------------------------------------
@@ -526,6 +532,17 @@ class Job(Persistent, ZcAsyncJobSpellings):
         self.active_start = utcnow()
         self.attempts += 1
         self.holder = local.holder()
+
+    def load_arguments(self):
+        """Load the arguments now; ``False`` if they cannot be loaded (then
+        :meth:`__repr__` no longer tries: see there)."""
+        try:
+            self.args._p_activate()
+            self.kwargs._p_activate()
+        except Exception:
+            self._v_arguments_unloadable = True
+            return False
+        return True
 
     def run_claimed(self):
         """Run a job a worker claimed: fail it if expired, else call it."""
@@ -928,6 +945,7 @@ class Job(Persistent, ZcAsyncJobSpellings):
             events.critical("tear_down of %r failed", self, exc_info=True)
 
     def _log_outcome(self):
+        self.load_arguments()  # here, not inside the logging call (see __repr__)
         result = self._result
         if failures.is_failure(result):
             level = self.failure_log_level or logging.ERROR

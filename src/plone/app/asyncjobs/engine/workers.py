@@ -138,8 +138,9 @@ class AgentWorkers:
 
     def in_hand(self):
         """``(oid, database)`` of the jobs the pool's living threads hold:
-        claimed, and neither finished nor handed back."""
-        return set().union(*(thread.in_hand for thread in self.alive()))
+        claimed, and neither finished (their outcomes committed) nor
+        handed back."""
+        return set().union(*(thread.holding() for thread in self.alive()))
 
     def recover_strays(self, agent, seen):
         """Hand to their retry policies the jobs ``agent`` holds that no
@@ -284,6 +285,13 @@ class WorkerThread(threading.Thread):
                 local.set_successor(None)
                 abort(manager)
                 connection.close()
+
+    def holding(self):
+        """``(oid, database)`` of the jobs this thread holds (any thread):
+        those in hand, and those whose outcomes wait for a group commit."""
+        group = getattr(self, "group", None)
+        waiting = group.pending() if group is not None else []
+        return set(self.in_hand) | {object_id(job) for job in waiting}
 
     def superseded(self):
         """Whether the job this thread runs was found taken over elsewhere."""
@@ -507,6 +515,7 @@ class WorkerThread(threading.Thread):
         return False, []
 
     def _perform(self, job, manager):
+        job.load_arguments()  # before any log message shows them
         info = self.dispatcher.job_started(job, self.pool, self.name, self.pickup)
         self.pickup = NEXT
         self.current_job = info["id"]

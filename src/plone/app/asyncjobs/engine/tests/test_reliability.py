@@ -10,6 +10,7 @@ from plone.app.asyncjobs.engine import local
 from plone.app.asyncjobs.engine import retry
 from plone.app.asyncjobs.engine import status
 from plone.app.asyncjobs.engine import transactions
+from plone.app.asyncjobs.engine import workers
 from plone.app.asyncjobs.engine.clock import utcnow
 from plone.app.asyncjobs.engine.connectivity import Connectivity
 from plone.app.asyncjobs.engine.counters import Counters
@@ -240,3 +241,17 @@ def test_an_abort_that_fails_while_the_database_is_away_does_not_raise():
             raise OSError("connection refused")
 
     transactions.abort(Unreachable())
+
+
+def test_jobs_whose_outcomes_wait_for_a_group_commit_are_not_taken_for_strays(
+        queues, queue, start_dispatcher, monkeypatch):
+    monkeypatch.setattr(workers, "SHORT_JOB", 5)  # every job counts as short
+    dispatcher = start_dispatcher(poll_interval=0.05)
+    # Jobs of 10 ms: a group waits for several polls.
+    queued = [queue.put(Job(jobs.timed, "short", 0.01)) for number in range(300)]
+    commit(queue)
+    for job in queued:
+        wait_for_result(job, seconds=60)
+    assert dispatcher.statistics["outcomes grouped"] > 0
+    assert dispatcher.statistics["stranded jobs recovered"] == 0
+    assert all(job.attempts == 1 for job in queued)
