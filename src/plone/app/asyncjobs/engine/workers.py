@@ -55,6 +55,9 @@ CLAIM_ATTEMPTS = 5
 SHORT_JOB = 0.05
 BATCH = 16
 
+#: Seconds between two checks in the database by :meth:`WorkerThread.superseded`.
+VERIFY_EVERY = 1.0
+
 
 class AgentWorkers:
     """The pool of worker threads for one agent; sized by the dispatcher."""
@@ -245,6 +248,8 @@ class WorkerThread(threading.Thread):
         self.taken_over = None
         #: This thread's token (see :func:`.local.bind_worker`).
         self.holder = None
+        #: When :meth:`superseded` last asked the database (monotonic).
+        self._verified = time.monotonic()
 
     def run(self):
         # The thread's own default manager: code run by jobs (Plone's catalog
@@ -294,8 +299,38 @@ class WorkerThread(threading.Thread):
         return set(self.in_hand) | {object_id(job) for job in waiting}
 
     def superseded(self):
-        """Whether the job this thread runs was found taken over elsewhere."""
-        return self.current_job is not None and self.taken_over == self.current_job
+        """Whether the job this thread runs was taken over elsewhere (called
+        by the job, through :func:`.local.stop_requested`).
+
+        Besides what the polls found, asks the database itself when it did
+        not for :data:`VERIFY_EVERY` seconds: so a worker that was paused
+        (and found dead meanwhile) learns it at the job's first question
+        after waking, not at its next poll.
+        """
+        key = self.current_job
+        if key is None:
+            return False
+        now = time.monotonic()
+        if self.taken_over != key and now - self._verified >= VERIFY_EVERY:
+            self._verified = now
+            if not self._still_runs(key):
+                self.taken_over = key
+        return self.taken_over == key
+
+    def _still_runs(self, key):
+        """Whether job ``key`` is still this thread's, as committed now
+        (``True`` when the database cannot tell)."""
+        connection = self.dispatcher.db.open(transaction_manager=transaction.TransactionManager())
+        try:
+            job = load(connection, *key)
+            agent = job.agent
+            return (agent is not None and agent.holds(job) and job.holder == self.holder
+                    and agent.parent.UUID == self.dispatcher.uuid)
+        except Exception:
+            return True
+        finally:
+            abort(connection.transaction_manager)
+            connection.close()
 
     def _next_job(self, connection, manager, batch):
         """The next job of this thread's batch, claiming a batch if it is

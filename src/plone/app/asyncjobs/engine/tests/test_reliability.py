@@ -255,3 +255,17 @@ def test_jobs_whose_outcomes_wait_for_a_group_commit_are_not_taken_for_strays(
     assert dispatcher.statistics["outcomes grouped"] > 0
     assert dispatcher.statistics["stranded jobs recovered"] == 0
     assert all(job.attempts == 1 for job in queued)
+
+
+def test_a_job_learns_it_was_taken_over_without_waiting_for_a_poll(
+        queues, queue, start_dispatcher):
+    # As in a worker paused longer than its death interval: at its first
+    # question after waking, not at its next poll.
+    dispatcher = start_dispatcher(poll_interval=60)
+    job = put(queue, Job(jobs.run_until_stopped, "paused"), retry_policy_factory="never")
+    assert jobs.event("paused running").wait(jobs.WAIT)
+    sync(queue)
+    queue.dispatchers[dispatcher.uuid]["main"].give_up(job)
+    commit(queue)
+    wait_until(lambda: jobs.calls["paused stopped"] == 1)
+    assert wait_for_result(job).check(OutcomeUnknownError)
