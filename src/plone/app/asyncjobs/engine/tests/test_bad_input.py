@@ -156,9 +156,15 @@ def test_put_of_a_running_job_is_refused(dispatcher, queue):
 def test_a_job_whose_claim_cannot_be_committed_stays_pending_and_blocks_nothing(
     dispatcher, queue, caplog
 ):
+    sync(queue)
+    record = queue.dispatchers[dispatcher.uuid]
+    record.pause()  # so that no push claims the job before it cannot be stored back
     poison = queue.put(Job(jobs.Unstorable()))
     commit(queue)
     jobs.Unstorable.refuse = True  # the claim cannot store the job back
+    record.resume()
+    commit(queue)
+    dispatcher.wake()
     wait_until(lambda: object_id(poison) in dispatcher.unclaimable)
     good = queue.put(Job(jobs.add, 1, 1))
     commit(queue)
