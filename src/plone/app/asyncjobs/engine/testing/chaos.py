@@ -57,6 +57,7 @@ from ZODB.POSException import POSError
 
 from plone.app.asyncjobs.engine import configure
 from plone.app.asyncjobs.engine import local
+from plone.app.asyncjobs.engine.exceptions import OutcomeUnknownError
 from plone.app.asyncjobs.engine.failure import is_failure
 from plone.app.asyncjobs.engine.job import Job
 from plone.app.asyncjobs.engine.status import ACTIVE
@@ -403,6 +404,7 @@ class Row:
     stranded: int = 0
     rerun: int = 0
     uncounted: int = 0
+    unknown: int = 0
     never_ran_failed: int = 0
     overlap: float = 0.0
     deaths: int = 0
@@ -410,7 +412,7 @@ class Row:
 
     COLUMNS = (("scenario", 34), ("policy", 10), ("jobs", 6), ("runs", 6), ("failed", 6),
                ("lost", 5), ("stranded", 8), ("ran > 1", 7), ("runs > attempts", 15),
-               ("never ran, failed", 17), ("overlap s", 9), ("deaths", 6))
+               ("outcome unknown", 15), ("never ran, failed", 17), ("overlap s", 9), ("deaths", 6))
 
     @classmethod
     def header(cls):
@@ -467,7 +469,14 @@ def _count(row, cluster, number, job, job_runs):
     if len(job_runs) > job.attempts:
         row.uncounted += 1
         note("runs > attempts")
-    if failed and not job_runs and number not in cluster.unloadable:
+    # A job whose worker was found dead after its start was committed may
+    # or may not have begun (a kill can fall between that commit and the
+    # call); its failure says so, and claims nothing false.
+    unknown = failed and bool(job.result.check(OutcomeUnknownError))
+    if unknown:
+        row.unknown += 1
+        note("outcome unknown")
+    elif failed and not job_runs and number not in cluster.unloadable:
         row.never_ran_failed += 1
         note("never ran, failed")
 
