@@ -82,6 +82,9 @@ OUTAGE_SECONDS = DEATH_INTERVAL + 2
 
 #: Jobs added to a kill storm whenever fewer are left to run.
 STORM_BACKLOG = 500
+#: Jobs the harness queues per commit (smaller commits conflict less with
+#: the claims of the draining workers).
+QUEUE_BATCH = 50
 
 # A sibling declared dead; a retried commit logs the same death again.
 _DEATH = re.compile(r"found dispatcher (\S+) dead \(last ping ([^)]*)\)")
@@ -301,11 +304,12 @@ class Cluster:
                 queue.put(jobs[number])
             return jobs
 
-        for start in range(first, first + count, 200):
-            numbers = range(start, min(start + 200, first + count))
-            # The workers' claims write the queue too.
+        for start in range(first, first + count, QUEUE_BATCH):
+            numbers = range(start, min(start + QUEUE_BATCH, first + count))
+            # The workers' claims write the queue too: a conflict is likely
+            # while they drain, and must not end the suite.
             jobs = retry_conflicts(functools.partial(put, numbers), self.manager, "queueing jobs",
-                                   attempts=20)
+                                   attempts=1000)
             self.jobs.update((number, job._p_oid) for number, job in jobs.items())
         self.unloadable.update(first + index for index in unloadable)
 
