@@ -232,7 +232,7 @@ class GroupCommit:
 
 def _grouping_allowed(job):
     queue = job.queue
-    return job.group_commit and getattr(queue, "group_commit", True)
+    return job.group_commit and (queue is None or queue.group_commit)
 
 
 def _any(iterable):

@@ -120,6 +120,9 @@ class Queue(Persistent):
     name = None
     parent = None
     _completed = None
+    #: ``False``: no job of this queue leaves its outcome for a group
+    #: commit (see :mod:`.groupcommit`).
+    group_commit = True
     #: Per lane, then for the handed-back jobs (last), a
     #: ``BTrees.Length.Length`` counting the jobs that became pending there;
     #: ``None`` in queues stored before they existed, until a dispatcher
