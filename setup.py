@@ -45,6 +45,9 @@ setup(
         "ZODB>=6",
         "ZEO>=6",
         "Twisted>=24",
+        # Cron expressions of recurring jobs (engine/schedules.py): a
+        # well-kept parser rather than one of our own.
+        "croniter",
         "zope.component",
         "zope.event",
         "zope.interface",
