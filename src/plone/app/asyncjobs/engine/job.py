@@ -205,6 +205,14 @@ class Job(Persistent, ZcAsyncJobSpellings):
     #: The token of the worker thread that started the current attempt
     #: (see :func:`.local.bind_worker`); ``None`` outside worker threads.
     holder = None
+    #: Claim order among due jobs: higher first (see :mod:`.queue`).  Set
+    #: by :meth:`.queue.Queue.put`; kept by :meth:`copy`.
+    priority = 0
+    #: The key this job holds in its queue's unique index while in a status
+    #: of ``unique_while`` (see :mod:`.unique`).  Set by
+    #: :meth:`.queue.Queue.put`; kept by :meth:`copy`.
+    unique_key = None
+    unique_while = (PENDING,)
     #: ``False``: this job's outcome is always committed alone, never left
     #: for a group commit (see :mod:`.groupcommit`), say for a job that
     #: sends mail; its queue's ``group_commit`` can say so for all its jobs.
