@@ -48,6 +48,9 @@ setup(
         # Cron expressions of recurring jobs (engine/schedules.py): a
         # well-kept parser rather than one of our own.
         "croniter",
+        # Prometheus text exposition of the engine's metrics (engine/metrics.py,
+        # served by workers): the reference client, pure Python.
+        "prometheus_client",
         "zope.component",
         "zope.event",
         "zope.interface",
