@@ -57,6 +57,7 @@ from plone.app.asyncjobs.engine.log import events
 from plone.app.asyncjobs.engine.log import trace
 from plone.app.asyncjobs.engine.queue import KEY
 from plone.app.asyncjobs.engine.queue import LANES
+from plone.app.asyncjobs.engine.slottimer import SlotTimer
 from plone.app.asyncjobs.engine.transactions import abort
 from plone.app.asyncjobs.engine.transactions import retry_conflicts
 from plone.app.asyncjobs.engine.workers import AgentWorkers
@@ -204,6 +205,8 @@ class Dispatcher:
         self._rung = set()
         self._ring_pending = False
         self._due_timer = None
+        #: Queues the slots of recurring jobs (see :mod:`.schedules`).
+        self._slots = None
 
     # -- life cycle -----------------------------------------------------------
 
@@ -219,6 +222,7 @@ class Dispatcher:
         self.polls.clear()
         self.jobs.clear()
         self._connection = self.db.open(transaction_manager=transaction.TransactionManager())
+        self._slots = SlotTimer(self._connection, self.reactor, f"dispatcher {self.uuid}")
         channel = wakeup.channel_for(self.db) if self.push else None
         if channel is not None:
             self._listener = channel.listen(self._ring)
@@ -247,6 +251,8 @@ class Dispatcher:
             # Again once the poll committed: threads started by it may have
             # claimed before their agent was stored.
             self._look(pickups.POLL)
+            # Recurring jobs: the due slots, and a timer for the next one.
+            self._slots.queue_due()
         finally:
             # Whatever failed, the next poll comes: it is the safety net of
             # every other way of finding work, and the source of pings.
@@ -363,6 +369,7 @@ class Dispatcher:
             self._next_poll.cancel()
         if self._due_timer is not None and self._due_timer.active():
             self._due_timer.cancel()
+        self._slots.stop()
         if self._listener is not None:
             self._listener.stop()
             self._listener = None
