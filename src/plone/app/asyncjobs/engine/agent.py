@@ -137,8 +137,14 @@ class Agent(Persistent):
                 and (completed_before is None or job.active_end < completed_before)]
         for job in done:
             self._held.pop(object_id(job)[0])
-            self.completed.add(job, job.active_end)
+            self._record_completed(job)
         return len(done)
+
+    def _record_completed(self, job):
+        self.completed.add(job, job.active_end)
+        # Here, not in the commit of its outcome: that one writes nothing
+        # but the job (see .job).
+        self.queue.release_unique_key(job)
 
     def accepts(self, job):
         """Tell whether the filter accepts ``job`` (always true without one)."""
@@ -177,7 +183,7 @@ class Agent(Persistent):
         elif status in (ACTIVE, ASSIGNED, CALLBACKS):
             job.interrupted()
         elif status == COMPLETED:
-            self.completed.add(job, job.active_end)
+            self._record_completed(job)
 
     def __len__(self):
         """Jobs held, including completed ones not yet swept to the history."""

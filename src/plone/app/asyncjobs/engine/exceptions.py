@@ -21,6 +21,14 @@ class CancelledError(Exception):
     """Someone cancelled the job before it started."""
 
 
+class DuplicateJobError(ValueError):
+    """A job with the same unique key holds it in the queue (``job``)."""
+
+    def __init__(self, message, job):
+        super().__init__(message)
+        self.job = job
+
+
 class TimeoutError(builtins.TimeoutError):
     """The job did not start before its ``begin_by`` deadline."""
 

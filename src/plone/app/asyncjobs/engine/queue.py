@@ -8,8 +8,10 @@ set-up, referenced from the main root).  The default queue is named ``''``.
 workers see it after the commit, and it is gone if the transaction aborts.
 
 Claim order: jobs handed back (retried after an interruption) come first;
-then jobs in about the order they became due (``begin_after``).  Jobs that
-are not due yet are never claimed.
+then, among the jobs that are due, those of the highest ``priority`` (an
+integer, 0 by default); among due jobs of one priority, about the order
+they became due (``begin_after``).  Jobs that are not due yet are never
+claimed.
 
 Why "about": ZODB merges concurrent changes to different keys of a BTree,
 but never two changes when one of them deletes the first key of a bucket.
@@ -19,6 +21,18 @@ with a marker key that is never deleted; a job goes to a random lane, and
 a claim takes one of the first few due jobs of a random lane.  Concurrent
 claims then rarely touch the same job or bucket; since lanes fill and drain
 at the same average rate, the start order stays close to the due order.
+
+Priorities: priority 0 has the lanes above; every other priority has its
+own :data:`LANES` lanes, created by the first job put with it (a
+transaction that creates them conflicts with another creating them at
+the same time, once).  A claim looks in each priority's lanes in turn,
+highest first, the same way; so claims of different workers spread over
+the lanes of one priority as they do without priorities.  Lane number
+``n`` of every priority rings doorbell ``n``, and belongs to the same
+dispatcher.
+
+Unique keys (see :mod:`.unique`) are kept in an index of the queue,
+created on first use.
 
 Every transaction that makes a job pending also changes the *doorbell* of
 its lane (see :attr:`Queue.doorbells`), a counter whose concurrent changes
@@ -36,10 +50,12 @@ from ZODB.POSException import ConflictError
 from zope.interface import implementer
 
 from plone.app.asyncjobs.engine import retry
+from plone.app.asyncjobs.engine import unique
 from plone.app.asyncjobs.engine import wakeup
 from plone.app.asyncjobs.engine.clock import to_microseconds
 from plone.app.asyncjobs.engine.clock import utcnow
 from plone.app.asyncjobs.engine.container import Container
+from plone.app.asyncjobs.engine.exceptions import DuplicateJobError
 from plone.app.asyncjobs.engine.dispatchers import Dispatchers
 from plone.app.asyncjobs.engine.history import CompletedJobs
 from plone.app.asyncjobs.engine.ids import object_id
@@ -128,6 +144,11 @@ class Queue(Persistent):
     #: ``None`` in queues stored before they existed, until a dispatcher
     #: adds them (:meth:`install_doorbells`).
     doorbells = None
+    #: ``priority -> LANES lanes`` for the priorities other than 0 that
+    #: were used; created on first use.
+    _priority_lanes = None
+    #: The unique index (:class:`.unique.UniqueKeys`), created on first use.
+    _unique = None
 
     def __init__(self):
         self.install_doorbells()
@@ -142,20 +163,38 @@ class Queue(Persistent):
     # -- adding -------------------------------------------------------------
 
     def put(self, item, begin_after=None, begin_by=None, failure_log_level=None,
-            retry_policy_factory=None, quota_names=None):
+            retry_policy_factory=None, quota_names=None, priority=None,
+            unique_key=None, unique_while=None, on_duplicate="return"):
         """Queue ``item`` (a job, or a callable to wrap in one); return the job.
 
         ``begin_after`` (an aware datetime) delays the start; ``begin_by`` (a
-        timedelta) is how late after that the job may still start.  Errors
-        in any argument, a job that is not new, a quota that does not exist
-        or an argument that cannot be stored raise here, before anything
-        is queued.
+        timedelta) is how late after that the job may still start.
+        ``priority`` (an integer, default the job's, 0) orders the claims
+        of due jobs: higher first.
+
+        ``unique_key`` (a non-empty string, default the job's): if a job of
+        this queue holds that key - it is pending, or with ``unique_while``
+        :data:`.unique.WHILE_ACTIVE` pending or not yet completed - nothing
+        is queued: that job is returned, or with ``on_duplicate="raise"``
+        a :class:`~.exceptions.DuplicateJobError` carrying it is raised.
+        See :mod:`.unique`.
+
+        Errors in any argument, a job that is not new, a quota that does
+        not exist or an argument that cannot be stored raise here, before
+        anything is queued.
         """
         job = as_job(item)
         if job.status != NEW:
             raise ValueError(f"only a new job can be queued; {job!r} is {job.status}")
         if self._p_jar is None:
             raise ValueError("this queue is not stored in a database yet")
+        if priority is not None:
+            job.priority = check_priority(priority)
+        if unique_key is not None:
+            job.unique_key = unique.check_key(unique_key)
+        if unique_while is not None:
+            job.unique_while = unique.check_while(unique_while)
+        unique.check_on_duplicate(on_duplicate)
         if retry_policy_factory is not None:
             retry.resolve(retry_policy_factory)
             job.retry_policy_factory = retry_policy_factory
@@ -171,6 +210,17 @@ class Queue(Persistent):
         if begin_by is not None:
             job.begin_by = begin_by
         check_picklable(job)
+        if job.unique_key is not None:
+            holder = self._unique_holder(job.unique_key)
+            if holder is not None:
+                # Written back, so that a concurrent claim releasing the key
+                # conflicts with this put (see .unique).
+                self._unique[job.unique_key] = holder
+                if on_duplicate == "raise":
+                    raise DuplicateJobError(
+                        f"{holder!r} holds the unique key {job.unique_key!r} "
+                        f"in queue {self.name!r}", holder)
+                return holder
         if job._p_jar is None:
             self._p_jar.add(job)
         job.assigner_uuid = configured_uuid()
@@ -198,15 +248,40 @@ class Queue(Persistent):
                 job._begin_after = when
             self._insert(job, random.randrange(LANES))
 
-    def _tree(self, lane):
-        return self._handed_back if lane is None else self._lanes[lane]
+    def _tree(self, where):
+        """The tree ``where`` names: ``None`` the handed-back jobs, a lane
+        number a lane of priority 0, ``(priority, lane number)`` another."""
+        if where is None:
+            return self._handed_back
+        if isinstance(where, tuple):
+            priority, lane = where
+            return self._priority_lanes[priority][lane]
+        return self._lanes[where]
+
+    def _lane_sets(self):
+        """``(priority, lanes)`` pairs, highest priority first."""
+        if self._priority_lanes is None:
+            return [(0, self._lanes)]
+        return sorted([(0, self._lanes), *self._priority_lanes.items()],
+                      key=lambda item: item[0], reverse=True)
+
+    def _where(self, job, lane):
+        if lane is None or job.priority == 0:
+            return lane
+        if self._priority_lanes is None:
+            self._priority_lanes = OOBTree()
+        if job.priority not in self._priority_lanes:
+            self._priority_lanes[job.priority] = tuple(PendingJobs() for _ in range(LANES))
+        return (job.priority, lane)
 
     def _insert(self, job, lane):
         key = (to_microseconds(job.begin_after), object_id(job)[0])
-        self._tree(lane)[key] = job
-        job._queue_key = (lane, key)
+        where = self._where(job, lane)
+        self._tree(where)[key] = job
+        job._queue_key = (where, key)
         job.parent = self
         self._length.change(1)
+        self._take_unique_key(job)
         if self.doorbells is not None:
             doorbell = self.doorbells[LANES if lane is None else lane]
             doorbell.change(1)
@@ -226,18 +301,21 @@ class Queue(Persistent):
 
     # -- removing -----------------------------------------------------------
 
-    def _take(self, job):
-        lane, key = job._queue_key
-        del self._tree(lane)[key]
+    def _take(self, job, claimed=True):
+        """Take ``job`` out of its lane; ``claimed``: to run it."""
+        where, key = job._queue_key
+        del self._tree(where)[key]
         job._queue_key = None
         job.parent = None
         self._length.change(-1)
+        if not (claimed and unique.kept_while_active(job)):
+            self.release_unique_key(job)
 
     def remove(self, job):
         """Take a pending job out of the queue (cancel it)."""
         if job.parent is not self or job._queue_key is None:
             raise LookupError(f"{job!r} is not pending in queue {self.name!r}")
-        self._take(job)
+        self._take(job, claimed=False)
 
     def pull(self, index=0):
         """Remove and return the pending job at ``index`` (in claim order)."""
@@ -245,15 +323,41 @@ class Queue(Persistent):
         self._take(job)
         return job
 
+    # -- unique keys --------------------------------------------------------
+
+    def _unique_holder(self, key):
+        """The job of this queue that holds ``key`` now, or ``None``."""
+        job = None if self._unique is None else self._unique.get(key)
+        return job if job is not None and unique.holds(job) else None
+
+    def _take_unique_key(self, job):
+        """Enter a job that became pending in the index, unless another
+        job holds its key (see :mod:`.unique`)."""
+        key = job.unique_key
+        if key is None:
+            return
+        if self._unique is None:
+            self._unique = unique.UniqueKeys()
+        entry = self._unique.get(key)
+        if entry is not job and (entry is None or not unique.holds(entry)):
+            self._unique[key] = job
+
+    def release_unique_key(self, job):
+        """Remove ``job``'s entry from the unique index, if it has one."""
+        key = job.unique_key
+        if key is not None and self._unique is not None and self._unique.get(key) is job:
+            del self._unique[key]
+
     def claim(self, filter=None, default=None, now=None, lane=None, exclude=frozenset()):
         """Remove and return a job an agent may run now, or ``default``.
 
         A job whose ``begin_by`` deadline has passed is returned whatever
         the filter says, so that the claiming worker fails it; quotas and
         the filter decide for the others.  Handed-back jobs come first;
-        then one of the first :data:`CLAIM_WINDOW` eligible jobs of lane
-        number ``lane`` (default: a random one), or else of the first lane,
-        in random order, that has one.  Concurrent claimers of one process
+        then, priority by priority from the highest, one of the first
+        :data:`CLAIM_WINDOW` eligible jobs of lane number ``lane`` (default:
+        a random one), or else of the first lane, in random order, that
+        has one.  Concurrent claimers of one process
         pass different lanes.  Jobs whose ``(oid, database)`` is in ``exclude``
         are skipped, as are pending jobs that cannot be read (logged).
         """
@@ -261,8 +365,8 @@ class Queue(Persistent):
         start = random.randrange(LANES) if lane is None else lane % LANES
         # Other lanes in random order: claimers whose own lanes are empty
         # should not all move on to the same next lane.
-        others = random.sample([n for n in range(LANES) if n != start], LANES - 1)
-        lanes = [self._handed_back, self._lanes[start]] + [self._lanes[n] for n in others]
+        order = [start] + random.sample([n for n in range(LANES) if n != start], LANES - 1)
+        lanes = [self._handed_back] + [lanes[n] for _, lanes in self._lane_sets() for n in order]
         for lane in lanes:
             candidates = eligible.first(lane, CLAIM_WINDOW)
             if candidates:
@@ -278,24 +382,22 @@ class Queue(Persistent):
 
     def has_due_jobs(self, now=None):
         """Tell cheaply whether some pending job is due."""
-        if len(self._handed_back) > 1:
-            return True
         now_us = to_microseconds(now or utcnow())
-        for lane in self._lanes:
-            key = lane.first_key()
-            if key is not None and key[0] <= now_us:
-                return True
-        return False
+        return any(due <= now_us for _, due in self.lane_heads())
 
     def lane_heads(self):
-        """``(lane number, due µs)`` of the first job of every lane that has
-        one; lane ``None`` is the handed-back jobs, claimable at once (due 0)."""
+        """``(lane number, due µs)`` of the first job of every lane number
+        that has one, whatever its priority; lane ``None`` is the
+        handed-back jobs, claimable at once (due 0)."""
         if len(self._handed_back) > 1:
             yield None, 0
-        for number, lane in enumerate(self._lanes):
-            key = lane.first_key()
-            if key is not None:
-                yield number, key[0]
+        heads = {}
+        for _, lanes in self._lane_sets():
+            for number, lane in enumerate(lanes):
+                key = lane.first_key()
+                if key is not None and (number not in heads or key[0] < heads[number]):
+                    heads[number] = key[0]
+        yield from sorted(heads.items())
 
     # -- reading ------------------------------------------------------------
 
@@ -317,17 +419,18 @@ class Queue(Persistent):
             lower = lane.MARKER_KEY if after is None else max(after, lane.MARKER_KEY)
             return lane.items(min=lower, excludemin=True)
 
-        lanes = (self._handed_back,) + self._lanes
+        lanes = [self._handed_back] + [lane for _, lanes in self._lane_sets() for lane in lanes]
         return heapq.merge(*(lane_items(lane) for lane in lanes),
                            key=lambda item: item[0], reverse=reverse)
 
     def __iter__(self):
-        """Pending jobs: handed-back ones, then all by due time."""
+        """Pending jobs: handed-back ones, then by priority (highest
+        first), and by due time within one priority."""
         for _, job in self._handed_back.jobs():
             yield job
-        lanes = heapq.merge(*(lane.jobs() for lane in self._lanes), key=lambda item: item[0])
-        for _, job in lanes:
-            yield job
+        for _, lanes in self._lane_sets():
+            for _, job in heapq.merge(*(lane.jobs() for lane in lanes), key=lambda item: item[0]):
+                yield job
 
     def __getitem__(self, index):
         length = len(self)
@@ -373,3 +476,10 @@ class _Eligibility:
             if len(found) == count:
                 break
         return found
+
+
+def check_priority(priority):
+    """Return ``priority`` if it is an integer, else raise ``TypeError``."""
+    if not isinstance(priority, int) or isinstance(priority, bool):
+        raise TypeError(f"priority must be an integer, not {priority!r}")
+    return priority
