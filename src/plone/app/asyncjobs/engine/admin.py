@@ -16,7 +16,10 @@ from plone.app.asyncjobs.engine.status import COMPLETED
 from plone.app.asyncjobs.engine.status import PENDING
 
 
-#: The annotation keys linking a retried job and its retry, by integer oid.
+#: The annotation keys linking a retried job and its retries, by integer
+#: oid: a retry's ``RETRY_OF`` names its original, the original's
+#: ``RETRIED_AS`` every retry of it, oldest first (a tuple; an integer in
+#: jobs retried before it kept them all).
 RETRIED_AS = "retried_as"
 RETRY_OF = "retry_of"
 
@@ -45,15 +48,32 @@ def retry(job):
     The two are linked by the annotations :data:`RETRIED_AS` and
     :data:`RETRY_OF`.
     """
+    new = job.queue.put(_retry_copy(job))
+    new.annotations[RETRY_OF] = object_id(job)[0]
+    job.annotations[RETRIED_AS] = retries(job) + (object_id(new)[0],)
+    return new
+
+
+def check_retry(job):
+    """Raise ``BadStatusError`` if :func:`retry` would refuse ``job``."""
+    _retry_copy(job)
+
+
+def _retry_copy(job):
     if job.status != COMPLETED:
         raise BadStatusError(f"only a finished job can be retried; this one is {job.status}")
-    queue = job.queue
-    if queue is None:
+    if job.queue is None:
         raise BadStatusError("this job is not in a queue, so it cannot be retried")
-    new = queue.put(job.copy())
-    new.annotations[RETRY_OF] = object_id(job)[0]
-    job.annotations[RETRIED_AS] = object_id(new)[0]
-    return new
+    try:
+        return job.copy()
+    except ValueError as error:  # the job involves other jobs
+        raise BadStatusError(str(error)) from None
+
+
+def retries(job):
+    """The integer oids of the retries of ``job``, oldest first."""
+    oids = job.annotations.get(RETRIED_AS, ())
+    return (oids,) if isinstance(oids, int) else tuple(oids)
 
 
 def forget(job):

@@ -12,6 +12,7 @@ The composite job must itself be put in a queue.  Its list of inner jobs is
 extends the work.  Each step is safe to repeat, so interrupted composites
 resume where they were.
 """
+from plone.app.asyncjobs.engine.internal import internal
 from plone.app.asyncjobs.engine.job import Job
 from plone.app.asyncjobs.engine.job import as_job
 from plone.app.asyncjobs.engine.local import get_job
@@ -60,7 +61,7 @@ def _serial_step(composite, result=None):
     for job in composite.args:
         if _unqueued(job):
             composite.queue.put(job)
-            job.add_callback(Job(_serial_step, composite))
+            job.add_callback(internal(Job(_serial_step, composite)))
             return
         if not _finished(job):
             return
@@ -73,7 +74,7 @@ def _start_parallel(*jobs, postprocess):
     for job in jobs:
         if _unqueued(job):
             composite.queue.put(job)
-            job.add_callback(Job(_parallel_step, composite))
+            job.add_callback(internal(Job(_parallel_step, composite)))
     _parallel_step(composite)
     return postprocess
 

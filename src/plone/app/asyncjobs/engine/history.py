@@ -9,6 +9,7 @@ one starts and the oldest is dropped, so entries live between
 
 Each generation keeps succeeded and failed jobs in two trees and counts
 both, so that listing either kind and counting never read every job.
+Jobs the engine made for itself are not kept (see :mod:`.internal`).
 
 Concurrent additions from several worker threads touch different keys of
 one tree, which ZODB's BTree conflict resolution merges; the counters are
@@ -25,6 +26,7 @@ from plone.app.asyncjobs.engine.clock import to_microseconds
 from plone.app.asyncjobs.engine.clock import utcnow
 from plone.app.asyncjobs.engine.failure import is_failure
 from plone.app.asyncjobs.engine.ids import object_id
+from plone.app.asyncjobs.engine.internal import is_internal
 from plone.app.asyncjobs.engine.trees import descending
 
 
@@ -107,7 +109,14 @@ class CompletedJobs(Persistent):
         self._generations = (Generation(),)
 
     def add(self, job, completed=None):
-        """Add ``job``, completed at ``completed`` (default: now)."""
+        """Add ``job``, completed at ``completed`` (default: now).
+
+        A job the engine made for itself (:func:`.internal.is_internal`)
+        is not kept: it was nobody's work, and an administrator has
+        nothing to look up or retry in it (its failure is logged).
+        """
+        if is_internal(job):
+            return
         now = utcnow()
         self._rotate(now)
         key = history_key(completed or now, job)

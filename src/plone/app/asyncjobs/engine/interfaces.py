@@ -15,6 +15,16 @@ class IJob(Interface):
     result = Attribute("The return value, a Failure, or None while unfinished")
 
 
+class IInternalJob(IJob):
+    """A job the engine or the Plone service makes for its own bookkeeping
+    (a callback that notifies events or queues the next step, a job that
+    resumes another job's callbacks), not for anyone's work.
+
+    Consoles do not show or count these jobs, and histories do not keep
+    them once they completed; mark one with :func:`.internal.internal`.
+    """
+
+
 class IQueue(Interface):
     """An ordered collection of pending jobs that agents claim from."""
 

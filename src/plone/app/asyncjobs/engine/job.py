@@ -52,6 +52,7 @@ from plone.app.asyncjobs.engine.exceptions import TimeoutError
 from plone.app.asyncjobs.engine.ids import load
 from plone.app.asyncjobs.engine.ids import object_id
 from plone.app.asyncjobs.engine.ids import short_repr
+from plone.app.asyncjobs.engine.internal import internal
 from plone.app.asyncjobs.engine.interfaces import IAgent
 from plone.app.asyncjobs.engine.interfaces import IJob
 from plone.app.asyncjobs.engine.interfaces import IQueue
@@ -743,7 +744,7 @@ class Job(Persistent, ZcAsyncJobSpellings):
                 return self._store_outcome(inner(), data_cache)
             queue.put(inner)
         self._result = inner
-        inner.add_callback(Job(self._take_result_of_waited_job))
+        inner.add_callback(internal(Job(self._take_result_of_waited_job)))
 
     def _take_result_of_waited_job(self, result):
         if self._status_id == _ACTIVE:
@@ -921,7 +922,7 @@ class Job(Persistent, ZcAsyncJobSpellings):
             self.queue.put_back(self._resume_callbacks_job())
 
     def _resume_callbacks_job(self):
-        job = Job(self.resume_callbacks)
+        job = internal(Job(self.resume_callbacks))
         job.retry_policy_factory = "forever"
         job.failure_log_level = logging.CRITICAL
         return job

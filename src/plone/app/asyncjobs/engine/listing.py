@@ -21,6 +21,7 @@ from dataclasses import field
 
 from plone.app.asyncjobs.engine.clock import to_microseconds
 from plone.app.asyncjobs.engine.ids import object_id
+from plone.app.asyncjobs.engine.internal import is_internal
 from plone.app.asyncjobs.engine.status import ACTIVE
 from plone.app.asyncjobs.engine.status import ASSIGNED
 from plone.app.asyncjobs.engine.status import CALLBACKS
@@ -160,13 +161,19 @@ def _bounded(items, low, high, reverse):
 
 
 def count_jobs(queue):
-    """``{state: count}`` for ``queue`` without reading its jobs (but the running ones)."""
+    """``{state: count}`` for ``queue`` without reading its jobs (but the running ones).
+
+    Jobs the engine made for itself (:mod:`.internal`) are not counted
+    among the running ones, and histories do not keep them; one waiting
+    in the queue (for a moment: it is queued first in line) is counted
+    among the pending ones, since that count reads no job.
+    """
     counts = dict.fromkeys(STATES, 0)
     counts[PENDING] = len(queue)
     for history in histories(queue):
         counts[SUCCEEDED] += history.succeeded_count()
         counts[FAILED] += history.failed_count()
-    counts[RUNNING] = sum(1 for _ in _running_jobs(queue))
+    counts[RUNNING] = sum(1 for job in _running_jobs(queue) if not is_internal(job))
     return counts
 
 

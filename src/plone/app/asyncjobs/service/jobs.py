@@ -17,6 +17,7 @@ from zope.interface import implementer
 
 from plone.app.asyncjobs.engine import failure as failures
 from plone.app.asyncjobs.engine.ids import short_repr
+from plone.app.asyncjobs.engine.interfaces import IInternalJob
 from plone.app.asyncjobs.engine.job import Job
 from plone.app.asyncjobs.engine.job import check_callable
 from plone.app.asyncjobs.engine.job import check_picklable
@@ -92,6 +93,7 @@ class ContextJob(Job):
         return f"<{short_repr(self)} ``{name}({', '.join(arguments)})``>"
 
 
+@implementer(IInternalJob)
 class EventCallback(Job):
     """Notifies JobSuccess or JobFailure for the job it is a callback of.
 

@@ -20,6 +20,7 @@ order they were queued.
 """
 from plone.app.asyncjobs.engine import local
 from plone.app.asyncjobs.engine import retry
+from plone.app.asyncjobs.engine.internal import internal
 from plone.app.asyncjobs.engine.job import Job
 from plone.app.asyncjobs.engine.status import NEW
 
@@ -53,7 +54,7 @@ def put_in_order(queue, job, begin_after=None, begin_by=None, quota_names=(),
         job.begin_after = begin_after
         job.begin_by = begin_by
         job.quota_names = quota_names
-        callback = Job(put_successor, queue)
+        callback = internal(Job(put_successor, queue))
         callback.annotations[SUCCESSOR] = job
         previous.add_callback(callback)
     for key in keys:

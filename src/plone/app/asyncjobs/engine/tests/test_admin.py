@@ -160,10 +160,34 @@ def test_retry_queues_a_copy_with_the_same_work_and_callbacks(queue, agent, conn
     assert [cb.callable for cb in again.callbacks] == [jobs.describe]
     assert again.callbacks[0].status == status.NEW and again.callbacks[0] is not job.callbacks[0]
     assert again.annotations[admin.RETRY_OF] == object_id(job)[0]
-    assert job.annotations[admin.RETRIED_AS] == object_id(again)[0]
+    assert admin.retries(job) == (object_id(again)[0],)
     assert admin.find_job(connect(), object_id(again)[0]).args[0] == "first"
     with pytest.raises(BadStatusError, match="only a finished job can be retried"):
         admin.retry(again)
+
+
+def test_every_retry_of_a_job_is_remembered(queue, agent):
+    job = queue.put(Job(jobs.boom, "first"), quota_names=())
+    job.retry_policy_factory = "never"
+    run_here(queue, agent, job)
+    first = admin.retry(job)
+    second = admin.retry(job)
+    commit(queue)
+    assert admin.retries(job) == (object_id(first)[0], object_id(second)[0])
+    # A job retried before every retry was kept names its last one.
+    job.annotations[admin.RETRIED_AS] = object_id(second)[0]
+    assert admin.retries(job) == (object_id(second)[0],)
+
+
+def test_check_retry_refuses_what_retry_refuses(queue):
+    job = queue.put(Job(jobs.echo, Job(jobs.echo, 1)), quota_names=())
+    with pytest.raises(BadStatusError, match="only a finished job"):
+        admin.check_retry(job)
+    admin.cancel(job)
+    with pytest.raises(BadStatusError, match="cannot be copied"):
+        admin.check_retry(job)
+    with pytest.raises(BadStatusError, match="cannot be copied"):
+        admin.retry(job)
 
 
 def test_jobs_built_from_other_jobs_cannot_be_copied(queue):
