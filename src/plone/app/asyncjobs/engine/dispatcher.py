@@ -53,6 +53,7 @@ from plone.app.asyncjobs.engine.counters import Counters
 from plone.app.asyncjobs.engine.exceptions import DispatcherError
 from plone.app.asyncjobs.engine.ids import object_id
 from plone.app.asyncjobs.engine.instanceuuid import get_uuid
+from plone.app.asyncjobs.engine.jobmetrics import JobMetrics
 from plone.app.asyncjobs.engine.log import events
 from plone.app.asyncjobs.engine.log import trace
 from plone.app.asyncjobs.engine.queue import KEY
@@ -182,6 +183,9 @@ class Dispatcher:
         self._next_poll = None
         self._lock = threading.Lock()
         self.statistics = Counters()
+        #: The jobs run here by queue and callable, for Prometheus (see
+        #: :mod:`.jobmetrics` and :mod:`.metrics`).
+        self.metrics = JobMetrics(str(self.uuid))
         #: Since when this dispatcher could watch its siblings' pings.
         self.connectivity = Connectivity(late=2 * timedelta(seconds=poll_interval))
         #: Per (queue, agent), the held jobs no thread had in hand at the
@@ -576,6 +580,8 @@ class Dispatcher:
             "started": started,
             "pickup": pickup,
             "pickup latency": waited,
+            # Attempts after this one that end in this thread are reruns.
+            "attempt": job.attempts,
             "completed": None,
             "failed": False,
             "reassigned": False,
@@ -586,6 +592,7 @@ class Dispatcher:
             while len(self.jobs) > self._jobs_size:
                 self.jobs.popitem(last=False)
         self.statistics.add("started")
+        self.metrics.started(job, info)
         return info
 
     def job_finished(self, info, job):
@@ -603,6 +610,13 @@ class Dispatcher:
             text = text[:RESULT_LIMIT] + "\n[...TRUNCATED...]"
         info["result"] = text
         self.statistics.add("failed" if info["failed"] else "completed")
+        try:
+            self.metrics.finished(job, info)
+        except Exception:
+            # It reads the job's state again, which can fail (the storage
+            # away): the metrics miss this outcome, the thread goes on.
+            events.warning("%s: the metrics could not count the outcome of job %s",
+                           info["thread"], info["id"], exc_info=True)
 
     # -- introspection ----------------------------------------------------------
 

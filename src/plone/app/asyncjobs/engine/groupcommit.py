@@ -61,7 +61,9 @@ from plone.app.asyncjobs.engine.status import ASSIGNED
 from plone.app.asyncjobs.engine.status import CALLBACKS
 from plone.app.asyncjobs.engine.status import COMPLETED
 from plone.app.asyncjobs.engine.transactions import EXPLOSIVE
+from plone.app.asyncjobs.engine.transactions import OUTCOME
 from plone.app.asyncjobs.engine.transactions import abort
+from plone.app.asyncjobs.engine.transactions import count_conflict
 from plone.app.asyncjobs.engine.transactions import retry_forever
 
 
@@ -199,8 +201,9 @@ class GroupCommit:
             except EXPLOSIVE:
                 self._manager.abort()
                 raise
-            except Exception:
+            except Exception as error:
                 abort(self._manager)
+                count_conflict(error, OUTCOME)
                 trace.info("the commit of %d grouped outcomes failed; storing them again",
                            len(self._outcomes), exc_info=True)
         restored = retry_forever(self._restore, self._manager,

@@ -66,7 +66,9 @@ from plone.app.asyncjobs.engine.status import NEW
 from plone.app.asyncjobs.engine.status import PENDING
 from plone.app.asyncjobs.engine.transactions import EXPLOSIVE
 from plone.app.asyncjobs.engine.transactions import DISCONNECTED
+from plone.app.asyncjobs.engine.transactions import OUTCOME
 from plone.app.asyncjobs.engine.transactions import abort
+from plone.app.asyncjobs.engine.transactions import count_conflict
 from plone.app.asyncjobs.engine.transactions import retry_forever
 
 
@@ -596,7 +598,8 @@ class Job(Persistent, ZcAsyncJobSpellings):
                     manager.abort()
                     self._tear_down_quietly(setup_info)
                     raise
-                except Exception:
+                except Exception as error:
+                    count_conflict(error, OUTCOME)
                     commit_failure = failures.capture()
                     abort(manager)
                     local.restore_grouped_outcomes()

@@ -8,6 +8,7 @@ import time
 
 from ZODB.POSException import TransactionError
 
+from plone.app.asyncjobs.engine.counters import Counters
 from plone.app.asyncjobs.engine.log import events
 from plone.app.asyncjobs.engine.log import trace
 
@@ -31,6 +32,16 @@ DISCONNECTED = tuple(error for error in (ClientDisconnected, _PostgreSQLUnreacha
 #: Exceptions that must end the worker thread, never be retried or stored.
 EXPLOSIVE = (SystemExit, KeyboardInterrupt)
 
+#: Where a commit conflicted (the keys of :data:`conflicts`): the engine's
+#: bookkeeping (the commit loops below: polls, starts, hand-backs,
+#: reschedules, stored failures), or the commit storing a job's outcome.
+BOOKKEEPING, OUTCOME = "bookkeeping", "outcome"
+
+#: How many commits of this process conflicted, by :data:`BOOKKEEPING` or
+#: :data:`OUTCOME` (read by :mod:`.metrics`).  Claims count theirs apart,
+#: in their dispatcher's statistics.
+conflicts = Counters()
+
 INITIAL_BACKOFF = 5
 BACKOFF_INCREMENT = 5
 MAX_BACKOFF = 60
@@ -40,6 +51,13 @@ def backoff(attempt, initial=INITIAL_BACKOFF, increment=BACKOFF_INCREMENT,
             maximum=MAX_BACKOFF):
     """Return the seconds to wait before retry number ``attempt`` (1-based)."""
     return min(maximum, initial + increment * (attempt - 1))
+
+
+def count_conflict(error, where):
+    """Count ``error`` in :data:`conflicts` under ``where`` if it is a
+    conflict (a ``TransactionError``, which the commit loops retry at once)."""
+    if isinstance(error, TransactionError):
+        conflicts.add(where)
 
 
 def abort(transaction_manager):
@@ -79,6 +97,7 @@ def retry_forever(work, transaction_manager, description, sleep=time.sleep, givi
             raise
         except TransactionError:
             abort(transaction_manager)
+            conflicts.add(BOOKKEEPING)
             if attempt % 5 == 0:
                 trace.warning("%s: %d conflicts so far, retrying", description, attempt)
         except Exception:
@@ -105,6 +124,7 @@ def retry_conflicts(work, transaction_manager, description, attempts=5):
             return value
         except TransactionError:
             abort(transaction_manager)
+            conflicts.add(BOOKKEEPING)
             if attempt == attempts:
                 raise
             trace.debug("%s: conflict on attempt %d, retrying", description, attempt)
