@@ -7,6 +7,9 @@ record, which is atomic between processes for lines this short.
 import os
 import time
 
+from plone.app.asyncjobs.engine import local
+from plone.app.asyncjobs.engine.ids import object_id
+
 
 def noop():
     """Do nothing: measures the engine's own cost per job."""
@@ -20,6 +23,12 @@ def record(path, number):
     finally:
         os.close(descriptor)
     return number
+
+
+def record_job(path):
+    """Append ``"<oid of the running job> <pid>"`` to ``path`` (tells apart
+    the runs of a recurring job's slots)."""
+    return record(path, object_id(local.get_job())[0])
 
 
 def hold_until(started_path, gate_path, number, check_every=0.05):
