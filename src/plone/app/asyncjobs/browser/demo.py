@@ -14,7 +14,8 @@ context (here the site) first, as every job queued with
 :func:`plone.app.asyncjobs.api.queue_job` does.  After queuing them, the
 page names them by their ids in its URL (no session needed) and shows
 their status, progress and results; it reloads itself every few seconds
-while one of them is unfinished.
+while one of them is unfinished.  Each row links to the job's page in
+the job control panel.
 """
 import time
 from datetime import datetime
@@ -142,6 +143,7 @@ def describe_job(job):
     if progress is not None and progress.fraction is not None:
         percent = round(progress.fraction * 100)
     return {
+        "id": str(object_id(job)[0]),
         "name": f"{func.__module__}.{func.__qualname__}",
         "short_name": func.__name__,
         "status": status,
@@ -212,6 +214,11 @@ class DemoView(BrowserView):
     @property
     def control_panel_url(self):
         return f"{self.context.absolute_url()}/@@asyncjobs-controlpanel"
+
+    def job_url(self, job):
+        """The page of ``job`` (a :func:`describe_job` dict) in the job
+        control panel, where its arguments, times and traceback are."""
+        return f"{self.context.absolute_url()}/@@asyncjobs-job?id={job['id']}"
 
     @property
     def reload_seconds(self):

@@ -21,6 +21,7 @@ from plone.app.asyncjobs import api as jobs_api
 from plone.app.asyncjobs.browser import demo
 from plone.app.asyncjobs.engine.failure import is_failure
 from plone.app.asyncjobs.engine.failure import traceback_text
+from plone.app.asyncjobs.engine.ids import object_id
 from plone.app.asyncjobs.engine.progress import progress_of
 from plone.app.asyncjobs.engine.status import COMPLETED
 from plone.app.asyncjobs.engine.status import PENDING
@@ -185,6 +186,11 @@ def test_the_button_queues_three_jobs_that_run(functional, quick_demo):
     assert "100%" in page
     assert "RuntimeError: this demo job fails on purpose" in html.unescape(page)
     assert "or later" in page
+    # Each row links to its job's page in the control panel.
+    links = [re.search(r'href="([^"]+)"', tag)[1]
+             for tag in re.findall(r"<a [^>]*data-job-link[^>]*>", page)]
+    assert links == [f"{functional['portal'].absolute_url()}/@@asyncjobs-job?id="
+                     f"{object_id(job)[0]}" for job in jobs]
 
 
 def test_say_when_runs_with_the_sites_url(functional):
