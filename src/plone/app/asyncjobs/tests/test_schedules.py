@@ -1,0 +1,93 @@
+"""Plone schedules: the ZCML directive, and slot jobs that run in the site
+as the schedule's declared user (Anonymous when none is declared)."""
+import pytest
+import transaction
+from plone.app.testing import TEST_USER_ID
+from zope.configuration import xmlconfig
+from zope.configuration.exceptions import ConfigurationError
+
+import plone.app.asyncjobs.schedules
+from plone.app.asyncjobs.engine import schedules as engine_schedules
+from plone.app.asyncjobs.engine.testing.waiting import wait_until
+from plone.app.asyncjobs.schedules import zcml
+from plone.app.asyncjobs.schedules.install import install_declared
+from plone.app.asyncjobs.schedules.jobs import SiteJobFactory
+from plone.app.asyncjobs.testing import wait_for_result
+from plone.app.asyncjobs.tests import jobs
+
+
+def load(directives):
+    context = xmlconfig.file("meta.zcml", plone.app.asyncjobs.schedules)
+    xmlconfig.string(f"""
+        <configure xmlns="http://namespaces.zope.org/zope"
+                   xmlns:asyncjobs="http://namespaces.plone.org/asyncjobs">
+          {directives}
+        </configure>""", context=context)
+
+
+@pytest.fixture
+def declared(monkeypatch):
+    monkeypatch.setattr(zcml, "DECLARED", {})
+    return zcml.DECLARED
+
+
+def test_the_directive_declares_a_schedule(declared):
+    load("""<asyncjobs:schedule name="nightly" site="/plone" cron="0 3 * * *"
+              timezone="Europe/Brussels" handler="plone.app.asyncjobs.tests.jobs.add"
+              args="1 2" user="editor" queue="other" misfire="all" misfire_grace="30" />""")
+    schedule = declared["nightly"]
+    assert str(schedule.trigger) == "cron '0 3 * * *' (Europe/Brussels)"
+    assert schedule.func == "plone.app.asyncjobs.tests.jobs:add"
+    assert schedule.args == ("1", "2") and schedule.queue == "other"
+    assert schedule.misfire == "all" and schedule.misfire_grace.total_seconds() == 30
+    assert schedule.job_factory == SiteJobFactory(
+        ("", "plone"), "editor", ("", "plone", "acl_users"))
+
+
+@pytest.mark.parametrize("attributes, message", [
+    ('interval="5" cron="* * * * *"', "either cron or interval"),
+    ('', "either cron or interval"),
+    ('cron="every day"', "invalid cron expression"),
+    ('cron="* * * * *" timezone="Nowhere/Land"', "unknown timezone"),
+    ('interval="5" user_folder="/acl_users"', None),
+])
+def test_bad_directives_fail_at_startup(declared, attributes, message):
+    directive = f"""<asyncjobs:schedule name="s" site="/plone"
+        handler="plone.app.asyncjobs.tests.jobs.add" {attributes} />"""
+    if message is None:
+        load(directive)  # a user folder without a user is ignored
+        assert declared["s"].job_factory.user_id is None
+        return
+    with pytest.raises(ConfigurationError, match=message):
+        load(directive)
+
+
+def test_two_schedules_of_one_name_conflict(declared):
+    one = """<asyncjobs:schedule name="s" site="/plone" interval="5"
+        handler="plone.app.asyncjobs.tests.jobs.add" />"""
+    with pytest.raises(ConfigurationError, match="Conflicting"):
+        load(one + one)
+
+
+def _run_first_slot(portal, schedule):
+    db = portal._p_jar.db()
+    assert install_declared(db, {schedule.name: schedule}) == 1
+    transaction.begin()
+    record = engine_schedules.get_record(portal._p_jar, schedule.name)
+    wait_until(lambda: record.last_runs(), seconds=20, sync=transaction.begin)
+    [(_, job, note)] = record.last_runs()[-1:]
+    return wait_for_result(job, commit=False)
+
+
+def test_a_slot_runs_in_the_site_as_the_declared_user(portal, declared):
+    schedule = zcml.make_schedule("who", jobs.describe, "/plone", interval=0.5,
+                                  user=TEST_USER_ID)
+    result = _run_first_slot(portal, schedule)
+    assert result["site"] == "/plone" and result["path"] == "/plone"
+    assert result["user"] == TEST_USER_ID and result["anonymous"] is False
+
+
+def test_a_slot_without_a_declared_user_runs_as_anonymous(portal, declared):
+    schedule = zcml.make_schedule("anon", jobs.describe, "/plone", interval=0.5)
+    result = _run_first_slot(portal, schedule)
+    assert result["anonymous"] is True
