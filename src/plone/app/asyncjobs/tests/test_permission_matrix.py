@@ -43,9 +43,13 @@ from ZODB.utils import u64
 from zope.component.hooks import setSite
 
 from plone.app.asyncjobs import api as jobs_api
+from plone.app.asyncjobs.engine import schedules as engine_schedules
 from plone.app.asyncjobs.engine.job import Job
+from plone.app.asyncjobs.engine.schedules import Schedule
+from plone.app.asyncjobs.engine.triggers import Interval
 from plone.app.asyncjobs.engine.testing.waiting import wait_for_poll
 from plone.app.asyncjobs.inspection import job_id
+from plone.app.asyncjobs.schedules.jobs import SiteJobFactory
 from plone.app.asyncjobs.testing import OTHER_SITE_ID
 from plone.app.asyncjobs.testing import SITE_USERS
 from plone.app.asyncjobs.testing import password
@@ -218,7 +222,48 @@ MATRIX = [
      "401 401 401 401 401 403 401 200"),
     (("POST resume", "plone", "rest", "POST", "@asyncjobs/dispatchers/{dispatcher}/resume", {}),
      "401 403 403 403 403 401 403 200"),
+    # Schedules (see SCHEDULES): in a database of two sites only the root's
+    # Manager may pause, resume and run them (Manage workers on the root).
+    (("GET schedules", "plone", "rest", "GET", "@asyncjobs/schedules", None),
+     "401 403 403 403 200 401 200 200"),
+    (("GET schedule", "plone", "rest", "GET", "@asyncjobs/schedules/editor-tick", None),
+     "401 403 403 403 200 401 200 200"),
+    (("GET /other's schedule from /plone", "plone", "rest", "GET",
+      "@asyncjobs/schedules/other-tick", None),
+     "401 403 403 403 404 401 404 404"),
+    (("GET /plone's schedule from /other", "other", "rest", "GET",
+      "@asyncjobs/schedules/editor-tick", None),
+     "401 401 401 401 401 404 401 404"),
+    (("GET engine schedule", "plone", "rest", "GET", "@asyncjobs/schedules/engine-tick", None),
+     "401 403 403 403 404 401 404 404"),
+    (("GET engine schedule, every site", "plone", "rest", "GET",
+      f"@asyncjobs/schedules/engine-tick?{DATABASE}", None),
+     "401 403 403 403 403 401 403 200"),
+    (("POST pause schedule", "plone", "rest", "POST", "@asyncjobs/schedules/editor-tick/pause",
+      {}),
+     "401 403 403 403 403 401 403 200"),
+    (("POST resume schedule", "plone", "rest", "POST", "@asyncjobs/schedules/editor-tick/resume",
+      {}),
+     "401 403 403 403 403 401 403 200"),
+    (("POST run editor's schedule", "plone", "rest", "POST",
+      "@asyncjobs/schedules/editor-tick/run", {}),
+     "401 403 403 403 403 401 403 201"),
+    (("POST run root's schedule", "plone", "rest", "POST", "@asyncjobs/schedules/root-tick/run",
+      {}),
+     "401 403 403 403 403 401 403 201"),
+    (("POST run /plone's schedule from /other", "other", "rest", "POST",
+      "@asyncjobs/schedules/root-tick/run", {}),
+     "401 401 401 401 401 404 401 404"),
 ]
+
+#: Schedules of the world, daily (no slot comes during the test): name,
+#: site, user id, user folder.
+SCHEDULES = (
+    ("editor-tick", ("", "plone"), "editor", ("", "plone", "acl_users")),
+    ("root-tick", ("", "plone"), SITE_OWNER_NAME, ("", "acl_users")),
+    ("other-tick", ("", OTHER_SITE_ID), None, None),
+    ("engine-tick", None, None, None),
+)
 
 
 def _credentials(user):
@@ -259,6 +304,11 @@ def world(two_sites):
     for number in (1, 2, 3, 4):
         made[f"pending_{number}"] = _queue(plone, root_users, SITE_OWNER_NAME, jobs.add, 7,
                                            delay=timedelta(days=1))
+    for name, site_path, user_id, user_folder in SCHEDULES:
+        factory = site_path and SiteJobFactory(site_path, user_id, user_folder)
+        engine_schedules.install(plone._p_jar, Schedule(
+            name, jobs.add, Interval(timedelta(days=1)), args=(8,) if factory else (1, 2),
+            job_factory=factory))
     transaction.commit()
     names = {name: job_id(job) for name, job in made.items()}
     names["not_a_job"] = str(u64(plone._p_oid))

@@ -2,13 +2,18 @@
 as the schedule's declared user (Anonymous when none is declared)."""
 import pytest
 import transaction
+from plone.app.testing import SITE_OWNER_NAME
 from plone.app.testing import TEST_USER_ID
+from plone.app.testing import setRoles
 from zope.configuration import xmlconfig
 from zope.configuration.exceptions import ConfigurationError
 
 import plone.app.asyncjobs.schedules
+from plone.app.asyncjobs import access
+from plone.app.asyncjobs import api as jobs_api
 from plone.app.asyncjobs.engine import schedules as engine_schedules
 from plone.app.asyncjobs.engine.testing.waiting import wait_until
+from plone.app.asyncjobs.schedules import console
 from plone.app.asyncjobs.schedules import zcml
 from plone.app.asyncjobs.schedules.install import install_declared
 from plone.app.asyncjobs.schedules.jobs import SiteJobFactory
@@ -91,3 +96,43 @@ def test_a_slot_without_a_declared_user_runs_as_anonymous(portal, declared):
     schedule = zcml.make_schedule("anon", jobs.describe, "/plone", interval=0.5)
     result = _run_first_slot(portal, schedule)
     assert result["anonymous"] is True
+
+
+def _installed(portal, name, **user):
+    schedule = zcml.make_schedule(name, jobs.describe, "/plone", interval=86400, **user)
+    return engine_schedules.install(portal._p_jar, schedule)
+
+
+def test_run_now_runs_as_the_schedules_user_for_those_who_hold_its_roles(portal):
+    setRoles(portal, TEST_USER_ID, ["Manager"])  # Manage workers: the only site
+    record = _installed(portal, "mine", user=TEST_USER_ID)
+    job = console.run_now(jobs_api.get_queues(portal), record, portal, TEST_USER_ID)
+    assert record.last_runs()[0][1:] == (job, f"run now by {TEST_USER_ID}")
+    result = wait_for_result(job)
+    assert result["user"] == TEST_USER_ID and result["site"] == "/plone"
+
+
+def test_run_now_never_lends_the_schedules_user_more_rights(portal):
+    """A Manager of the site may not run a schedule that runs as the Zope
+    root's Manager: the job would have rights on the root they lack."""
+    setRoles(portal, TEST_USER_ID, ["Manager"])
+    record = _installed(portal, "root's", user=SITE_OWNER_NAME, user_folder="/acl_users")
+    with pytest.raises(access.RunAsRefused, match="Manager"):
+        console.run_now(jobs_api.get_queues(portal), record, portal, TEST_USER_ID)
+    assert record.last_runs() == []
+
+
+def test_pause_resume_and_run_need_manage_workers(portal):
+    record = _installed(portal, "mine", user=TEST_USER_ID)
+    queues = jobs_api.get_queues(portal)
+    for action in (lambda: console.pause(record, portal, TEST_USER_ID),
+                   lambda: console.resume(record, portal, TEST_USER_ID),
+                   lambda: console.run_now(queues, record, portal, TEST_USER_ID)):
+        with pytest.raises(access.ScopeRefused):
+            action()
+    setRoles(portal, TEST_USER_ID, ["Manager"])
+    console.pause(record, portal, TEST_USER_ID)
+    assert console.describe(record)["paused"] is True
+    assert console.describe(record)["next run"] is None
+    console.resume(record, portal, TEST_USER_ID)
+    assert console.describe(record)["next run"] is not None

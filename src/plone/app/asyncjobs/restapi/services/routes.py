@@ -9,6 +9,7 @@ from plone.app.asyncjobs.restapi.services import dispatchers
 from plone.app.asyncjobs.restapi.services import jobs
 from plone.app.asyncjobs.restapi.services import overview
 from plone.app.asyncjobs.restapi.services import purge
+from plone.app.asyncjobs.restapi.services import schedules
 
 
 #: A pattern's placeholder for one path segment.
@@ -28,6 +29,11 @@ ROUTES = (
     ("POST", ("dispatchers", VALUE, "resume"), dispatchers.resume_dispatcher),
     ("PATCH", ("dispatchers", VALUE, "queues", VALUE, "agents", VALUE),
      dispatchers.set_agent_size),
+    ("GET", ("schedules",), schedules.list_schedules),
+    ("GET", ("schedules", VALUE), schedules.get_schedule),
+    ("POST", ("schedules", VALUE, "pause"), schedules.pause_schedule),
+    ("POST", ("schedules", VALUE, "resume"), schedules.resume_schedule),
+    ("POST", ("schedules", VALUE, "run"), schedules.run_schedule),
 )
 
 

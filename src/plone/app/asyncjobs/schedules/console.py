@@ -1,0 +1,99 @@
+"""What the console (REST API) shows of schedules and does to them.
+
+Schedules belong to their site like jobs (:mod:`plone.app.asyncjobs.access`):
+a Plone schedule to the site its jobs run in, an engine schedule (no site)
+to the database-wide scope only; another site's schedule is not there
+(``LookupError``).
+
+Pausing and resuming change what the workers do for every site and come
+from the code's declaration, so they need
+:func:`~plone.app.asyncjobs.access.may_manage_workers`.  "Run now" needs it
+too, and queues the schedule's own job, which runs as the schedule's
+declared user: it is refused (:class:`~plone.app.asyncjobs.access.RunAsRefused`)
+to a user who lacks any of that user's roles, as a retry would be.
+Every action is logged on ``plone.app.asyncjobs.admin`` with its actor.
+"""
+from plone.app.asyncjobs import access
+from plone.app.asyncjobs.engine import schedules
+from plone.app.asyncjobs.engine.clock import utcnow
+from plone.app.asyncjobs.inspection import iso
+from plone.app.asyncjobs.inspection import job_id
+from plone.app.asyncjobs.inspection import logger
+
+
+#: How many recent runs a listing shows per schedule.
+RUNS_SHOWN = 10
+
+
+def schedule_site(schedule):
+    """The physical path of the site a schedule's jobs run in, or ``None``."""
+    site_path = getattr(schedule.job_factory, "site_path", None)
+    return None if site_path is None else tuple(site_path)
+
+
+def _in_scope(record, scope):
+    return scope.site_path is None or schedule_site(record.schedule) == scope.site_path
+
+
+def _records(queues):
+    found = schedules.find(queues._p_jar)
+    return found.values() if found is not None else ()
+
+
+def get_record(queues, name, scope):
+    """The record of the schedule ``name`` in ``scope``; ``LookupError`` if none."""
+    for record in _records(queues):
+        if record.name == name and _in_scope(record, scope):
+            return record
+    raise LookupError(f"there is no schedule {name!r}")
+
+
+def describe(record):
+    """Plain facts of a schedule: its declaration, state, next and last runs
+    (jobs by id; ``None`` for a slot whose job could not be made)."""
+    schedule = record.schedule
+    factory = schedule.job_factory
+    return {
+        "name": record.name,
+        "trigger": str(schedule.trigger),
+        "call": schedule.func,
+        "site": "/".join(schedule_site(schedule) or ()) or None,
+        "user": getattr(factory, "user_id", None),
+        "queue": schedule.queue,
+        "misfire": schedule.misfire,
+        "enabled": schedule.enabled,
+        "paused": record.paused,
+        "next run": iso(record.next_slot()) if record.active else None,
+        "last slot": iso(record.last_slot),
+        "runs": [{"slot": iso(slot), "job": None if job is None else job_id(job), "note": note}
+                 for slot, job, note in record.last_runs(RUNS_SHOWN)],
+    }
+
+
+def list_schedules(queues, scope):
+    """:func:`describe` of the schedules in ``scope``, by name."""
+    return [describe(record) for record in sorted(_records(queues), key=lambda r: r.name)
+            if _in_scope(record, scope)]
+
+
+def pause(record, site, actor):
+    access.check_manage_workers(site)
+    record.pause()
+    logger.info("%s paused schedule %r", actor, record.name)
+
+
+def resume(record, site, actor):
+    access.check_manage_workers(site)
+    record.resume(utcnow())
+    logger.info("%s resumed schedule %r", actor, record.name)
+
+
+def run_now(queues, record, site, actor):
+    """Queue the schedule's job now, as its declared user; return the job."""
+    access.check_manage_workers(site)
+    now = utcnow()
+    job = record.schedule.make_job(now)
+    access.check_run_as(job, site)
+    record.run_now(queues, now, note=f"run now by {actor}", job=job)
+    logger.info("%s ran schedule %r now as job %s", actor, record.name, job_id(job))
+    return job
