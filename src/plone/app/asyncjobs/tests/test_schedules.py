@@ -19,6 +19,9 @@ from plone.app.asyncjobs.schedules.install import install_declared
 from plone.app.asyncjobs.schedules.jobs import SiteJobFactory
 from plone.app.asyncjobs.testing import wait_for_result
 from plone.app.asyncjobs.tests import jobs
+from plone.app.asyncjobs.tests.test_controlpanel import open_browser
+from plone.app.asyncjobs.tests.test_controlpanel import status_messages
+from plone.app.asyncjobs.tests.test_controlpanel import tree
 
 
 def load(directives):
@@ -136,3 +139,26 @@ def test_pause_resume_and_run_need_manage_workers(portal):
     assert console.describe(record)["next run"] is None
     console.resume(record, portal, TEST_USER_ID)
     assert console.describe(record)["next run"] is not None
+
+
+def test_the_console_page_lists_runs_and_pauses_and_runs_now(functional, functional_portal):
+    record = _installed(functional_portal, "console", user=SITE_OWNER_NAME,
+                        user_folder="/acl_users")
+    transaction.commit()
+    browser = open_browser(functional)
+    browser.open(f"{functional_portal.absolute_url()}/@@asyncjobs-schedules")
+    [row] = tree(browser).cssselect("#asyncjobs-schedules tbody tr")
+    assert row.get("data-schedule") == "console" and "admin" in row.text_content()
+    browser.getControl(name="form.buttons.run").click()
+    [message] = status_messages(browser)
+    assert message.startswith("Schedule console was queued now as job ")
+    transaction.begin()
+    [(_, job, note)] = record.last_runs()
+    assert note == f"run now by {SITE_OWNER_NAME}"
+    assert wait_for_result(job, commit=False)["user"] == SITE_OWNER_NAME
+    [link] = tree(browser).cssselect("#asyncjobs-schedules tbody tr a[href*='asyncjobs-job']")
+    assert link.get("href").endswith(f"id={console.job_id(job)}")
+    browser.getControl(name="form.buttons.pause").click()
+    assert "paused" in tree(browser).cssselect("#asyncjobs-schedules tbody tr")[0].text_content()
+    transaction.begin()
+    assert record.paused
