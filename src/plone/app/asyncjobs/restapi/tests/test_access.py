@@ -39,7 +39,8 @@ def every_endpoint(job, dispatcher):
     """``(method, path, json body)`` of each route, about ``job`` and the
     agent ``main`` of ``dispatcher`` in the default queue."""
     values = {"jobs": [job_id(job)],
-              "dispatchers": [str(dispatcher.uuid), "_default_", "main"]}
+              "dispatchers": [str(dispatcher.uuid), "_default_", "main"],
+              "schedules": ["any-schedule"]}
     for method, pattern, _ in ROUTES:
         fill = iter(values.get(pattern[0], ()) if pattern else ())
         path = "/".join(next(fill) if part is VALUE else part for part in pattern)

@@ -1,4 +1,5 @@
-"""Replay the examples of ``docs/restapi.rst`` against the test server.
+"""Replay the examples of ``docs/restapi.rst`` (then those of
+``docs/schedules.rst``) against the test server.
 
 The document alternates ``.. code-block:: http`` requests and responses.
 The test sets up what the examples assume (:func:`scenario`), sends each
@@ -31,15 +32,19 @@ from plone.app.testing import login
 from plone.app.testing import setRoles
 
 from plone.app.asyncjobs import api as jobs_api
+from plone.app.asyncjobs.engine import schedules
 from plone.app.asyncjobs.inspection import job_id
 from plone.app.asyncjobs.restapi.services import routes
 from plone.app.asyncjobs.restapi.services.service import NAME
 from plone.app.asyncjobs.restapi.tests import wait_until_idle
+from plone.app.asyncjobs.schedules.zcml import make_schedule
 from plone.app.asyncjobs.testing import wait_for_result
 from plone.app.asyncjobs.tests import jobs
 
 
 DOCUMENT = Path(__file__).parents[6] / "docs" / "restapi.rst"
+#: Documents whose examples are replayed after DOCUMENT's, in the same scenario.
+MORE_DOCUMENTS = (DOCUMENT.with_name("schedules.rst"),)
 #: The user who queues the examples' jobs, and her password.
 JANE = ("jane", "secret-jane")
 #: Keys whose values vary from run to run: only their JSON type is compared.
@@ -151,7 +156,8 @@ def scenario(site, dispatcher):
     """What the examples assume; returns the placeholders' values.
 
     Jane, a Member, queued four jobs: two that succeeded one after the
-    other, one that failed, one scheduled for tomorrow.
+    other, one that failed, one scheduled for tomorrow; a schedule of the
+    site runs as Jane.
     """
     api.user.create(email="jane@example.org", username=JANE[0], password=JANE[1])
     setRoles(site, JANE[0], ["Member"])
@@ -164,6 +170,9 @@ def scenario(site, dispatcher):
                                 retry_policy="never")
     wait_for_result(failed)
     scheduled = jobs_api.queue_job(jobs.mark, site, "hello", delay=timedelta(days=1))
+    schedules.install(site._p_jar, make_schedule(
+        "nightly-report", jobs.mark, "/plone", cron="0 3 * * *", timezone="Europe/Brussels",
+        args=("report",), user=JANE[0]))
     wait_until_idle(site)
     return {"succeeded": job_id(succeeded), "succeeded_2": job_id(succeeded_2),
             "failed": job_id(failed), "scheduled": job_id(scheduled),
@@ -182,7 +191,8 @@ def test_the_examples(site, dispatcher, functional):
     bindings = scenario(site, dispatcher)
     server = f"http://{functional['host']}:{functional['port']}"
     covered = set()
-    for (request_line, headers, body), expected in examples(DOCUMENT.read_text()):
+    text = "\n".join(document.read_text() for document in (DOCUMENT, *MORE_DOCUMENTS))
+    for (request_line, headers, body), expected in examples(text):
         method, path, _ = fill(request_line, bindings).split(" ")
         segments = path.split(f"/{NAME}", 1)[1].split("?")[0].strip("/")
         for endpoint, (handler, _) in routes.match(
