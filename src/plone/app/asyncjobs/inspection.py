@@ -10,6 +10,11 @@ who did what on the logger ``plone.app.asyncjobs.admin``.
 Every function that finds jobs takes an :class:`~.access.Scope`: a job
 outside it is not there (see :mod:`.access`).
 
+Jobs the engine or the service made for themselves (:mod:`.engine.internal`:
+the callback that notifies a job's events, the job that resumes the
+callbacks of a cancelled one, ...) are nobody's work: they are not listed,
+counted or shown among a job's callbacks.
+
 Bad input raises :class:`QueryError` (its ``field`` names the parameter),
 an unknown job ``LookupError``, an action the job's status does not allow
 :class:`~.engine.exceptions.BadStatusError`, a retry that would run with
@@ -25,17 +30,20 @@ from plone.app.asyncjobs import access
 from plone.app.asyncjobs.engine import admin
 from plone.app.asyncjobs.engine import listing
 from plone.app.asyncjobs.engine.clock import utcnow
+from plone.app.asyncjobs.engine.exceptions import CancelledError
 from plone.app.asyncjobs.engine.exceptions import BadStatusError
 from plone.app.asyncjobs.engine.failure import is_failure
 from plone.app.asyncjobs.engine.failure import summary as failure_summary
 from plone.app.asyncjobs.engine.failure import traceback_text
 from plone.app.asyncjobs.engine.ids import object_id
+from plone.app.asyncjobs.engine.internal import is_internal
 from plone.app.asyncjobs.engine.interfaces import IJob
 from plone.app.asyncjobs.engine.progress import progress_of
 from plone.app.asyncjobs.engine.status import COMPLETED
 from plone.app.asyncjobs.engine.status import NEW
 from plone.app.asyncjobs.engine.status import PENDING
 from plone.app.asyncjobs.monitor.tool_commands import brief_repr
+from plone.app.asyncjobs.monitor.tool_commands import cut
 from plone.app.asyncjobs.monitor.tool_commands import dotted_name
 
 
@@ -52,6 +60,8 @@ SCAN_LIMIT = 1000
 SORTS = {"natural": False, "reverse": True}
 #: The largest age in days :func:`purge` accepts.
 MAX_PURGE_DAYS = 36500
+#: How many characters of an argument's or a result's repr are shown.
+SHORT_LIMIT = 200
 #: How many jobs of a list a site's counts read at most (they read the jobs
 #: to know their site; the database-wide counts read none).
 COUNT_LIMIT = 5000
@@ -110,10 +120,29 @@ def removed(job):
 
 
 def outcome(job):
-    """``"succeeded"``, ``"failed"``, or ``None`` while not completed."""
+    """``"succeeded"``, ``"failed"``, ``"cancelled"`` (a failure, listed
+    with the failed jobs), or ``None`` while not completed."""
     if job.status != COMPLETED:
         return None
+    if cancel_reason(job) is not None:
+        return "cancelled"
     return "failed" if is_failure(job.result) else "succeeded"
+
+
+def cancel_reason(job):
+    """Why ``job`` was cancelled (:func:`cancel` says by whom), or ``None``
+    if it was not.  A cancelled job has its reason while its callbacks
+    still run, before it is completed."""
+    result = job.result
+    if is_failure(result) and result.check(CancelledError):
+        return result.getErrorMessage()
+    return None
+
+
+def shorten(value):
+    """The repr of ``value`` for people, cut after :data:`SHORT_LIMIT`
+    characters (stored objects named by class and id)."""
+    return cut(brief_repr(value), SHORT_LIMIT)
 
 
 def list_state(job):
@@ -162,7 +191,7 @@ def _result_text(job):
         return f"waiting for job {job_id(result)}"
     if result is None and job.status != COMPLETED:
         return None
-    return brief_repr(result)
+    return shorten(result)
 
 
 def describe(job, detail=False, traceback=False):
@@ -187,6 +216,7 @@ def describe(job, detail=False, traceback=False):
         "attempts": job.attempts,
         "progress": None if progress is None else progress.as_dict(),
         "result": _result_text(job),
+        "cancel_reason": cancel_reason(job),
         "dispatcher": None if agent is None else str(agent.parent.UUID),
         "agent": None if agent is None else agent.name,
     }
@@ -196,21 +226,22 @@ def describe(job, detail=False, traceback=False):
 
 
 def _details(job, traceback):
-    result = job.result
+    # A cancelled job's "traceback" is the cancel call's: its reason says it all.
+    failed = is_failure(job.result) and cancel_reason(job) is None
     retry_of = job.annotations.get(admin.RETRY_OF)
-    retried_as = job.annotations.get(admin.RETRIED_AS)
     policy = job.retry_policy
     return {
-        "args": [brief_repr(value) for value in job.args],
-        "kwargs": {str(name): brief_repr(value) for name, value in job.kwargs.items()},
+        "args": [shorten(value) for value in job.args],
+        "kwargs": {str(name): shorten(value) for name, value in job.kwargs.items()},
         "quota_names": list(job.quota_names),
         "retry_policy": job.retry_policy_factory or "default",
         "retry_history": None if policy is None else brief_repr(getattr(policy, "data", policy)),
         "retry_of": None if retry_of is None else str(retry_of),
-        "retried_as": None if retried_as is None else str(retried_as),
-        "traceback": traceback_text(result) if traceback and is_failure(result) else None,
-        "traceback_hidden": not traceback and is_failure(result),
-        "callbacks": [describe(callback) for callback in job.callbacks if IJob.providedBy(callback)],
+        "retried_as": [str(oid) for oid in admin.retries(job)],
+        "traceback": traceback_text(job.result) if traceback and failed else None,
+        "traceback_hidden": not traceback and failed,
+        "callbacks": [describe(callback) for callback in job.callbacks
+                      if IJob.providedBy(callback) and not is_internal(callback)],
         "subjobs": [describe(part) for part in job.args if IJob.providedBy(part)],
         "assigner": None if job.assigner_uuid is None else str(job.assigner_uuid),
     }
@@ -247,7 +278,7 @@ def count_jobs(name, queue, scope):
         return listing.count_jobs(queue), []
     counts, capped = {}, []
     for state in STATES:
-        page = listing.find_jobs({name: queue}, state, match=scope.includes,
+        page = listing.find_jobs({name: queue}, state, match=lambda job: shown(job, scope),
                                  size=COUNT_LIMIT, scan_limit=COUNT_LIMIT)
         counts[state] = len(page.jobs)
         if page.exhausted or page.after is not None:
@@ -287,7 +318,7 @@ def overview(queues, scope, now=None):
                 facts["process"] = f"{record.process[0]}:{record.process[1]}"
             facts["queues"][name] = [
                 {"name": agent_name, "size": agent.size,
-                 "jobs": [job_id(job) for job in agent if scope.includes(job)]}
+                 "jobs": [job_id(job) for job in agent if shown(job, scope)]}
                 for agent_name, agent in record.items()]
     for facts in dispatchers.values():
         states = facts.pop("states")
@@ -300,6 +331,12 @@ def overview(queues, scope, now=None):
     return {"queues": queue_facts,
             "dispatchers": sorted(dispatchers.values(), key=lambda d: d["uuid"]),
             "last_hour": {"completed": completed, "failed": failed}}
+
+
+def shown(job, scope):
+    """Whether ``job`` is listed and counted in ``scope``: it is in it, and
+    it is not one the engine made for itself."""
+    return scope.includes(job) and not is_internal(job)
 
 
 def _count(jobs, scope):
@@ -386,11 +423,8 @@ class JobQuery:
     def run(self, queues, scope):
         """``{"items", "next", "scanned", "exhausted"}`` for one page of the
         jobs in ``scope``."""
-        if scope.database_wide:
-            match = self.match if self.filtered() else None
-        else:
-            def match(job):
-                return scope.includes(job) and self.match(job)
+        def match(job):
+            return shown(job, scope) and self.match(job)
         page = listing.find_jobs(
             queues, self.state, queue_names=self.queues, match=match,
             since=self.since, until=self.until, after=self.after,
@@ -415,13 +449,21 @@ def retry(job, actor, site):
     """Queue a copy of ``job``, which runs as the job's user: if the current
     user of ``site`` may make it (:func:`.access.check_run_as`)."""
     access.check_run_as(job, site)
-    try:
-        new = admin.retry(job)
-    except ValueError as error:  # from Job.copy(): the job involves other jobs
-        raise BadStatusError(str(error)) from None
+    new = admin.retry(job)
     logger.info("%s retried job %s (%s) as job %s", actor, job_id(job), call_name(job),
                 job_id(new))
     return new
+
+
+def retry_refusal(job, site):
+    """Why :func:`retry` would refuse ``job`` for the current user of
+    ``site`` (a message), or ``None`` if it would not."""
+    try:
+        admin.check_retry(job)
+        access.check_run_as(job, site)
+    except (BadStatusError, access.RunAsRefused) as error:
+        return str(error)
+    return None
 
 
 def remove(job, actor):

@@ -35,6 +35,7 @@ from plone.app.asyncjobs import inspection
 from plone.app.asyncjobs.browser.controlpanel import PanelView
 from plone.app.asyncjobs.browser.controlpanel import without_tracebacks
 from plone.app.asyncjobs.browser.controlpanel import _
+from plone.app.asyncjobs.browser.controlpanel import plural
 from plone.app.asyncjobs.engine.exceptions import BadStatusError
 
 
@@ -69,9 +70,13 @@ def remove(view, params):
 
 def purge(view, params):
     count = inspection.purge(view.queues, params["days"], view.actor)
-    return (_("msg_jobs_purged",
-              default="${count} jobs that finished more than ${days} days ago were removed.",
-              mapping={"count": count, "days": params["days"]}),
+    message = plural(
+        count,
+        _("msg_job_purged", default="${count} job that finished more than ${age} ago "
+                                    "was removed."),
+        _("msg_jobs_purged", default="${count} jobs that finished more than ${age} ago "
+                                     "were removed."))
+    return (Message(message, mapping={"count": count, "age": view.age(params["days"])}),
             view.overview_url)
 
 
@@ -79,8 +84,8 @@ def resize(view, params):
     inspection.set_agent_size(view.queues, params["dispatcher"], params["queue"],
                               params["agent"], params["size"], view.actor)
     return (_("msg_agent_resized",
-              default="Agent ${agent} of dispatcher ${dispatcher} now runs up to ${size} "
-                      "jobs at a time (from the worker's next poll).",
+              default="Agent ${agent} of dispatcher ${dispatcher} now has size ${size}: "
+                      "the most jobs it runs at a time (from the worker's next poll).",
               mapping=params),
             view.overview_url)
 
@@ -138,7 +143,7 @@ ACTIONS = {
         _("button_remove", default="Remove the job"), "btn-danger", remove),
     "purge": Action(
         ("days",), _("title_purge", default="Purge finished jobs?"),
-        _("confirm_purge", default="Every job that finished more than ${days} days ago is "
+        _("confirm_purge", default="Every job that finished more than ${age} ago is "
                                    "removed from the history of every queue.  This cannot "
                                    "be undone."),
         _("button_purge", default="Purge"), "btn-danger", purge, database_wide=True),
@@ -146,8 +151,8 @@ ACTIONS = {
         DISPATCHER + ("queue", "agent", "size"),
         _("title_resize", default="Change the size of agent ${agent}?"),
         _("confirm_resize", default="Agent ${agent} of dispatcher ${dispatcher} in queue "
-                                    "${queue_label} will run up to ${size} jobs at a time.  "
-                                    "With size 0 it starts none."),
+                                    "${queue_label} will have size ${size}: the most jobs "
+                                    "it runs at a time.  With size 0 it starts none."),
         _("button_resize", default="Change the size"), "btn-primary", resize,
         database_wide=True),
     "pause": Action(
@@ -241,10 +246,22 @@ class ActionView(PanelView):
     def words(self, message):
         """``message`` of the current action, filled in with its parameters."""
         mapping = dict(self.params)
+        if "days" in mapping:
+            mapping["age"] = self.age(mapping["days"])
         if "queue" in mapping:
             mapping["queue_label"] = translate(self.queue_label(mapping["queue"]),
                                                context=self.request)
         return Message(message, mapping=mapping)
+
+    def age(self, days):
+        """``1 day`` or ``3 days`` (``days`` as the form gave it), translated."""
+        message = plural(days, _("age_day", default="${days} day"),
+                         _("age_days", default="${days} days"))
+        return translate(Message(message, mapping={"days": days}), context=self.request)
+
+    @property
+    def page_title(self):
+        return self.words(self.action.title)
 
     @property
     def form_url(self):

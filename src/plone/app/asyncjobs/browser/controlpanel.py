@@ -90,12 +90,14 @@ _ = MessageFactory("plone.app.asyncjobs")
 DATABASE_SCOPE = "database"
 
 #: Bootstrap badge classes by the list a job is in (``state`` of
-#: :func:`.inspection.describe`); controlpanel.js has the same table.
+#: :func:`.inspection.describe`), and for a cancelled job (listed with the
+#: failed ones); controlpanel.js has the same table.
 BADGES = {
     "pending": "text-bg-secondary",
     "active": "text-bg-primary",
     "completed": "text-bg-success",
     "failed": "text-bg-danger",
+    "cancelled": "text-bg-warning",
 }
 
 #: The job lists (:data:`.inspection.STATES`) and their tab titles.
@@ -115,7 +117,32 @@ STATUS_LABELS = {
     "callbacks": _("status_callbacks", default="running callbacks"),
     "succeeded": _("status_succeeded", default="succeeded"),
     "failed": _("status_failed", default="failed"),
+    "cancelled": _("status_cancelled", default="cancelled"),
 }
+
+
+#: The headings of a job table's time column (templates/asyncjobs_parts.pt).
+TIME_LABELS = {
+    "begin_after": _("Due"),
+    "started": _("Started"),
+    "ended": _("Finished"),
+}
+
+
+def plural(count, one, many):
+    """``one`` if ``count`` (a number, or its text) is 1, else ``many``:
+    two messages whose mapping the caller gives.  English's rule: a
+    translation has these two forms only."""
+    try:
+        single = float(count) == 1
+    except (TypeError, ValueError):
+        single = False
+    return one if single else many
+
+
+def badge_key(job):
+    """The :data:`BADGES` key of a job (:func:`.inspection.describe` facts)."""
+    return "cancelled" if job["outcome"] == "cancelled" else job["state"]
 
 
 def without_tracebacks(call):
@@ -142,6 +169,12 @@ class PanelView(BrowserView):
 
     #: Macros shared by the templates (``view/parts/macros/...``).
     parts = ViewPageTemplateFile("templates/asyncjobs_parts.pt")
+
+    @property
+    def page_title(self):
+        """What the browser's tab says before the site's title (see
+        :class:`.title.PanelTitleViewlet`); each page names itself."""
+        return _("title_overview", default="Asynchronous jobs")
 
     @cached_property
     def queues(self):
@@ -223,6 +256,11 @@ class PanelView(BrowserView):
         return (f"{self.context.absolute_url()}"
                 "/++resource++plone.app.asyncjobs/controlpanel.js")
 
+    @property
+    def stylesheet_url(self):
+        return (f"{self.context.absolute_url()}"
+                "/++resource++plone.app.asyncjobs/controlpanel.css")
+
     # -- words and formats -----------------------------------------------------------
 
     def queue_label(self, name):
@@ -233,13 +271,18 @@ class PanelView(BrowserView):
         """A finished job shows its outcome, any other its status."""
         return job["outcome"] or job["status"]
 
+    def time_label(self, time_field):
+        """The heading of a job table's time column (``begin_after``,
+        ``started`` or ``ended``), translated."""
+        return translate(TIME_LABELS[time_field], context=self.request)
+
     def status_label(self, job):
         key = self.status_key(job)
         return STATUS_LABELS.get(key, key)
 
     @staticmethod
     def badge_class(job):
-        return f"badge {BADGES.get(job['state'], 'text-bg-light')}"
+        return f"badge {BADGES.get(badge_key(job), 'text-bg-light')}"
 
     @staticmethod
     def format_time(text):

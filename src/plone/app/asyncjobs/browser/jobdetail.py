@@ -1,8 +1,11 @@
 """``@@asyncjobs-job?id=<id>``: everything about one job.
 
 The facts come from :func:`.inspection.describe` with ``detail``; the page
-links to the confirmation pages of the actions the job's status allows
-(cancel a pending job, retry a failed one, remove a finished one).  An
+links to the confirmation pages of the actions the job allows: cancel a
+pending job, remove a finished one, and retry a finished one (succeeded,
+failed or cancelled) when :func:`.inspection.retry_refusal` has nothing
+against it for the current user.  A cancelled job shows the reason it was
+cancelled, not a failure's traceback.  An
 unknown id, or that of a job of another site, gives a status message and
 status 404.  The traceback of a failed job is shown to Managers only.
 """
@@ -20,6 +23,7 @@ class JobView(PanelView):
 
     template = ViewPageTemplateFile("templates/job.pt")
     job = None
+    retry_refused = None
 
     @without_tracebacks
     def __call__(self):
@@ -33,7 +37,14 @@ class JobView(PanelView):
             self.request.response.setStatus(404)
         else:
             self.job = inspection.describe(job, detail=True, traceback=self.show_tracebacks)
+            self.retry_refused = inspection.retry_refusal(job, self.context)
         return self.template()
+
+    @property
+    def page_title(self):
+        if self.job is None:
+            return _("title_no_job", default="No such job")
+        return _("title_job", default="Job ${id}", mapping={"id": self.job["id"]})
 
     @property
     def actions(self):
@@ -43,7 +54,7 @@ class JobView(PanelView):
         if job["status"] == "pending":
             actions.append(("cancel", _("button_cancel_job", default="Cancel this job…"),
                             "btn-outline-danger"))
-        if job["state"] == "failed":
+        if job["status"] == "completed" and self.retry_refused is None:
             actions.append(("retry", _("button_retry_job", default="Retry this job…"),
                             "btn-outline-primary"))
         if job["status"] == "completed":
@@ -52,11 +63,3 @@ class JobView(PanelView):
         return [(action, label, css, self.page_url("asyncjobs-action", action=action,
                                                    id=job["id"]))
                 for action, label, css in actions]
-
-    @property
-    def call(self):
-        """The call with its (shortened) arguments, as Python would show it."""
-        job = self.job
-        arguments = list(job["args"])
-        arguments += [f"{name}={value}" for name, value in job["kwargs"].items()]
-        return f"{job['callable']}({', '.join(arguments)})"

@@ -10,6 +10,7 @@ to search on.  Bad parameters give a status message and status 400.
 """
 from Products.Five.browser.pagetemplatefile import ViewPageTemplateFile
 from Products.statusmessages.interfaces import IStatusMessage
+from zope.i18n import translate
 
 from plone.app.asyncjobs import inspection
 from plone.app.asyncjobs.browser.controlpanel import PanelView
@@ -108,6 +109,11 @@ class JobListView(PanelView):
     @property
     def title(self):
         return dict(self.lists)[self.state]
+
+    @property
+    def page_title(self):
+        return _("title_job_list", default="Jobs: ${list}",
+                 mapping={"list": translate(self.title, context=self.request)})
 
     @property
     def queue_options(self):

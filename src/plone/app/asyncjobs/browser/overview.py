@@ -10,6 +10,7 @@ those who may do them; the others see the dispatchers read-only).  The
 facts come from :func:`.inspection.overview`, for the page's scope.
 """
 from Products.Five.browser.pagetemplatefile import ViewPageTemplateFile
+from zope.i18n import translate
 
 from plone.app.asyncjobs import inspection
 from plone.app.asyncjobs.browser.controlpanel import PanelView
@@ -21,6 +22,12 @@ from plone.app.asyncjobs.browser.controlpanel import _
 RUNNING_SHOWN = 20
 #: The purge form's suggestion: jobs finished more than a week ago.
 PURGE_DAYS = 7
+
+#: The last hour's pace in its unit (see :attr:`OverviewView.rate`).
+RATES = {
+    "second": _("rate_per_second", default="about ${rate} a second"),
+    "minute": _("rate_per_minute", default="about ${rate} a minute"),
+}
 
 DISPATCHER_STATES = {
     inspection.ALIVE: (_("dispatcher_alive", default="alive"), "text-bg-success"),
@@ -63,10 +70,18 @@ class OverviewView(PanelView):
         return f"{ways}; latency {times}"
 
     @property
-    def per_minute(self):
-        # Two significant digits: a quiet hour is not "0.0 a minute".
-        return f"{self.facts['last_hour']['completed'] / 60:.2g}"
-
+    def rate(self):
+        """The last hour's pace, when there was one worth a unit: ``about
+        2.5 a second`` or ``about 12 a minute``; ``None`` for fewer than a
+        job a minute (the hour's count says it better)."""
+        completed = self.facts["last_hour"]["completed"]
+        for per, seconds in (("second", 1), ("minute", 60)):
+            pace = completed * seconds / 3600
+            if pace >= 1:
+                # Two significant digits, no exponent: 3500 a minute is not 3.5e+03.
+                number = f"{pace:.2g}" if pace < 100 else f"{pace:.0f}"
+                return translate(RATES[per], context=self.request, mapping={"rate": number})
+        return None
     @staticmethod
     def count_label(queue, state):
         """A queue's count of a list; ``5000+`` when counting stopped there."""

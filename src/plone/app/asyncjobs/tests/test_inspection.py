@@ -8,6 +8,7 @@ from plone.app.testing import TEST_USER_ID
 
 from plone.app.asyncjobs import api as jobs_api
 from plone.app.asyncjobs import inspection
+from plone.app.asyncjobs.access import DATABASE
 from plone.app.asyncjobs.access import Scope
 from plone.app.asyncjobs.engine.exceptions import BadStatusError
 from plone.app.asyncjobs.engine.status import COMPLETED
@@ -33,7 +34,8 @@ def test_describe_names_the_function_user_and_context(portal, recorded_events):
     assert facts["state"] == "failed" and facts["outcome"] == "failed"
     assert facts["result"] == "builtins.ValueError: secret reason"
     assert "Traceback" in facts["traceback"] and facts["args"] == ["'secret reason'"]
-    assert [cb["callable"] for cb in facts["callbacks"]] == [facts["callbacks"][0]["callable"]]
+    # The callback that notifies the outcome event is the service's own.
+    assert len(job.callbacks) == 1 and facts["callbacks"] == []
 
 
 def test_retry_runs_a_copy_in_the_same_context_as_the_same_user(portal, recorded_events):
@@ -47,7 +49,7 @@ def test_retry_runs_a_copy_in_the_same_context_as_the_same_user(portal, recorded
     assert second["path"] == first["path"]
     # The copy notified its own outcome event, with its own job.
     assert [event for event in recorded_events if event["job_oid"] == again._p_oid]
-    assert inspection.describe(job, detail=True)["retried_as"] == inspection.job_id(again)
+    assert inspection.describe(job, detail=True)["retried_as"] == [inspection.job_id(again)]
 
 
 def test_listing_filters_by_user_callable_and_text(portal):
@@ -100,3 +102,77 @@ def test_cancel_remove_and_the_overview(portal, integration):
     assert inspection.overview(jobs_api.get_queues(), SITE)["queues"][0]["counts"]["failed"] == 0
     with pytest.raises(LookupError):
         inspection.get_job(jobs_api.get_queues(), "not-a-number", SITE)
+
+
+# -- what an administrator sees (issue 14 item 4) ------------------------------------------
+
+
+def cancelled_job(portal):
+    job = jobs_api.queue_job(jobs.add, portal, 1, delay=timedelta(hours=1))
+    transaction.commit()
+    inspection.cancel(job, "admin")
+    transaction.commit()
+    wait_until(lambda: job.status == COMPLETED, sync=transaction.begin)
+    return job
+
+
+def test_a_cancelled_job_says_so_with_its_reason_and_no_traceback(portal):
+    job = cancelled_job(portal)
+    facts = inspection.describe(job, detail=True, traceback=True)
+    assert facts["state"] == "failed" and facts["outcome"] == "cancelled"
+    assert facts["cancel_reason"] == "cancelled by admin"
+    assert facts["traceback"] is None and facts["traceback_hidden"] is False
+    failed = jobs_api.queue_job(jobs.fail, portal, "boom")
+    wait_for_result(failed)
+    facts = inspection.describe(failed, detail=True, traceback=True)
+    assert facts["outcome"] == "failed" and facts["cancel_reason"] is None
+    assert "Traceback" in facts["traceback"]
+
+
+def test_the_engines_own_jobs_are_neither_listed_nor_counted(portal):
+    """A cancel queues a job that resumes the cancelled job's callbacks; it
+    is the engine's, and so is the callback that notifies events."""
+    job = cancelled_job(portal)
+    wait_for_all_jobs()
+    queues = jobs_api.get_queues()
+    for scope in (SITE, DATABASE):
+        listed = [item["id"] for state in inspection.STATES
+                  for item in inspection.JobQuery({"state": state}).run(queues, scope)["items"]]
+        assert listed == [inspection.job_id(job)], scope
+        [queue] = inspection.overview(queues, scope)["queues"]
+        assert sum(queue["counts"].values()) == 1, (scope, queue["counts"])
+        assert inspection.overview(queues, scope)["last_hour"] == {"completed": 1, "failed": 1}
+    assert len(job.callbacks) == 1
+    assert inspection.describe(job, detail=True)["callbacks"] == []
+
+
+def test_retried_as_names_every_retry(portal):
+    job = jobs_api.queue_job(jobs.add, portal, 1)
+    wait_for_result(job)
+    retries = [inspection.retry(job, "admin", portal) for _ in range(2)]
+    transaction.commit()
+    assert inspection.describe(job, detail=True)["retried_as"] == [
+        inspection.job_id(retry) for retry in retries]
+    assert inspection.describe(retries[0], detail=True)["retry_of"] == inspection.job_id(job)
+
+
+def wait_for_result_of(job):
+    wait_for_result(job)
+    return job
+
+
+def test_retry_refusal_says_what_retry_would_refuse(portal):
+    pending = jobs_api.queue_job(jobs.add, portal, 1, delay=timedelta(hours=1))
+    transaction.commit()
+    assert "only a finished job" in inspection.retry_refusal(pending, portal)
+    for job in (cancelled_job(portal), wait_for_result_of(jobs_api.queue_job(jobs.add, portal, 2))):
+        assert inspection.retry_refusal(job, portal) is None
+
+
+def test_long_arguments_and_results_are_shortened_once(portal):
+    job = jobs_api.queue_job(jobs.add, portal, "x" * 500, "y" * 500)
+    wait_for_result(job)
+    facts = inspection.describe(job, detail=True)
+    for text in facts["args"] + [facts["result"]]:
+        assert len(text) == inspection.SHORT_LIMIT + len("[...TRUNCATED...]")
+        assert text.endswith("[...TRUNCATED...]") and text.count("[...TRUNCATED...]") == 1

@@ -15,13 +15,15 @@
 
   const INTERVAL = 2000;
   const MAX_IDS = 100;
-  // As BADGES in browser/controlpanel.py.
+  // As BADGES and badge_key in browser/controlpanel.py.
   const BADGES = {
     pending: "text-bg-secondary",
     active: "text-bg-primary",
     completed: "text-bg-success",
     failed: "text-bg-danger",
+    cancelled: "text-bg-warning",
   };
+  const badgeKey = (job) => (job.outcome === "cancelled" ? "cancelled" : job.state);
 
   // The fields of a job element that belong to it, not to a job inside it.
   const ownFields = (element, name) =>
@@ -72,7 +74,7 @@
     element.dataset.jobState = job.state;
     const key = job.outcome || job.status;
     for (const badge of ownFields(element, "status")) {
-      badge.className = `badge ${BADGES[job.state] || "text-bg-light"}`;
+      badge.className = `badge ${BADGES[badgeKey(job)] || "text-bg-light"}`;
       badge.textContent = labels.statuses[key] || key;
     }
     for (const container of ownFields(element, "progress")) {

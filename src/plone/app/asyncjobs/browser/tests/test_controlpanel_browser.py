@@ -349,12 +349,12 @@ def test_resize_an_agent_and_the_dispatcher_follows(
     expect(page.locator("#asyncjobs-confirm h1")).to_have_text(
         "Change the size of agent main?")
     expect(page.locator("#asyncjobs-confirm .lead")).to_contain_text(
-        "will run up to 1 jobs at a time")
+        "will have size 1: the most jobs it runs at a time")
     page.locator('#asyncjobs-confirm-form button[name="form.buttons.resize"]').click()
 
     expect(page).to_have_url(f"{portal_url}/@@asyncjobs-controlpanel")
     expect(status_message(page)).to_contain_text(
-        f"Agent main of dispatcher {uuid_} now runs up to 1 jobs at a time")
+        f"Agent main of dispatcher {uuid_} now has size 1")
     expect(agent).to_have_attribute("data-agent-size", "1")
     expect(agent.locator('input[name="size"]')).to_have_value("1")
 
