@@ -139,8 +139,10 @@
       }
       busy = true;
       try {
-        const query = encodeURIComponent(ids.slice(0, MAX_IDS).join(","));
-        const response = await fetch(`${url}?ids=${query}`, {
+        // The live view's URL may have a query already (scope=database).
+        const target = new URL(url, document.baseURI);
+        target.searchParams.set("ids", ids.slice(0, MAX_IDS).join(","));
+        const response = await fetch(target, {
           credentials: "same-origin",
           cache: "no-store",
           headers: { Accept: "application/json" },
