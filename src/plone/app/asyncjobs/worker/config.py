@@ -8,6 +8,7 @@
         default-quota-size 1
         shutdown-grace 10
         queues reports mail
+        metrics-port 9464
     </product-config>
 
 All keys are optional:
@@ -35,7 +36,15 @@ All keys are optional:
     seconds running jobs get to finish when the worker stops (default 10);
     jobs still running then are handed back and run again later;
 ``queues``
-    names of queues to create besides the default queue ``''``.
+    names of queues to create besides the default queue ``''``;
+``metrics-port``
+    serve this worker's Prometheus metrics at
+    ``http://127.0.0.1:PORT/metrics`` while its dispatcher runs (see
+    :mod:`.metrics` and ``docs/metrics.rst``); not given: no endpoint;
+``metrics-host``
+    the interface the metrics endpoint binds to instead of 127.0.0.1 (it
+    has no authentication: keep it off public networks); only with
+    ``metrics-port``.
 
 The monitor server is configured apart, in ``<product-config
 zc.z3monitor>`` (``port`` or ``bind``), as with plone.app.async.
@@ -57,6 +66,8 @@ class WorkerSettings:
     default_quota_size: int = None
     shutdown_grace: float = 10.0
     queue_names: tuple = ("",)
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = None
 
     @classmethod
     def from_section(cls, section):
@@ -64,7 +75,7 @@ class WorkerSettings:
         section = dict(section or {})
         settings = cls()
         known = {"poll-interval", "agent-size", "default-quota-size",
-                 "shutdown-grace", "queues"}
+                 "shutdown-grace", "queues", "metrics-port", "metrics-host"}
         unknown = sorted(set(section) - known)
         if unknown:
             raise ValueError(
@@ -83,6 +94,16 @@ class WorkerSettings:
         if "queues" in section:
             names = section["queues"].split()
             settings.queue_names = ("",) + tuple(n for n in names if n)
+        if "metrics-port" in section:
+            settings.metrics_port = _number(section, "metrics-port", int, 1)
+            if settings.metrics_port > 65535:
+                raise ValueError(f"<product-config {PRODUCT_CONFIG}>: metrics-port must be "
+                                 f"at most 65535, got {section['metrics-port']!r}")
+        if "metrics-host" in section:
+            if "metrics-port" not in section:
+                raise ValueError(f"<product-config {PRODUCT_CONFIG}>: metrics-host needs "
+                                 f"metrics-port")
+            settings.metrics_host = section["metrics-host"].strip()
         return settings
 
 

@@ -10,7 +10,9 @@ thread:
 * the dispatcher, if ``single_db.zcml`` or ``multi_db.zcml`` registered a
   worker role (``IWorkerRole``) in this process;
 * the monitor server, if zope.conf has ``<product-config zc.z3monitor>``
-  with ``port`` or ``bind``, in every process.
+  with ``port`` or ``bind``, in every process;
+* the worker's metrics endpoint (:mod:`.metrics`), with the dispatcher, if
+  ``<product-config plone.app.asyncjobs>`` has ``metrics-port``.
 
 ``bin/instance run`` / ``bin/instance debug`` never fire the event.
 ``zconsole run`` / ``zconsole debug`` do (they call ``make_wsgi_app``), so
@@ -55,6 +57,8 @@ from plone.app.asyncjobs.worker.config import MONITOR_PRODUCT_CONFIG
 from plone.app.asyncjobs.worker.config import WorkerSettings
 from plone.app.asyncjobs.worker.config import product_config
 from plone.app.asyncjobs.worker.config import worker_settings
+from plone.app.asyncjobs.worker.metrics import start_metrics_server
+from plone.app.asyncjobs.worker.metrics import stop_metrics_server
 
 
 logger = logging.getLogger("plone.app.asyncjobs")
@@ -118,12 +122,15 @@ def stop(timeout=STOP_TIMEOUT):
 
 
 class ProcessRuntime:
-    """A private reactor thread with a dispatcher and/or a monitor server."""
+    """A private reactor thread with a dispatcher (and its metrics
+    endpoint) and/or a monitor server."""
 
     def __init__(self):
         self.reactor_thread = None
         self.dispatcher = None
         self.monitor_port = None
+        #: The listening port of the metrics endpoint, or None.
+        self.metrics_port = None
         self.database_names = ()
         self.running = False
         self._previous_handlers = {}
@@ -137,13 +144,16 @@ class ProcessRuntime:
         self.reactor_thread = ReactorThread()
         reactor = self.reactor_thread.reactor
         self._register_databases(db)
+        settings = settings or WorkerSettings()
         try:
             if role is not None:
-                self.dispatcher = self._make_dispatcher(
-                    db, role, settings or WorkerSettings(), uuid, reactor)
+                self.dispatcher = self._make_dispatcher(db, role, settings, uuid, reactor)
+            # Servers start before the reactor runs: no thread hand-over needed.
             if monitor_address is not None:
-                # Before the reactor runs, so no thread hand-over is needed.
                 self.monitor_port = start_server(reactor, monitor_address)
+            if self.dispatcher is not None and settings.metrics_port is not None:
+                self.metrics_port = start_metrics_server(
+                    reactor, settings.metrics_host, settings.metrics_port)
             if self.dispatcher is not None:
                 self.dispatcher.activate()
             self.reactor_thread.start()
@@ -240,7 +250,8 @@ class ProcessRuntime:
     # -- stopping ---------------------------------------------------------------
 
     def stop(self, timeout=STOP_TIMEOUT):
-        """Stop the dispatcher, the monitor and the reactor; idempotent.
+        """Stop the dispatcher, its metrics endpoint, the monitor and the
+        reactor; idempotent.
 
         Returns whether the reactor thread ended within ``timeout`` seconds.
         """
@@ -255,6 +266,15 @@ class ProcessRuntime:
                 self.dispatcher.stop()
             except Exception:
                 logger.exception("stopping dispatcher %s failed", self.dispatcher.uuid)
+        if self.metrics_port is not None:
+            try:
+                if alive:
+                    blockingCallFromThread(reactor, stop_metrics_server, self.metrics_port)
+                else:
+                    stop_metrics_server(self.metrics_port)
+            except Exception:
+                logger.exception("stopping the metrics endpoint failed")
+            self.metrics_port = None
         if self.monitor_port is not None:
             try:
                 if alive:
