@@ -39,6 +39,12 @@ stuck, dead, deactivated) and ``data-dispatcher-paused`` (``true`` or
 and ``data-agent-size``; held jobs ``a[data-agent-job=<id>]``),
 ``#asyncjobs-running`` (running jobs), ``#asyncjobs-purge`` (the purge form).
 
+Every page has a title of its own (``page_title``, for the browser's
+tab: :mod:`.title`), and the panel's stylesheet
+(``++resource++plone.app.asyncjobs/controlpanel.css``): on a phone, the
+rows of its tables (``table.asyncjobs-table``) are blocks whose cells are
+led by their ``data-label``.
+
 Job rows (lists, running jobs, callbacks, sub-jobs) and the job page's
 root: ``[data-job-id=<id>]`` with ``data-job-status`` (the engine's status:
 new, pending, assigned, active, callbacks, completed) and
@@ -52,7 +58,11 @@ for queue, user, callable, text, since, until, sort, size),
 ``#asyncjobs-jobs`` (the table), ``a#asyncjobs-next-page`` (with ``after=``),
 ``a#asyncjobs-first-page``, ``#asyncjobs-exhausted`` (searched N jobs, continue).
 
-Job page: ``#asyncjobs-traceback`` (``<pre>``), ``#asyncjobs-callbacks``,
+Job page: ``[data-job-field=callable]`` (the function, in the header),
+``#asyncjobs-traceback`` (``<pre>``), ``#asyncjobs-cancelled`` (a cancelled
+job's reason in ``[data-job-field=cancel-reason]``, which job tables use
+too), ``#asyncjobs-job-retried-as`` (a link ``a[data-retry=<id>]`` per
+retry), ``#asyncjobs-callbacks``,
 ``#asyncjobs-subjobs``, ``a[data-action=cancel|retry|remove]`` (to the
 confirmation page), ``[data-job-field=started|ended]`` (``<time>``),
 ``[data-job-field=no-progress]`` (hidden once a report came) and
