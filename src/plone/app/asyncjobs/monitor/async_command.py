@@ -237,7 +237,8 @@ class AsyncCommand(ToolCommand):
         "completed" (null while it runs), "failed", "reassigned" (another
         worker took it over), "result" (its repr, or a brief traceback),
         "pickup" (how a worker thread came to claim it: push, timer, poll or
-        next; see "async status") and "pickup latency".
+        next; see "async status"), "pickup latency" and "attempt" (the
+        job's attempt number when the thread started it).
         Only the latest jobs are remembered (200 by default); use "asyncdb
         job" for older ones.
         """

@@ -113,9 +113,10 @@ def test_job_describes_a_job_ran_recently(address, worker):  # noqa: F811
     oid, database = job_id(worker.jobs["succeed"])
     info = ask_json(address, f"async job {oid}")
     assert sorted(info) == [
-        "agent", "call", "completed", "failed", "id", "pickup", "pickup latency", "queue",
-        "quota names", "reassigned", "result", "started", "thread",
+        "agent", "attempt", "call", "completed", "failed", "id", "pickup", "pickup latency",
+        "queue", "quota names", "reassigned", "result", "started", "thread",
     ]
+    assert info["attempt"] == 1
     assert info["id"] == [oid, database]
     assert "succeed(21)" in info["call"]
     assert (info["queue"], info["agent"]) == ("", "main")

@@ -9,6 +9,7 @@ from plone.app.asyncjobs.monitor import commands
 from plone.app.asyncjobs.monitor.async_command import async_
 from plone.app.asyncjobs.monitor.asyncdb_command import asyncdb
 from plone.app.asyncjobs.monitor.interfaces import IMonitorPlugin
+from plone.app.asyncjobs.monitor.metrics_command import metrics
 from plone.app.asyncjobs.monitor.tests.client import ask
 
 
@@ -31,8 +32,10 @@ def test_configure_zcml_registers_the_commands(component_registry):
         "zeostatus": commands.zeostatus,
         "async": async_,
         "asyncdb": asyncdb,
+        "metrics": metrics,
     }
-    for plugin in (commands.monitor, commands.dbinfo, commands.zeostatus, async_, asyncdb):
+    for plugin in (commands.monitor, commands.dbinfo, commands.zeostatus, async_, asyncdb,
+                   metrics):
         assert IMonitorPlugin.providedBy(plugin)
 
 
@@ -48,6 +51,7 @@ def test_a_server_without_plugins_serves_the_registered_commands(
         "  dbinfo -- Show ZODB database statistics.",
         "  help -- List the commands, or describe one.",
         '  interactive -- Keep the connection open for further commands, until "quit".',
+        "  metrics -- Show this process's job metrics, in the Prometheus text format.",
         "  monitor -- Show the health of this process.",
         "  quit -- Close the connection.",
         "  zeostatus -- Show whether the ZEO clients are connected to their servers.",
