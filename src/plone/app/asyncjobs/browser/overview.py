@@ -11,6 +11,7 @@ facts come from :func:`.inspection.overview`, for the page's scope.
 """
 from Products.Five.browser.pagetemplatefile import ViewPageTemplateFile
 from zope.i18n import translate
+from zope.i18nmessageid import Message
 
 from plone.app.asyncjobs import inspection
 from plone.app.asyncjobs.browser.controlpanel import PanelView
@@ -80,7 +81,8 @@ class OverviewView(PanelView):
             if pace >= 1:
                 # Two significant digits, no exponent: 3500 a minute is not 3.5e+03.
                 number = f"{pace:.2g}" if pace < 100 else f"{pace:.0f}"
-                return translate(RATES[per], context=self.request, mapping={"rate": number})
+                return translate(Message(RATES[per], mapping={"rate": number}),
+                                 context=self.request)
         return None
     @staticmethod
     def count_label(queue, state):

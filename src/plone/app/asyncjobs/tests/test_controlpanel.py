@@ -617,3 +617,28 @@ def test_a_dispatcher_is_stuck_between_its_ping_interval_and_its_death():
     assert inspection.dispatcher_state(record) == "dead"
     record.activated = None
     assert inspection.dispatcher_state(record) == "deactivated"
+
+
+@pytest.mark.parametrize("completed, rate", [
+    (0, None), (1, None), (59, None), (60, "about 1 a minute"), (150, "about 2.5 a minute"),
+    (3600, "about 1 a second"), (9000, "about 2.5 a second"), (720000, "about 200 a second"),
+])
+def test_the_last_hours_pace_has_a_sensible_unit(functional_portal, completed, rate):
+    from plone.app.asyncjobs.browser.overview import OverviewView
+
+    view = OverviewView(functional_portal, functional_portal.REQUEST)
+    view.facts = {"last_hour": {"completed": completed, "failed": 0}}
+    assert view.rate == rate
+
+
+def test_one_purged_job_of_one_day_reads_in_the_singular(functional, functional_portal):
+    from plone.app.asyncjobs.browser import actions
+    from plone.app.asyncjobs.browser.actions import ActionView
+    from zope.i18n import translate
+
+    view = ActionView(functional_portal, functional_portal.REQUEST)
+    assert view.age("1") == "1 day" and view.age("0.5") == "0.5 days"
+    jobs_api.queue_job(jobs.add, functional_portal, 1)
+    wait_for_all_jobs()
+    message, _ = actions.purge(view, {"days": "0"})
+    assert translate(message) == "1 job that finished more than 0 days ago was removed."
