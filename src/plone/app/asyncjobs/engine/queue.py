@@ -147,11 +147,13 @@ class Queue(Persistent):
     #: ``priority -> LANES lanes`` for the priorities other than 0 that
     #: were used; created on first use.
     _priority_lanes = None
-    #: The unique index (:class:`.unique.UniqueKeys`), created on first use.
+    #: The unique index (see :func:`.unique.new_index`); ``None`` in
+    #: queues stored before it existed, until a unique key is put.
     _unique = None
 
     def __init__(self):
         self.install_doorbells()
+        self.install_unique_index()
         self._handed_back = PendingJobs()
         self._lanes = tuple(PendingJobs() for _ in range(LANES))
         self._length = Length()
@@ -215,7 +217,7 @@ class Queue(Persistent):
             if holder is not None:
                 # Written back, so that a concurrent claim releasing the key
                 # conflicts with this put (see .unique).
-                self._unique[job.unique_key] = holder
+                self._unique_tree(job.unique_key)[job.unique_key] = holder
                 if on_duplicate == "raise":
                     raise DuplicateJobError(
                         f"{holder!r} holds the unique key {job.unique_key!r} "
@@ -325,9 +327,19 @@ class Queue(Persistent):
 
     # -- unique keys --------------------------------------------------------
 
+    def install_unique_index(self):
+        """Give a queue stored before unique keys existed its unique index."""
+        if self._unique is None:
+            self._unique = unique.new_index()
+
+    def _unique_tree(self, key):
+        """The tree of the unique index that ``key`` belongs in, or ``None``."""
+        return None if self._unique is None else unique.shard(self._unique, key)
+
     def _unique_holder(self, key):
         """The job of this queue that holds ``key`` now, or ``None``."""
-        job = None if self._unique is None else self._unique.get(key)
+        tree = self._unique_tree(key)
+        job = None if tree is None else tree.get(key)
         return job if job is not None and unique.holds(job) else None
 
     def _take_unique_key(self, job):
@@ -336,17 +348,18 @@ class Queue(Persistent):
         key = job.unique_key
         if key is None:
             return
-        if self._unique is None:
-            self._unique = unique.UniqueKeys()
-        entry = self._unique.get(key)
+        self.install_unique_index()
+        tree = self._unique_tree(key)
+        entry = tree.get(key)
         if entry is not job and (entry is None or not unique.holds(entry)):
-            self._unique[key] = job
+            tree[key] = job
 
     def release_unique_key(self, job):
         """Remove ``job``'s entry from the unique index, if it has one."""
         key = job.unique_key
-        if key is not None and self._unique is not None and self._unique.get(key) is job:
-            del self._unique[key]
+        tree = None if key is None else self._unique_tree(key)
+        if tree is not None and tree.get(key) is job:
+            del tree[key]
 
     def claim(self, filter=None, default=None, now=None, lane=None, exclude=frozenset()):
         """Remove and return a job an agent may run now, or ``default``.

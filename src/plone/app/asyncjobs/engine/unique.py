@@ -19,6 +19,13 @@ the claim that releases the key, the one that commits second conflicts;
 retried, it sees the first one's outcome.  So the job returned to a
 producer was still pending (or active) when its transaction committed.
 
+The index is spread over :data:`SHARDS` trees by a hash of the key.  A
+producer's insert that splits a bucket conflicts with every concurrent
+write to the same tree (BTrees check that the tree node they inserted
+through is still current), so one tree would make about one put in a
+hundred conflict for each concurrent producer; spread out, a split
+conflicts only with the producers writing the same shard.
+
 Release: whether a job holds its key is decided from its status every
 time, so an entry left behind never blocks its key.  Entries are removed,
 so that the index does not grow with every key ever used, as the job
@@ -33,6 +40,8 @@ the other was put.  A copy (:meth:`.job.Job.copy`, as retried from the
 console) has the key of its original, and ``put`` treats it like any job
 with that key.
 """
+import zlib
+
 from BTrees.OOBTree import OOBTree
 
 from plone.app.asyncjobs.engine.status import ACTIVE
@@ -54,6 +63,9 @@ _HOLDING = {
 #: What ``put`` does when the key is held: return the holder, or raise.
 ON_DUPLICATE = ("return", "raise")
 
+#: How many trees the unique index of a queue is spread over.
+SHARDS = 16
+
 
 class UniqueKeys(OOBTree):
     """A queue's unique index: key -> the job that holds or held it.
@@ -63,7 +75,17 @@ class UniqueKeys(OOBTree):
     often.
     """
 
-    max_leaf_size = 120
+    max_leaf_size = 250
+
+
+def new_index():
+    """A new unique index: :data:`SHARDS` trees."""
+    return tuple(UniqueKeys() for _ in range(SHARDS))
+
+
+def shard(index, key):
+    """The tree of ``index`` that holds ``key`` (the same in every process)."""
+    return index[zlib.crc32(key.encode("utf-8")) % len(index)]
 
 
 def check_key(key):

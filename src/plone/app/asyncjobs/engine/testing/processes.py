@@ -11,6 +11,11 @@ can be killed hard with :meth:`WorkerProcess.kill` to simulate a crash.
 
     python -m plone.app.asyncjobs.engine.testing.processes produce CONFIG \\
         --count 2000 --batch 100 --function module:name --argument text
+
+With ``--unique-keys`` job ``n`` is put with the unique key ``key-n``;
+with ``--ready-file R --gate G`` the producer opens the database, creates
+``R`` and waits for ``G`` to exist before queuing, so that several
+producers can be made to start together.  It prints its conflicts.
 """
 import argparse
 import atexit
@@ -130,8 +135,10 @@ class WorkerProcess:
         return "\n".join(self.log_path.read_text().splitlines()[-lines:])
 
 
-def produce(storage_config, function, arguments, count, batch, numbered=True):
-    """Queue ``count`` jobs calling ``function(*arguments[, n])``, ``batch`` per commit.
+def produce(storage_config, function, arguments, count, batch, numbered=True,
+            unique_keys=False, ready_file=None, gate=None):
+    """Queue ``count`` jobs calling ``function(*arguments[, n])``, ``batch`` per commit
+    (job ``n`` with the unique key ``key-n`` if ``unique_keys``).
 
     Conflicting commits are retried, as a Zope request would be.  Returns
     the number of conflicts.
@@ -139,6 +146,9 @@ def produce(storage_config, function, arguments, count, batch, numbered=True):
     db = open_db(storage_config)
     conflicts = 0
     try:
+        if gate is not None:
+            Path(ready_file).write_text(str(os.getpid()))
+            wait_until(Path(gate).exists, seconds=60, interval=0.01)
         manager = transaction.TransactionManager()
         connection = db.open(transaction_manager=manager)
         for start in range(0, count, batch):
@@ -146,7 +156,8 @@ def produce(storage_config, function, arguments, count, batch, numbered=True):
                 queue = configure.get_queue(connection)
                 for number in range(start, min(start + batch, count)):
                     extra = (number,) if numbered else ()
-                    queue.put(Job(function, *arguments, *extra))
+                    queue.put(Job(function, *arguments, *extra),
+                              unique_key=f"key-{number}" if unique_keys else None)
 
             while True:
                 try:
@@ -209,12 +220,18 @@ def main(argv=None):
     producer.add_argument("--argument", action="append", default=[])
     producer.add_argument("--count", type=int, required=True)
     producer.add_argument("--batch", type=int, default=100)
+    producer.add_argument("--unique-keys", action="store_true")
+    producer.add_argument("--ready-file")
+    producer.add_argument("--gate")
     options = parser.parse_args(argv)
     if options.role == "worker":
         _run_worker(options)
     else:
-        produce(Path(options.config).read_text(), _resolve(options.function),
-                options.argument, options.count, options.batch)
+        conflicts = produce(Path(options.config).read_text(), _resolve(options.function),
+                            options.argument, options.count, options.batch,
+                            unique_keys=options.unique_keys, ready_file=options.ready_file,
+                            gate=options.gate)
+        print(f"conflicts {conflicts}")
 
 
 if __name__ == "__main__":

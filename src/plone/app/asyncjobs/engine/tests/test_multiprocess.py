@@ -198,7 +198,53 @@ def test_concurrent_producers_rarely_conflict_and_lose_nothing(zeo):
         db.close()
 
 
-def _produce_concurrently(db, threads_count, per_thread):
+def test_concurrent_producers_of_unique_jobs_rarely_conflict(zeo):
+    """Unique keys (all different) add writes to the queue's unique index:
+    the producers still conflict in under 1% of their commits."""
+    db = zeo.db(pool_size=8)
+    try:
+        _produce_concurrently(db, threads_count=8, per_thread=500, unique=True)
+    finally:
+        db.close()
+
+
+def test_producer_processes_putting_the_same_keys_at_once_queue_one_job_per_key(zeo, tmp_path):
+    """Two processes put jobs with the keys key-0 ... key-299, one per
+    commit, started together: the unique index makes them conflict on
+    every key both put at once, and the retry finds the other's job."""
+    count = 300
+    db = zeo.db()
+    configure.install_queues(db)
+    config = tmp_path / "producer.conf"
+    config.write_text(zeo.client_storage_config())
+    gate = tmp_path / "gate"
+    ready = [tmp_path / f"ready-{n}" for n in range(2)]
+    producers = [subprocess.Popen(
+        [sys.executable, "-m", "plone.app.asyncjobs.engine.testing.processes", "produce",
+         str(config), "--function", "plone.app.asyncjobs.engine.testing.jobs:record",
+         "--argument", str(tmp_path / "records.txt"), "--count", str(count), "--batch", "1",
+         "--unique-keys", "--ready-file", str(path), "--gate", str(gate)],
+        stdout=subprocess.PIPE, text=True) for path in ready]
+    try:
+        wait_until(lambda: all(path.exists() for path in ready), seconds=60,
+                   describe=lambda: "for both producers to open the database")
+        gate.touch()
+        outputs = [producer.communicate(timeout=120)[0] for producer in producers]
+    finally:
+        for producer in producers:
+            producer.kill()
+            producer.wait()
+    assert [producer.returncode for producer in producers] == [0, 0], outputs
+    connection, manager = _connection(db)
+    queue = configure.get_queue(connection)
+    keys = collections.Counter(job.unique_key for job in queue)
+    connection.close()
+    db.close()
+    assert keys == collections.Counter(f"key-{n}" for n in range(count)), \
+        "one job per key"
+
+
+def _produce_concurrently(db, threads_count, per_thread, unique=False):
     configure.install_queues(db)
     conflicts = []
     barrier = threading.Barrier(threads_count)
@@ -209,7 +255,8 @@ def _produce_concurrently(db, threads_count, per_thread):
         barrier.wait()
         for number in range(per_thread):
             while True:
-                queue.put(Job(jobs.record, f"thread-{thread}", number))
+                key = f"thread-{thread}-{number}" if unique else None
+                queue.put(Job(jobs.record, f"thread-{thread}", number), unique_key=key)
                 try:
                     manager.commit()
                     break

@@ -14,7 +14,7 @@ from plone.app.asyncjobs.engine.tests.support import sync
 
 
 def index(queue):
-    return dict(queue._unique.items()) if queue._unique is not None else {}
+    return {key: job for tree in queue._unique for key, job in tree.items()}
 
 
 def test_a_pending_job_with_the_key_is_returned_instead_of_queuing(queue):
