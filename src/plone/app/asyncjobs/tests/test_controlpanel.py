@@ -642,3 +642,22 @@ def test_one_purged_job_of_one_day_reads_in_the_singular(functional, functional_
     wait_for_all_jobs()
     message, _ = actions.purge(view, {"days": "0"})
     assert translate(message) == "1 job that finished more than 0 days ago was removed."
+
+
+def test_retry_is_offered_only_when_it_would_be_done(functional, functional_portal):
+    """A Site Administrator is not offered to retry a Manager's job (it
+    would run with roles the administrator does not have), a Manager is."""
+    from plone.app.testing import setRoles
+
+    setRoles(functional_portal, TEST_USER_ID, ["Manager"])
+    functional_portal.acl_users.userFolderAddUser(
+        "siteadmin", "secret-password", ["Site Administrator"], [])
+    job = jobs_api.queue_job(jobs.add, functional_portal, 1)
+    wait_for_result(job)
+    for user, password, offered in (("siteadmin", "secret-password", {"remove"}),
+                                    (SITE_OWNER_NAME, SITE_OWNER_PASSWORD,
+                                     {"retry", "remove"})):
+        browser = open_browser(functional, user, password)
+        browser.open(page_url(functional_portal, "asyncjobs-job", id=job_id(job)))
+        actions = {link.get("data-action") for link in tree(browser).cssselect("a[data-action]")}
+        assert actions == offered, user
