@@ -33,17 +33,14 @@ import types
 from prometheus_client import Histogram
 
 from plone.app.asyncjobs.engine import failure as failures
+from plone.app.asyncjobs.engine import status as statuses
 from plone.app.asyncjobs.engine.counters import Counters
 from plone.app.asyncjobs.engine.exceptions import CancelledError
-from plone.app.asyncjobs.engine.status import CALLBACKS
-from plone.app.asyncjobs.engine.status import COMPLETED
-from plone.app.asyncjobs.engine.status import PENDING
 
 
-STARTED, COMPLETED_, FAILED, CANCELLED, RETRIED = (
+#: What :attr:`JobMetrics.counts` counts: starts, and the outcomes.
+STARTED, COMPLETED, FAILED, CANCELLED, RETRIED = (
     "started", "completed", "failed", "cancelled", "retried")
-#: What :attr:`JobMetrics.counts` counts, in the order metrics list them.
-EVENTS = (STARTED, COMPLETED_, FAILED, CANCELLED, RETRIED)
 
 #: Upper bounds (seconds) of the run-time histogram's buckets: jobs take
 #: from milliseconds (a reindex) to an hour (an export).
@@ -83,13 +80,13 @@ def outcome(job):
     """The outcome of ``job`` (see the module documentation) now that its
     worker thread is done with it, or ``None`` if it has none yet."""
     status = job.status
-    if status == PENDING:
+    if status == statuses.PENDING:
         return RETRIED
-    if status not in (CALLBACKS, COMPLETED):
+    if status not in (statuses.CALLBACKS, statuses.COMPLETED):
         return None
     result = job.result
     if not failures.is_failure(result):
-        return COMPLETED_
+        return COMPLETED
     return CANCELLED if result.check(CancelledError) else FAILED
 
 
@@ -98,7 +95,7 @@ class JobMetrics:
 
     ``dispatcher`` is the dispatcher's label value (its UUID as text).
     :attr:`counts` maps ``(event, queue name, callable name)`` to a count,
-    ``event`` being one of :data:`EVENTS`.  :attr:`run_time` (labels
+    ``event`` being :data:`STARTED` or an outcome.  :attr:`run_time` (labels
     dispatcher, queue, callable) and :attr:`pickup_latency` (dispatcher,
     queue, pickup) are histograms registered in no registry.
     """

@@ -63,7 +63,7 @@ CLAIM_CONFLICTS_ON = "claim conflicts on "
 #: ``(event, metric name, help)`` of the job counters (see :mod:`.jobmetrics`).
 JOB_COUNTERS = (
     (jobmetrics.STARTED, "asyncjobs_jobs_started", "Jobs started by worker threads"),
-    (jobmetrics.COMPLETED_, "asyncjobs_jobs_completed",
+    (jobmetrics.COMPLETED, "asyncjobs_jobs_completed",
      "Jobs that ended without a failure in a worker thread"),
     (jobmetrics.FAILED, "asyncjobs_jobs_failed",
      "Jobs that ended with a failure (not a cancellation) in a worker thread"),
