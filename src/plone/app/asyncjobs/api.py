@@ -33,13 +33,15 @@ Every function here calls the registered ``IAsyncService`` utility, so a
 site (or an add-on) that registers its own changes them too.
 
 The keyword arguments of these functions (``delay``, ``queue``,
-``quota_names``, ``begin_by``, ``retry_policy``) are not passed on to the
+``quota_names``, ``begin_by``, ``retry_policy``, ``priority``,
+``unique_key``, ``unique_while``, ``on_duplicate``) are not passed on to the
 job's function; use :func:`make_job` with :func:`queue_serial_jobs` or the
 ``IAsyncService`` utility when the function itself takes such names.
 """
 from zope.component import getUtility
 
 from plone.app.asyncjobs.engine import composite
+from plone.app.asyncjobs.engine.exceptions import DuplicateJobError
 from plone.app.asyncjobs.engine.failure import is_failure
 from plone.app.asyncjobs.engine.failure import traceback_text
 from plone.app.asyncjobs.service.exceptions import ContextNotFoundError
@@ -53,6 +55,7 @@ from plone.app.asyncjobs.service.service import makeJob
 
 __all__ = [
     "ContextNotFoundError",
+    "DuplicateJobError",
     "ExecutionContextError",
     "SiteNotFoundError",
     "UserNotFoundError",
@@ -71,7 +74,8 @@ def _service():
 
 
 def queue_job(func, context, *args, delay=None, queue=None, quota_names=(),
-              begin_by=None, retry_policy=None, **kwargs):
+              begin_by=None, retry_policy=None, priority=None, unique_key=None,
+              unique_while=None, on_duplicate="return", **kwargs):
     """Queue ``func(context, *args, **kwargs)``; return the job.
 
     :param delay: start no earlier than this: a ``timedelta``, a number of
@@ -89,12 +93,23 @@ def queue_job(func, context, *args, delay=None, queue=None, quota_names=(),
         ``"forever"``, ``"delayed"``, or one an add-on registered) or
         factory; ``None``: the site's default policy (registry setting
         ``plone.app.asyncjobs.default_retry_policy``), else the engine's.
+    :param priority: an integer: among jobs due, higher priorities start
+        first; ``None``: 0.
+    :param unique_key: a non-empty string: while a job of the queue with
+        this key is pending (or, with ``unique_while=("pending",
+        "active")``, until it completed), that job is returned and
+        nothing is queued ("reindex this folder" clicked five times
+        queues one job).  Two requests queuing one key at once conflict,
+        and the retried one finds the other's job.
+    :param on_duplicate: ``"return"`` the job holding the key, or
+        ``"raise"`` :class:`DuplicateJobError` (its ``job`` is that job).
     """
     service = _service()
     job = service.wrapJob(makeJob(func, context, *args, **kwargs))
     return service.put(
         job, queue=queue, quota_names=quota_names, begin_after=as_begin_after(delay),
-        begin_by=begin_by, retry_policy=retry_policy, context=context,
+        begin_by=begin_by, retry_policy=retry_policy, context=context, priority=priority,
+        unique_key=unique_key, unique_while=unique_while, on_duplicate=on_duplicate,
     )
 
 

@@ -152,12 +152,16 @@ class IAsyncService(Interface):
         ``IJobFailure``."""
 
     def put(job, queue=None, quota_names=None, begin_after=None, begin_by=None,
-            retry_policy=None, context=None):
+            retry_policy=None, context=None, priority=None, unique_key=None,
+            unique_while=None, on_duplicate="return"):
         """Put ``job`` (from :meth:`wrapJob`) in ``queue`` and return it.
 
         ``retry_policy`` is a policy name or factory; ``None`` is the
         site's default policy.  ``context`` finds the database when
-        ``queue`` is a name.  The ``queueJob*`` methods and
+        ``queue`` is a name.  ``priority``, ``unique_key``,
+        ``unique_while`` and ``on_duplicate`` are those of the engine's
+        ``Queue.put``: with a unique key that a job of the queue holds,
+        that job is returned (or ``DuplicateJobError`` raised).  The ``queueJob*`` methods and
         ``api.queue_job`` end here.
         """
 

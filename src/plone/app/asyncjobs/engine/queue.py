@@ -190,12 +190,7 @@ class Queue(Persistent):
             raise ValueError(f"only a new job can be queued; {job!r} is {job.status}")
         if self._p_jar is None:
             raise ValueError("this queue is not stored in a database yet")
-        if priority is not None:
-            job.priority = check_priority(priority)
-        if unique_key is not None:
-            job.unique_key = unique.check_key(unique_key)
-        if unique_while is not None:
-            job.unique_while = unique.check_while(unique_while)
+        set_claim_options(job, priority, unique_key, unique_while)
         unique.check_on_duplicate(on_duplicate)
         if retry_policy_factory is not None:
             retry.resolve(retry_policy_factory)
@@ -496,3 +491,14 @@ def check_priority(priority):
     if not isinstance(priority, int) or isinstance(priority, bool):
         raise TypeError(f"priority must be an integer, not {priority!r}")
     return priority
+
+
+def set_claim_options(job, priority=None, unique_key=None, unique_while=None):
+    """Check and set the options of :meth:`Queue.put` that ``job`` keeps
+    (``None`` leaves the job's); for code that puts the job later."""
+    if priority is not None:
+        job.priority = check_priority(priority)
+    if unique_key is not None:
+        job.unique_key = unique.check_key(unique_key)
+    if unique_while is not None:
+        job.unique_while = unique.check_while(unique_while)

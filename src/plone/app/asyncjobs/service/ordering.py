@@ -13,7 +13,9 @@ same queue, the new job is not put in the queue at once: a callback of the
 earlier job puts it there once that job has completed, whether it
 succeeded or failed.  Until then the new job's status is ``new`` and the
 queue does not list it.  Its start options (``begin_after``, ``begin_by``,
-quotas, retry policy) are checked and set on it at once.
+quotas, retry policy, priority, unique key) are checked and set on it at
+once; its unique key is looked up when it is put: if a job holds the key
+then, it is not queued (that job does the work).
 
 Jobs queued by different transactions run one at a time too, in about the
 order they were queued.
@@ -22,6 +24,7 @@ from plone.app.asyncjobs.engine import local
 from plone.app.asyncjobs.engine import retry
 from plone.app.asyncjobs.engine.internal import internal
 from plone.app.asyncjobs.engine.job import Job
+from plone.app.asyncjobs.engine.queue import set_claim_options
 from plone.app.asyncjobs.engine.status import NEW
 
 
@@ -35,18 +38,22 @@ class _LastJobs:
 
 
 def put_in_order(queue, job, begin_after=None, begin_by=None, quota_names=(),
-                 retry_policy_factory=None):
+                 retry_policy_factory=None, priority=None, unique_key=None,
+                 unique_while=None, on_duplicate="return"):
     """``queue.put(job, ...)``, or put it after the job this transaction
     queued last with one of its quotas of size one (see the module doc).
-    Returns the job."""
+    Returns what ``queue.put`` returned (the job, or the job holding its
+    unique key), or the job put later."""
     quota_names = tuple(quota_names)
     queue.quotas.check_names(quota_names)
     keys = [(id(queue), name) for name in quota_names if queue.quotas[name].size == 1]
     last = _last_jobs(queue)
     previous = next((last[key] for key in reversed(keys) if key in last), None)
     if previous is None:
-        queue.put(job, begin_after=begin_after, begin_by=begin_by,
-                  quota_names=quota_names, retry_policy_factory=retry_policy_factory)
+        job = queue.put(job, begin_after=begin_after, begin_by=begin_by,
+                        quota_names=quota_names, retry_policy_factory=retry_policy_factory,
+                        priority=priority, unique_key=unique_key,
+                        unique_while=unique_while, on_duplicate=on_duplicate)
     else:
         if retry_policy_factory is not None:
             retry.resolve(retry_policy_factory)
@@ -54,6 +61,7 @@ def put_in_order(queue, job, begin_after=None, begin_by=None, quota_names=(),
         job.begin_after = begin_after
         job.begin_by = begin_by
         job.quota_names = quota_names
+        set_claim_options(job, priority, unique_key, unique_while)
         callback = internal(Job(put_successor, queue))
         callback.annotations[SUCCESSOR] = job
         previous.add_callback(callback)

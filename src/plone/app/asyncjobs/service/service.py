@@ -152,7 +152,8 @@ class AsyncService:
     # -- the spelling the api module uses ----------------------------------------
 
     def put(self, job, queue=None, quota_names=None, begin_after=None, begin_by=None,
-            retry_policy=None, context=None):
+            retry_policy=None, context=None, priority=None, unique_key=None,
+            unique_while=None, on_duplicate="return"):
         """Put ``job`` in ``queue`` (see the interface for the arguments).
 
         A job sharing a quota of size one with a job this transaction put
@@ -166,6 +167,10 @@ class AsyncService:
             begin_by=begin_by,
             quota_names=self._quota_names(target, quota_names),
             retry_policy_factory=retry_policy or default_retry_policy(),
+            priority=priority,
+            unique_key=unique_key,
+            unique_while=unique_while,
+            on_duplicate=on_duplicate,
         )
 
     def put_composite(self, combine, job_infos, queue=None, quota_names=None,

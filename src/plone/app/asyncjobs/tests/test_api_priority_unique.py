@@ -1,0 +1,53 @@
+"""api.queue_job passes priority and unique keys to the engine, with clear errors."""
+import pytest
+
+from plone.app.asyncjobs import api as jobs_api
+from plone.app.asyncjobs.service.queues import add_queue
+from plone.app.asyncjobs.tests import jobs
+
+
+def test_queue_job_with_a_priority(portal):
+    job = jobs_api.queue_job(jobs.add, portal, 1, priority=3)
+    assert job.priority == 3
+    assert job._queue_key[0][0] == 3  # in the lanes of priority 3
+
+
+@pytest.mark.parametrize("bad", ["high", 1.0, True])
+def test_a_priority_that_is_not_an_integer_is_refused(portal, bad):
+    with pytest.raises(TypeError, match="priority must be an integer"):
+        jobs_api.queue_job(jobs.add, portal, 1, priority=bad)
+
+
+def test_queue_job_with_a_unique_key_returns_the_pending_job(portal):
+    first = jobs_api.queue_job(jobs.add, portal, 1, unique_key="reindex /plone")
+    again = jobs_api.queue_job(jobs.add, portal, 2, unique_key="reindex /plone")
+    assert again is first and len(jobs_api.get_queue()) == 1
+    with pytest.raises(jobs_api.DuplicateJobError) as raised:
+        jobs_api.queue_job(jobs.add, portal, 3, unique_key="reindex /plone",
+                           on_duplicate="raise")
+    assert raised.value.job is first
+    active = jobs_api.queue_job(jobs.add, portal, 4, unique_key="other",
+                                unique_while=("pending", "active"))
+    assert active.unique_while == ("pending", "active")
+
+
+@pytest.mark.parametrize("options, error, message", [
+    ({"unique_key": ""}, ValueError, "unique_key must not be empty"),
+    ({"unique_key": 7}, TypeError, "unique_key must be a string"),
+    ({"unique_key": "k", "unique_while": ("running",)}, ValueError, "unique_while must be"),
+    ({"unique_key": "k", "on_duplicate": "skip"}, ValueError, "on_duplicate must be one of"),
+])
+def test_bad_unique_options_are_refused(portal, options, error, message):
+    with pytest.raises(error, match=message):
+        jobs_api.queue_job(jobs.add, portal, 1, **options)
+    assert len(jobs_api.get_queue()) == 0
+
+
+def test_a_job_put_after_its_quota_predecessor_keeps_its_options(portal):
+    queue = add_queue(jobs_api.get_queues(), "serial")
+    queue.quotas.create("one", size=1)
+    first = jobs_api.queue_job(jobs.add, portal, 1, queue="serial", quota_names=("one",))
+    second = jobs_api.queue_job(jobs.add, portal, 2, queue="serial", quota_names=("one",),
+                                priority=2, unique_key="second")
+    assert second is not first and second.status == "new"  # put once first completed
+    assert (second.priority, second.unique_key) == (2, "second")
