@@ -234,6 +234,8 @@ def _details(job, traceback):
         "args": [shorten(value) for value in job.args],
         "kwargs": {str(name): shorten(value) for name, value in job.kwargs.items()},
         "quota_names": list(job.quota_names),
+        "priority": job.priority,
+        "unique_key": job.unique_key,
         "retry_policy": job.retry_policy_factory or "default",
         "retry_history": None if policy is None else brief_repr(getattr(policy, "data", policy)),
         "retry_of": None if retry_of is None else str(retry_of),
