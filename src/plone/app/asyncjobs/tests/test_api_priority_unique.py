@@ -1,7 +1,11 @@
 """api.queue_job passes priority and unique keys to the engine, with clear errors."""
+from datetime import timedelta
+
 import pytest
+import transaction
 
 from plone.app.asyncjobs import api as jobs_api
+from plone.app.asyncjobs.inspection import job_id
 from plone.app.asyncjobs.service.queues import add_queue
 from plone.app.asyncjobs.tests import jobs
 
@@ -51,3 +55,18 @@ def test_a_job_put_after_its_quota_predecessor_keeps_its_options(portal):
                                 priority=2, unique_key="second")
     assert second is not first and second.status == "new"  # put once first completed
     assert (second.priority, second.unique_key) == (2, "second")
+
+
+def test_the_job_page_shows_priority_and_unique_key(functional, functional_portal):
+    from plone.app.asyncjobs.tests.test_controlpanel import open_browser
+    from plone.app.asyncjobs.tests.test_controlpanel import page_url
+    from plone.app.asyncjobs.tests.test_controlpanel import tree
+
+    job = jobs_api.queue_job(jobs.add, functional_portal, 1, delay=timedelta(hours=1),
+                             priority=4, unique_key="reindex /plone")
+    transaction.commit()
+    browser = open_browser(functional)
+    browser.open(page_url(functional_portal, "asyncjobs-job", id=job_id(job)))
+    page = tree(browser)
+    assert page.cssselect("#asyncjobs-job-priority")[0].text_content().strip() == "4"
+    assert page.cssselect("#asyncjobs-job-unique-key code")[0].text == "reindex /plone"
