@@ -8,6 +8,7 @@ a status that allows it) with a message meant for the administrator.
 from ZODB.POSException import POSKeyError
 
 from plone.app.asyncjobs.engine.exceptions import BadStatusError
+from plone.app.asyncjobs.engine.exceptions import DuplicateJobError
 from plone.app.asyncjobs.engine.ids import load
 from plone.app.asyncjobs.engine.ids import object_id
 from plone.app.asyncjobs.engine.interfaces import IJob
@@ -46,9 +47,14 @@ def retry(job):
     """Queue a copy of the finished ``job`` in its queue; return the copy.
 
     The two are linked by the annotations :data:`RETRIED_AS` and
-    :data:`RETRY_OF`.
+    :data:`RETRY_OF`.  A copy has its original's unique key: while another
+    job holds it, that job does the work, and the retry is refused.
     """
-    new = job.queue.put(_retry_copy(job))
+    try:
+        new = job.queue.put(_retry_copy(job), on_duplicate="raise")
+    except DuplicateJobError as error:
+        raise BadStatusError(f"cannot retry this job: job {object_id(error.job)[0]} "
+                             f"holds its unique key {job.unique_key!r}") from None
     new.annotations[RETRY_OF] = object_id(job)[0]
     job.annotations[RETRIED_AS] = retries(job) + (object_id(new)[0],)
     return new

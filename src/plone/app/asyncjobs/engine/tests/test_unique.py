@@ -2,8 +2,10 @@
 import pytest
 from ZODB.POSException import ConflictError
 
+from plone.app.asyncjobs.engine import admin
 from plone.app.asyncjobs.engine import configure
 from plone.app.asyncjobs.engine import status
+from plone.app.asyncjobs.engine.exceptions import BadStatusError
 from plone.app.asyncjobs.engine.exceptions import DuplicateJobError
 from plone.app.asyncjobs.engine.job import Job
 from plone.app.asyncjobs.engine.unique import WHILE_ACTIVE
@@ -167,3 +169,19 @@ def test_two_connections_putting_different_keys_at_once_do_not_conflict(queue, c
     commit(other)
     sync(queue)
     assert sorted(index(queue)) == ["k0", "k1", "k2"] and len(queue) == 3
+
+
+def test_retrying_a_finished_unique_job_is_refused_while_another_holds_its_key(queue, record):
+    agent = record()["main"]
+    finished = queue.put(Job(jobs.echo, 1), unique_key="k")
+    commit(queue)
+    assert agent.claim_job() is finished
+    finished()
+    agent.sweep([finished])
+    holder = queue.put(Job(jobs.echo, 2), unique_key="k")
+    with pytest.raises(BadStatusError, match="holds its unique key 'k'"):
+        admin.retry(finished)
+    assert len(queue) == 1 and not admin.retries(finished)
+    queue.remove(holder)
+    retried = admin.retry(finished)
+    assert retried.unique_key == "k" and index(queue) == {"k": retried}
