@@ -31,8 +31,8 @@ the lanes of one priority as they do without priorities.  Lane number
 ``n`` of every priority rings doorbell ``n``, and belongs to the same
 dispatcher.
 
-Unique keys (see :mod:`.unique`) are kept in an index of the queue,
-created on first use.
+Unique keys (see :mod:`.unique`) are kept in an index of the queue
+(created with it, or in a queue stored before, by the first unique key).
 
 Every transaction that makes a job pending also changes the *doorbell* of
 its lane (see :attr:`Queue.doorbells`), a counter whose concurrent changes
