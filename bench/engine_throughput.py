@@ -10,16 +10,22 @@ Everything is measured in the same run on the same machine:
    with a start time a little in the future, the workers are idle and
    ready; the clock runs from that start time until every job completed;
 4. conflicts per job: claim conflicts (counted by the workers) and
-   conflicts of result commits (recorded by the jobs' retry policies).
+   conflicts of result commits (recorded by the jobs' retry policies);
+5. priorities: the 2-worker drain again, the jobs with priorities drawn
+   from :data:`PRIORITIES`, as a ratio to the drain without;
+6. unique keys: the enqueue rate with a different unique key per job,
+   and the cost of the key per put.
 
 The target of the engine issue: with 2 workers, the drain rate reaches 0.8
 times the raw single-client commit rate (no lower than 0.5), with fewer
-than 0.05 claim conflicts per job.
+than 0.05 claim conflicts per job; with mixed priorities too, at a drain
+rate within 10% of the one without.
 
 Usage: python bench/engine_throughput.py [--jobs 6000] [--commits 3000]
 """
 import argparse
 import collections
+import random
 import tempfile
 import time
 from datetime import timedelta
@@ -42,6 +48,8 @@ from plone.app.asyncjobs.engine.testing.zeo import ZEOServer
 START_DELAY = timedelta(seconds=3)
 #: The workers' poll interval (seconds): how soon an idle thread looks again.
 POLL_INTERVAL = 0.1
+#: The priorities of the mixed-priority drain, drawn at random per job.
+PRIORITIES = (0, 1, 2, 3)
 
 
 def raw_commit_rate(db, commits):
@@ -58,14 +66,19 @@ def raw_commit_rate(db, commits):
     return commits / elapsed
 
 
-def enqueue(db, count, begin_after=None):
+def enqueue(db, count, begin_after=None, priorities=(0,), unique_keys=None):
+    """Queue ``count`` no-op jobs, 100 per commit; return jobs/s.  Each job
+    gets a priority drawn from ``priorities``, and with ``unique_keys``
+    (a prefix) a unique key of its own."""
     manager = transaction.TransactionManager()
     connection = db.open(transaction_manager=manager)
     queue = configure.get_queue(connection)
     started = time.perf_counter()
     for first in range(0, count, 100):
-        for _ in range(first, min(first + 100, count)):
-            queue.put(Job(jobs.noop), begin_after=begin_after)
+        for number in range(first, min(first + 100, count)):
+            key = None if unique_keys is None else f"{unique_keys}-{number}"
+            queue.put(Job(jobs.noop), begin_after=begin_after,
+                      priority=random.choice(priorities), unique_key=key)
         manager.commit()
     elapsed = time.perf_counter() - started
     connection.close()
@@ -83,7 +96,7 @@ def completed_count(connection):
     return sum(len(history) for history in histories(connection))
 
 
-def drain(server, db, directory, workers, count, agent_size):
+def drain(server, db, directory, workers, count, agent_size, priorities=(0,)):
     config = server.client_storage_config()
     processes = [WorkerProcess(directory, config, f"worker-{n}-of-{workers}",
                                poll_interval=POLL_INTERVAL, agent_size=agent_size).start()
@@ -93,7 +106,7 @@ def drain(server, db, directory, workers, count, agent_size):
         connection = db.open(transaction_manager=manager)
         already = completed_count(connection)
         start = utcnow() + START_DELAY + timedelta(seconds=count / 1000)
-        enqueue(db, count, begin_after=start)
+        enqueue(db, count, begin_after=start, priorities=priorities)
         wait_until(lambda: utcnow() >= start, seconds=60, interval=0.005)
         started = time.perf_counter()
 
@@ -134,27 +147,46 @@ def main():
         try:
             configure.install_queues(db)
             raw_at_start = raw_commit_rate(db, options.commits)
-            enqueued = enqueue(db, options.jobs, begin_after=utcnow() + timedelta(days=1))
+            later = utcnow() + timedelta(days=1)
+            enqueued = enqueue(db, options.jobs, begin_after=later)
+            unique = enqueue(db, options.jobs, begin_after=later, unique_keys="bench")
             drains = [(workers, *drain(server, db, directory / "workers", workers,
                                        options.jobs, options.agent_size))
                       for workers in options.workers]
+            mixed = drain(server, db, directory / "workers", 2, options.jobs,
+                          options.agent_size, priorities=PRIORITIES)
             raw_at_end = raw_commit_rate(db, options.commits)
             raw = max(raw_at_start, raw_at_end)
             print(f"raw ZEO commit rate, 1 client, tiny transactions: {raw:8.0f} commits/s"
                   f"  (start {raw_at_start:.0f}, end {raw_at_end:.0f}; the higher is the baseline)")
             print(f"enqueue, 100 no-op jobs per commit:             {enqueued:8.0f} jobs/s"
                   f"  ({enqueued / raw:.2f} x raw)")
+            print(f"enqueue, each job with its own unique key:      {unique:8.0f} jobs/s"
+                  f"  (the key costs {1 / unique - 1 / enqueued:+.6f} s per put,"
+                  f" {unique / enqueued:.2f} x the rate without)")
             for workers, rate, statistics, results in drains:
-                claims = statistics["claim conflicts"] / options.jobs
-                print(f"drain, {workers} worker process(es), {options.agent_size} threads each:"
-                      f"  {rate:8.0f} jobs/s"
-                      f"  ({rate / raw:.2f} x raw)  claim conflicts/job {claims:.3f}"
-                      f"  result-commit conflicts/job {results:.3f}")
-                print(f"    worker counters: {dict(sorted(statistics.items()))}")
+                print_drain(f"drain, {workers} worker process(es)", options,
+                            rate, statistics, results, raw)
+            print_drain(f"drain, 2 worker processes, priorities {PRIORITIES}", options,
+                        *mixed, raw)
+            single = dict((workers, rate) for workers, rate, *_ in drains).get(2)
+            if single:
+                print(f"    mixed-priority drain / single-priority drain (2 workers):"
+                      f" {mixed[0] / single:.2f}")
         finally:
             db.close()
             server.stop()
-    print("target: 2-worker drain >= 0.8 x raw (floor 0.5), claim conflicts/job < 0.05")
+    print("target: 2-worker drain >= 0.8 x raw (floor 0.5), claim conflicts/job < 0.05;"
+          " mixed priorities: the same, within 10% of the single-priority drain")
+
+
+def print_drain(label, options, rate, statistics, results, raw):
+    claims = statistics["claim conflicts"] / options.jobs
+    print(f"{label}, {options.agent_size} threads each:"
+          f"  {rate:8.0f} jobs/s"
+          f"  ({rate / raw:.2f} x raw)  claim conflicts/job {claims:.3f}"
+          f"  result-commit conflicts/job {results:.3f}")
+    print(f"    worker counters: {dict(sorted(statistics.items()))}")
 
 
 if __name__ == "__main__":
