@@ -4,6 +4,7 @@ from datetime import timedelta
 
 import pytest
 
+from plone.app.asyncjobs.engine import listing
 from plone.app.asyncjobs.engine import pickups
 from plone.app.asyncjobs.engine.ids import object_id
 from plone.app.asyncjobs.engine.job import Job
@@ -113,3 +114,13 @@ def test_a_priority_job_starts_by_push(queue, start_dispatcher):
     commit(queue)
     assert wait_for_result(job, seconds=30) == 5
     assert dispatcher.job_info(object_id(job)[0])["pickup"] == pickups.PUSH
+
+
+def test_the_pending_listing_shows_jobs_of_every_priority(queue, clock):
+    plain = queue.put(Job(jobs.echo, "plain"))
+    clock.advance(seconds=1)
+    high = queue.put(Job(jobs.echo, "high"), priority=3)
+    commit(queue)
+    page = listing.find_jobs(queue.parent, listing.PENDING)
+    assert [job for _, job in page.jobs] == [plain, high]
+    assert listing.count_jobs(queue)[listing.PENDING] == 2
