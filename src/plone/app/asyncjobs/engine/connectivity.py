@@ -43,3 +43,23 @@ class Connectivity:
             self._broken = False
             self._last_poll = now
             return self._since
+
+
+def catch_up(db):
+    """Make the next transaction begun on a connection of ``db`` see every
+    commit the storage server had finished when this was called.
+
+    A ZEO client learns of other clients' commits from the server's
+    invalidation messages, which its I/O thread reads in its own time: after
+    this process was paused, a new transaction may still see the state from
+    before the pause.  A round trip to the server returns after every
+    message sent before it, so the client is up to date afterwards.  Other
+    storages (RelStorage, FileStorage) look for changes at each new
+    transaction themselves.  Does nothing while the client is disconnected
+    (rather than wait for the server).
+    """
+    storage = db.storage
+    ping = getattr(storage, "ping", None)
+    connected = getattr(storage, "is_connected", lambda: True)
+    if ping is not None and connected():
+        ping()

@@ -22,6 +22,7 @@ from ZODB.POSException import ConflictError
 
 from plone.app.asyncjobs.engine import failure as failures
 from plone.app.asyncjobs.engine import local
+from plone.app.asyncjobs.engine.connectivity import catch_up
 from plone.app.asyncjobs.engine.exceptions import BadStatusError
 from plone.app.asyncjobs.engine.exceptions import ReassignedError
 from plone.app.asyncjobs.engine.groupcommit import GroupCommit
@@ -320,6 +321,11 @@ class WorkerThread(threading.Thread):
     def _still_runs(self, key):
         """Whether job ``key`` is still this thread's, as committed now
         (``True`` when the database cannot tell)."""
+        try:
+            # After a pause, what the client knows may predate the takeover.
+            catch_up(self.dispatcher.db)
+        except Exception:
+            return True
         connection = self.dispatcher.db.open(transaction_manager=transaction.TransactionManager())
         try:
             job = load(connection, *key)

@@ -425,7 +425,7 @@ class Row:
     def line(self):
         values = dataclasses.astuple(self)[:-1]
         return " | ".join(
-            (f"{value:.1f}" if isinstance(value, float) else str(value)).ljust(width)
+            (f"{value:.3f}" if isinstance(value, float) else str(value)).ljust(width)
             for value, (_, width) in zip(values, self.COLUMNS))
 
 

@@ -13,6 +13,7 @@ from plone.app.asyncjobs.engine import transactions
 from plone.app.asyncjobs.engine import workers
 from plone.app.asyncjobs.engine.clock import utcnow
 from plone.app.asyncjobs.engine.connectivity import Connectivity
+from plone.app.asyncjobs.engine.connectivity import catch_up
 from plone.app.asyncjobs.engine.counters import Counters
 from plone.app.asyncjobs.engine.exceptions import OutcomeUnknownError
 from plone.app.asyncjobs.engine.failure import capture
@@ -207,6 +208,54 @@ def test_connectivity_restarts_the_watch_after_a_break_or_a_late_poll(clock):
     late = start + timedelta(seconds=10)  # the process was paused
     assert connectivity.poll_starts(late) == late
     assert connectivity.poll_starts(late + timedelta(seconds=1)) == late
+
+
+class _ClientStorage:
+    """Stands in for a ZEO client storage: counts its round trips."""
+
+    def __init__(self, connected):
+        self.connected = connected
+        self.round_trips = 0
+
+    def is_connected(self):
+        return self.connected
+
+    def ping(self):
+        self.round_trips += 1
+
+
+class _Database:
+    def __init__(self, storage):
+        self.storage = storage
+
+
+def test_catching_up_makes_a_round_trip_only_to_a_connected_server():
+    connected, away = _ClientStorage(True), _ClientStorage(False)
+    catch_up(_Database(connected))
+    catch_up(_Database(away))  # does not wait for the server to come back
+    catch_up(_Database(object()))  # a storage that is always up to date
+    assert (connected.round_trips, away.round_trips) == (1, 0)
+
+
+def test_a_thread_asks_the_server_before_telling_whether_its_job_is_still_its_own(
+        dispatcher, queue, monkeypatch):
+    """A woken worker must not trust what its client knew before the pause."""
+    job = put(queue, Job(jobs.run_until_stopped, "fenced"), retry_policy_factory="never")
+    jobs.event("fenced running").wait(jobs.WAIT)
+    thread = next(thread for pool in dispatcher._pools.values() for thread in pool.alive()
+                  if thread.current_job is not None)
+    steps = []
+    monkeypatch.setattr(workers, "catch_up", lambda db: steps.append("catch up"))
+    open_connection = dispatcher.db.open
+    monkeypatch.setattr(dispatcher.db, "open",
+                        lambda **kwargs: steps.append("read") or open_connection(**kwargs))
+    assert thread._still_runs(thread.current_job)
+    monkeypatch.undo()
+    assert steps == ["catch up", "read"]
+    sync(queue)
+    queue.dispatchers[dispatcher.uuid]["main"].give_up(job)
+    commit(queue)
+    wait_until(lambda: jobs.calls["fenced stopped"] == 1)
 
 
 def test_counters_count_exactly_from_many_threads():
