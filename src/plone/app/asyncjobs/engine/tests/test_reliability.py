@@ -112,6 +112,12 @@ def test_a_held_job_no_thread_works_on_is_recovered_within_two_polls(
 
 # -- one run at a time, per attempt -------------------------------------------
 
+def _running_thread(dispatcher):
+    """The worker thread running a job, if any."""
+    return next((thread for pool in dispatcher._pools.values() for thread in pool.alive()
+                 if thread.current_job is not None), None)
+
+
 def test_an_attempt_started_again_elsewhere_never_commits_and_is_not_rerun(
         dispatcher, queue, caplog):
     # Another thread (of this same process, say, after it was wrongly
@@ -120,6 +126,8 @@ def test_an_attempt_started_again_elsewhere_never_commits_and_is_not_rerun(
     # then held with nobody working on it, and the polls recover it.
     job = put(queue, Job(jobs.wait_for_event, "go", "stale"))
     wait_for_start(job)
+    # Marked active by its claim; wait until its thread runs it, too.
+    wait_until(lambda: _running_thread(dispatcher) is not None)
     job.holder = "another attempt"
     commit(queue)
     jobs.event("go").set()
@@ -242,8 +250,7 @@ def test_a_thread_asks_the_server_before_telling_whether_its_job_is_still_its_ow
     """A woken worker must not trust what its client knew before the pause."""
     job = put(queue, Job(jobs.run_until_stopped, "fenced"), retry_policy_factory="never")
     jobs.event("fenced running").wait(jobs.WAIT)
-    thread = next(thread for pool in dispatcher._pools.values() for thread in pool.alive()
-                  if thread.current_job is not None)
+    thread = wait_until(lambda: _running_thread(dispatcher))
     steps = []
     monkeypatch.setattr(workers, "catch_up", lambda db: steps.append("catch up"))
     open_connection = dispatcher.db.open
