@@ -146,7 +146,8 @@ def test_the_console_page_lists_runs_and_pauses_and_runs_now(functional, functio
                         user_folder="/acl_users")
     transaction.commit()
     browser = open_browser(functional)
-    browser.open(f"{functional_portal.absolute_url()}/@@asyncjobs-schedules")
+    browser.open(f"{functional_portal.absolute_url()}/@@asyncjobs-controlpanel")
+    browser.getLink(id="asyncjobs-schedules-link").click()  # the overview links to it
     [row] = tree(browser).cssselect("#asyncjobs-schedules tbody tr")
     assert row.get("data-schedule") == "console" and "admin" in row.text_content()
     browser.getControl(name="form.buttons.run").click()
