@@ -60,10 +60,8 @@ def _value(samples, name, **labels):
 
 @pytest.fixture
 def zeo(tmp_path):
-    server = ZEOServer(tmp_path / "zeo")
-    server.start()
-    yield server
-    server.stop()
+    with ZEOServer(tmp_path / "zeo") as server:
+        yield server
 
 
 @pytest.fixture

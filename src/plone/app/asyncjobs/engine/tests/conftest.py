@@ -20,6 +20,7 @@ from plone.app.asyncjobs.engine import instanceuuid
 from plone.app.asyncjobs.engine.agent import Agent
 from plone.app.asyncjobs.engine.testing.clock import Clock
 from plone.app.asyncjobs.engine.testing.waiting import wait_for_poll
+from plone.app.asyncjobs.engine.testing.zeo import ZEOServer
 from plone.app.asyncjobs.engine.tests import jobs
 
 
@@ -55,6 +56,13 @@ def isolation(tmp_path, monkeypatch):
     jobs.reset()
     assert not leftover, f"threads left running: {leftover}"
     assert not registered, f"dispatchers left active: {registered}"
+
+
+@pytest.fixture
+def zeo(tmp_path):
+    """A ZEO server process on a free port; stopped after the test."""
+    with ZEOServer(tmp_path / "zeo") as server:
+        yield server
 
 
 @pytest.fixture

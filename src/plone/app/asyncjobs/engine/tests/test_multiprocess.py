@@ -20,16 +20,7 @@ from plone.app.asyncjobs.engine.testing import jobs
 from plone.app.asyncjobs.engine.testing.postgres import PostgreSQLDatabase
 from plone.app.asyncjobs.engine.testing.processes import WorkerProcess
 from plone.app.asyncjobs.engine.testing.waiting import wait_until
-from plone.app.asyncjobs.engine.testing.zeo import ZEOServer
 from plone.app.asyncjobs.engine.workers import BATCH
-
-
-@pytest.fixture
-def zeo(tmp_path):
-    server = ZEOServer(tmp_path / "zeo")
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

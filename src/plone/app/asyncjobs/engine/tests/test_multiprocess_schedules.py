@@ -22,7 +22,6 @@ from plone.app.asyncjobs.engine.status import COMPLETED
 from plone.app.asyncjobs.engine.testing import jobs
 from plone.app.asyncjobs.engine.testing.processes import WorkerProcess
 from plone.app.asyncjobs.engine.testing.waiting import wait_until
-from plone.app.asyncjobs.engine.testing.zeo import ZEOServer
 from plone.app.asyncjobs.engine.triggers import Interval
 
 
@@ -31,14 +30,6 @@ SECOND = timedelta(seconds=1)
 #: the slots of the pause are missed, no other slot is.
 GRACE = timedelta(seconds=3)
 PAUSE = timedelta(seconds=5)
-
-
-@pytest.fixture
-def zeo(tmp_path):
-    server = ZEOServer(tmp_path / "zeo")
-    server.start()
-    yield server
-    server.stop()
 
 
 def test_one_second_schedule_two_workers_each_slot_once_and_misfire_once(zeo, tmp_path):
