@@ -7,12 +7,14 @@ a status that allows it) with a message meant for the administrator.
 """
 from ZODB.POSException import POSKeyError
 
+from plone.app.asyncjobs.engine.cancel import request_cancel
 from plone.app.asyncjobs.engine.exceptions import BadStatusError
 from plone.app.asyncjobs.engine.exceptions import DuplicateJobError
 from plone.app.asyncjobs.engine.ids import load
 from plone.app.asyncjobs.engine.ids import object_id
 from plone.app.asyncjobs.engine.interfaces import IJob
 from plone.app.asyncjobs.engine.listing import histories
+from plone.app.asyncjobs.engine.status import ACTIVE
 from plone.app.asyncjobs.engine.status import COMPLETED
 from plone.app.asyncjobs.engine.status import PENDING
 
@@ -37,9 +39,14 @@ def find_job(connection, oid, database_name=None):
 
 
 def cancel(job, reason="cancelled"):
-    """Cancel a pending job (see :meth:`.Job.cancel`)."""
+    """Cancel a pending job (see :meth:`.Job.cancel`), or ask a running one
+    to stop (see :func:`.cancel.request_cancel`); ``reason`` is the message
+    of its :class:`~.exceptions.CancelledError`."""
+    if job.status == ACTIVE:
+        return request_cancel(job, reason)
     if job.status != PENDING:
-        raise BadStatusError(f"only a pending job can be cancelled; this one is {job.status}")
+        raise BadStatusError(f"only a pending or running job can be cancelled; "
+                             f"this one is {job.status}")
     job.cancel(reason)
 
 

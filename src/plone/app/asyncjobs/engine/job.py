@@ -574,6 +574,9 @@ class Job(Persistent, ZcAsyncJobSpellings):
                     result = self._callable(
                         *self.args, *extra_args, **dict(self.kwargs, **extra_kwargs)
                     )
+                    if local.honoured_cancel() is not None:
+                        # It saw the cancel request, then returned.
+                        result = failures.capture(CancelledError(local.honoured_cancel()))
                 except EXPLOSIVE:
                     manager.abort()
                     self._tear_down_quietly(setup_info)
@@ -584,7 +587,9 @@ class Job(Persistent, ZcAsyncJobSpellings):
                     local.restore_grouped_outcomes()
                     self._tear_down_quietly(setup_info)
                     setup_info = _TORN_DOWN
-                    decision = self._allowed(self.get_retry_policy().job_error(result, data_cache))
+                    # Cancelled (see .local.cancel_requested): final, whatever the policy.
+                    decision = not result.check(CancelledError) and self._allowed(
+                        self.get_retry_policy().job_error(result, data_cache))
                     if decision is True:
                         self._start_rerun(manager)
                         continue

@@ -15,6 +15,7 @@ import uuid
 
 import transaction
 
+from plone.app.asyncjobs.engine.exceptions import CancelledError
 from plone.app.asyncjobs.engine.exceptions import NotInJobError
 from plone.app.asyncjobs.engine.ids import load
 from plone.app.asyncjobs.engine.ids import object_id
@@ -62,20 +63,22 @@ def get_agent_name():
 @contextlib.contextmanager
 def running(job):
     """Make ``job`` the current job for the duration of the block."""
-    previous = getattr(_state, "job", None)
-    _state.job = job
+    previous = getattr(_state, "job", None), getattr(_state, "honoured", None)
+    _state.job, _state.honoured = job, None
     try:
         yield job
     finally:
-        _state.job = previous
+        _state.job, _state.honoured = previous
 
 
-def bind_worker(dispatcher, agent_name, group=None, superseded=None):
+def bind_worker(dispatcher, agent_name, group=None, superseded=None, cancel_reason=None):
     """Declare this thread a worker of ``dispatcher`` for ``agent_name``,
     grouping the commits of short jobs' outcomes with ``group`` (a
     :class:`~plone.app.asyncjobs.engine.groupcommit.GroupCommit`);
     ``superseded()`` tells whether the job it runs was taken over
-    elsewhere (see :func:`stop_requested`).
+    elsewhere (see :func:`stop_requested`), ``cancel_reason(job)`` the
+    reason of a cancel requested for ``job`` if it is the one this thread
+    runs, else ``None`` (see :func:`cancel_requested`).
 
     The thread gets a token of its own, unique across processes, stored
     on each job it starts (:attr:`.job.Job.holder`).  A thread runs one
@@ -87,6 +90,7 @@ def bind_worker(dispatcher, agent_name, group=None, superseded=None):
     _state.agent_name = agent_name
     _state.group = group
     _state.superseded = superseded
+    _state.cancel_reason = cancel_reason
     _state.holder = uuid.uuid4().hex
 
 
@@ -107,6 +111,46 @@ def stop_requested():
     """
     superseded = getattr(_state, "superseded", None)
     return superseded is not None and superseded()
+
+
+def cancel_requested():
+    """Tell whether someone asked the job this worker thread runs to stop
+    (see :mod:`.cancel`).
+
+    Asks the database at most about once a second (the dispatcher's polls
+    may learn it sooner).  Once this returned ``True``, the job ends as
+    cancelled even if it then returns normally: its result is a
+    :class:`~.exceptions.CancelledError` failure, which no retry policy
+    reruns, and its callbacks run.  A job that returns normally commits
+    its changes as usual (only the result is replaced); to drop them,
+    raise with :func:`check_cancelled` instead.  A job that never asks
+    runs on.  Always ``False`` outside worker threads, and in a callback
+    (the request is for the job it belongs to).
+    """
+    return _cancel_reason() is not None
+
+
+def check_cancelled():
+    """Raise :class:`~.exceptions.CancelledError` (the request's reason as
+    message) if :func:`cancel_requested`; the job's changes are aborted."""
+    reason = _cancel_reason()
+    if reason is not None:
+        raise CancelledError(reason)
+
+
+def _cancel_reason():
+    ask = getattr(_state, "cancel_reason", None)
+    job = getattr(_state, "job", None)
+    reason = None if ask is None or job is None else ask(job)
+    if reason is not None:
+        _state.honoured = reason
+    return reason
+
+
+def honoured_cancel():
+    """The reason of the cancel request the current job saw (through
+    :func:`cancel_requested` or :func:`check_cancelled`), or ``None``."""
+    return getattr(_state, "honoured", None)
 
 
 def set_successor(job):

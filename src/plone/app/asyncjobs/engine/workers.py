@@ -22,6 +22,7 @@ from ZODB.POSException import ConflictError
 
 from plone.app.asyncjobs.engine import failure as failures
 from plone.app.asyncjobs.engine import local
+from plone.app.asyncjobs.engine.cancel import cancel_request
 from plone.app.asyncjobs.engine.connectivity import catch_up
 from plone.app.asyncjobs.engine.exceptions import BadStatusError
 from plone.app.asyncjobs.engine.exceptions import ReassignedError
@@ -56,7 +57,8 @@ CLAIM_ATTEMPTS = 5
 SHORT_JOB = 0.05
 BATCH = 16
 
-#: Seconds between two checks in the database by :meth:`WorkerThread.superseded`.
+#: Seconds between two checks in the database by :meth:`WorkerThread.superseded`
+#: and :meth:`WorkerThread.cancel_reason`.
 VERIFY_EVERY = 1.0
 
 
@@ -179,7 +181,9 @@ class AgentWorkers:
 
     def stop_superseded(self, agent):
         """Ask the threads running a job that was taken over elsewhere to
-        stop (see :func:`.local.stop_requested`); return how many.
+        stop (see :func:`.local.stop_requested`); return how many.  Also
+        pass on the cancel requests made for the jobs they run (see
+        :func:`.local.cancel_requested`).
 
         A job was taken over when ``agent`` no longer holds it (a sibling
         found this dispatcher dead and released its jobs), or when another
@@ -191,6 +195,7 @@ class AgentWorkers:
             if key is None or thread.taken_over == key:
                 continue
             job = load(agent._p_jar, *key)
+            thread.note_cancel_request(key, cancel_request(job))
             current = agent.holds(job) and (job.holder == thread.holder
                                             or job.status == ASSIGNED)
             if not current and thread.current_job == key:
@@ -249,7 +254,10 @@ class WorkerThread(threading.Thread):
         self.taken_over = None
         #: This thread's token (see :func:`.local.bind_worker`).
         self.holder = None
-        #: When :meth:`superseded` last asked the database (monotonic).
+        #: ``(key, reason)`` of the cancel request of the job this thread
+        #: runs, once seen (see :meth:`cancel_reason`).
+        self.cancel = None
+        #: When :meth:`_verify` last asked the database (monotonic).
         self._verified = time.monotonic()
 
     def run(self):
@@ -259,7 +267,8 @@ class WorkerThread(threading.Thread):
         connection = self.dispatcher.db.open(transaction_manager=manager)
         self.group = GroupCommit(manager, self._owns, self.dispatcher.statistics,
                                  timedelta(seconds=SHORT_JOB))
-        local.bind_worker(self.dispatcher, self.pool.agent_name, self.group, self.superseded)
+        local.bind_worker(self.dispatcher, self.pool.agent_name, self.group, self.superseded,
+                          self.cancel_reason)
         self.holder = local.holder()
         batch = collections.deque()
         self._finished = []
@@ -311,29 +320,58 @@ class WorkerThread(threading.Thread):
         key = self.current_job
         if key is None:
             return False
-        now = time.monotonic()
-        if self.taken_over != key and now - self._verified >= VERIFY_EVERY:
-            self._verified = now
-            if not self._still_runs(key):
-                self.taken_over = key
+        self._verify(key)
         return self.taken_over == key
 
-    def _still_runs(self, key):
+    def cancel_reason(self, job):
+        """The reason of the cancel request made for ``job`` if this thread
+        runs it, else ``None`` (called through :func:`.local.cancel_requested`).
+
+        Learnt from the polls, or from the database like :meth:`superseded`.
+        """
+        key = self.current_job
+        if key is None or object_id(job) != key:
+            return None
+        if self.cancel is None or self.cancel[0] != key:
+            self._verify(key)
+        cancel = self.cancel
+        return cancel[1] if cancel is not None and cancel[0] == key else None
+
+    def note_cancel_request(self, key, request):
+        """Remember ``request`` (``(when, reason)`` or ``None``), the cancel
+        request of job ``key``, if this thread still runs it."""
+        if request is not None and self.current_job == key:
+            self.cancel = (key, request[1])
+
+    def _verify(self, key):
+        """Ask the database, unless it was asked less than
+        :data:`VERIFY_EVERY` seconds ago, whether job ``key`` is still this
+        thread's and whether it was asked to stop."""
+        now = time.monotonic()
+        if now - self._verified < VERIFY_EVERY:
+            return
+        self._verified = now
+        still_runs, request = self._read(key)
+        if not still_runs:
+            self.taken_over = key
+        self.note_cancel_request(key, request)
+
+    def _read(self, key):
         """Whether job ``key`` is still this thread's, as committed now
-        (``True`` when the database cannot tell)."""
+        (``True`` when the database cannot tell), and its cancel request."""
         try:
             # After a pause, what the client knows may predate the takeover.
             catch_up(self.dispatcher.db)
         except Exception:
-            return True
+            return True, None
         connection = self.dispatcher.db.open(transaction_manager=transaction.TransactionManager())
         try:
             job = load(connection, *key)
             agent = job.agent
             return (agent is not None and agent.holds(job) and job.holder == self.holder
-                    and agent.parent.UUID == self.dispatcher.uuid)
+                    and agent.parent.UUID == self.dispatcher.uuid), cancel_request(job)
         except Exception:
-            return True
+            return True, None
         finally:
             abort(connection.transaction_manager)
             connection.close()

@@ -464,6 +464,26 @@ class Unstorable:
         return (Unstorable, ())
 
 
+def run_until_cancelled(key, how):
+    """Count a run under ``key``, then wait for a cancel request: ``"poll"``
+    returns "returned" once :func:`local.cancel_requested`, ``"check"``
+    calls :func:`local.check_cancelled` (which raises), ``"ignore"`` never
+    asks and returns "finished" once the event "<key> release" is set;
+    "timeout" after WAIT seconds."""
+    count(key)
+    event(f"{key} running").set()
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
+        if how == "poll" and local.cancel_requested():
+            return "returned"
+        if how == "check":
+            local.check_cancelled()
+        if how == "ignore" and event(f"{key} release").is_set():
+            return "finished"
+        time.sleep(0.02)
+    return "timeout"
+
+
 def run_until_stopped(key):
     """Count a run under ``key``; return "stopped" once the worker asks
     (:func:`local.stop_requested`), "timeout" after WAIT seconds."""

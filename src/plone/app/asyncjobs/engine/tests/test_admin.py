@@ -125,7 +125,7 @@ def test_cancel_completes_a_pending_job_with_a_failure_kept_in_its_queue(queue, 
     assert "not wanted" in str(job.result.value)
     assert job.queue is queue and job in queue.completed
     assert keys_and_jobs(listing.find_jobs(queue.parent, listing.FAILED)) == [job]
-    with pytest.raises(BadStatusError, match="only a pending job can be cancelled"):
+    with pytest.raises(BadStatusError, match="only a pending or running job can be cancelled"):
         admin.cancel(job)
 
 

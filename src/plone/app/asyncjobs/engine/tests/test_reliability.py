@@ -256,7 +256,7 @@ def test_a_thread_asks_the_server_before_telling_whether_its_job_is_still_its_ow
     open_connection = dispatcher.db.open
     monkeypatch.setattr(dispatcher.db, "open",
                         lambda **kwargs: steps.append("read") or open_connection(**kwargs))
-    assert thread._still_runs(thread.current_job)
+    assert thread._read(thread.current_job)[0]
     monkeypatch.undo()
     assert steps == ["catch up", "read"]
     sync(queue)
