@@ -50,6 +50,7 @@ from plone.app.asyncjobs.engine.clock import to_microseconds
 from plone.app.asyncjobs.engine.clock import utcnow
 from plone.app.asyncjobs.engine.connectivity import Connectivity
 from plone.app.asyncjobs.engine.counters import Counters
+from plone.app.asyncjobs.engine.exceptions import CancelledError
 from plone.app.asyncjobs.engine.exceptions import DispatcherError
 from plone.app.asyncjobs.engine.ids import object_id
 from plone.app.asyncjobs.engine.instanceuuid import get_uuid
@@ -584,6 +585,7 @@ class Dispatcher:
             "attempt": job.attempts,
             "completed": None,
             "failed": False,
+            "cancelled": False,
             "reassigned": False,
             "result": None,
         }
@@ -601,7 +603,11 @@ class Dispatcher:
         info["completed"] = utcnow()
         info["call"] = _describe(repr, job)
         result = job.result
-        if failures.is_failure(result):
+        if failures.is_failure(result) and result.check(CancelledError):
+            # Its traceback is the cancel call's: the reason says it all.
+            info["failed"] = info["cancelled"] = True
+            text = _describe(failures.summary, result)
+        elif failures.is_failure(result):
             info["failed"] = True
             text = _describe(failures.traceback_text, result, detail="brief")
         else:

@@ -18,7 +18,8 @@ class OutcomeUnknownError(AbortedError):
 
 
 class CancelledError(Exception):
-    """Someone cancelled the job before it started."""
+    """Someone cancelled the job before it started, or asked it to stop
+    while it ran and it did (see :mod:`.cancel`)."""
 
 
 class DuplicateJobError(ValueError):

@@ -234,8 +234,11 @@ class AsyncCommand(ToolCommand):
         OID and DATABASE as in a job id [oid, database name]; DATABASE is
         needed only if the oid is ambiguous.  Output: "id", "call" (the
         job's repr), "queue", "agent", "thread", "quota names", "started",
-        "completed" (null while it runs), "failed", "reassigned" (another
-        worker took it over), "result" (its repr, or a brief traceback),
+        "completed" (null while it runs), "failed", "cancelled" (it failed
+        with a CancelledError: cancelled before it ran, or asked to stop
+        while it ran and it did), "reassigned" (another worker took it
+        over), "result" (its repr, a brief traceback, or for a cancelled
+        job the reason),
         "pickup" (how a worker thread came to claim it: push, timer, poll or
         next; see "async status"), "pickup latency" and "attempt" (the
         job's attempt number when the thread started it).

@@ -8,6 +8,7 @@ from plone.app.asyncjobs.engine.cancel import cancel_request
 from plone.app.asyncjobs.engine.exceptions import BadStatusError
 from plone.app.asyncjobs.engine.exceptions import CancelledError
 from plone.app.asyncjobs.engine.failure import is_failure
+from plone.app.asyncjobs.engine.ids import object_id
 from plone.app.asyncjobs.engine.job import Job
 from plone.app.asyncjobs.engine.testing.waiting import wait_for_result
 from plone.app.asyncjobs.engine.testing.waiting import wait_until
@@ -39,12 +40,22 @@ def assert_cancelled(job, callback):
     assert "CancelledError" in wait_for_result(callback)
 
 
+def recorded_outcome(dispatcher, job):
+    """What the dispatcher recorded (``async job``), once the thread did:
+    the result is committed a moment before."""
+    return wait_until(lambda: dispatcher.job_info(*object_id(job))["completed"] is not None
+                      and dispatcher.job_info(*object_id(job)))
+
+
 @pytest.mark.parametrize("how", ["poll", "check"])
 def test_a_job_that_honours_the_request_ends_cancelled_and_its_callbacks_run(
         dispatcher, queue, how):
     job, callback = start(queue, how, how)
     assert_cancelled(job, callback)
     assert jobs.calls[how] == 1
+    recorded = recorded_outcome(dispatcher, job)
+    assert recorded["cancelled"] is True and recorded["failed"] is True
+    assert recorded["result"].endswith(f"CancelledError: {REASON}")
 
 
 def test_a_cancelled_job_is_not_rerun_even_by_a_policy_that_retries_every_error(
@@ -59,6 +70,7 @@ def test_a_job_that_ignores_the_request_runs_on_to_its_own_result(dispatcher, qu
     assert cancel_request(job)[1] == REASON and job.status == status.ACTIVE
     jobs.event("deaf release").set()
     assert wait_for_result(job) == "finished"
+    assert recorded_outcome(dispatcher, job)["cancelled"] is False
     assert "finished" in wait_for_result(callback)
 
 

@@ -113,8 +113,8 @@ def test_job_describes_a_job_ran_recently(address, worker):  # noqa: F811
     oid, database = job_id(worker.jobs["succeed"])
     info = ask_json(address, f"async job {oid}")
     assert sorted(info) == [
-        "agent", "attempt", "call", "completed", "failed", "id", "pickup", "pickup latency",
-        "queue", "quota names", "reassigned", "result", "started", "thread",
+        "agent", "attempt", "call", "cancelled", "completed", "failed", "id", "pickup",
+        "pickup latency", "queue", "quota names", "reassigned", "result", "started", "thread",
     ]
     assert info["attempt"] == 1
     assert info["id"] == [oid, database]
@@ -122,6 +122,7 @@ def test_job_describes_a_job_ran_recently(address, worker):  # noqa: F811
     assert (info["queue"], info["agent"]) == ("", "main")
     assert info["result"] == "42"
     assert info["failed"] is False and info["reassigned"] is False
+    assert info["cancelled"] is False
     assert parse_time(info["started"]) <= parse_time(info["completed"])
     assert ask_json(address, f"async job {oid} {database}") == info
     assert ask_json(address, f"async job {oid} {database} uuid:{THIS}") == info
