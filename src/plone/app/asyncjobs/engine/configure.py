@@ -10,8 +10,12 @@ Typical use in a worker process::
 and in any process that only queues jobs::
 
     from plone.app.asyncjobs.engine.configure import get_queue
-    get_queue(connection).put(func, arg)
+    from plone.app.asyncjobs.engine.job import Job
+    get_queue(connection).put(Job(func, arg))
     transaction.commit()
+
+(``put``'s own keyword arguments are options such as ``begin_after``: the
+job's arguments go to :class:`~.job.Job`.)
 """
 import types
 

@@ -51,7 +51,7 @@ def test_queue_job_in_a_queue_with_quota_deadline_and_retry_policy(portal):
     assert job.begin_by == timedelta(minutes=1)
     assert job.retry_policy_factory == "never"
     assert wait_for_result(job) == 3
-    assert isinstance(job.get_retry_policy(), NeverRetry)
+    assert type(job.get_retry_policy()) is NeverRetry  # every policy is a NeverRetry
 
 
 def test_an_unknown_retry_policy_is_refused(portal):
