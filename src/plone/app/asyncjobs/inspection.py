@@ -29,6 +29,7 @@ from datetime import timezone
 from plone.app.asyncjobs import access
 from plone.app.asyncjobs.engine import admin
 from plone.app.asyncjobs.engine import listing
+from plone.app.asyncjobs.engine.cancel import cancel_request
 from plone.app.asyncjobs.engine.clock import utcnow
 from plone.app.asyncjobs.engine.exceptions import CancelledError
 from plone.app.asyncjobs.engine.exceptions import BadStatusError
@@ -38,13 +39,14 @@ from plone.app.asyncjobs.engine.failure import traceback_text
 from plone.app.asyncjobs.engine.ids import object_id
 from plone.app.asyncjobs.engine.internal import is_internal
 from plone.app.asyncjobs.engine.interfaces import IJob
+from plone.app.asyncjobs.engine.naming import brief_repr
+from plone.app.asyncjobs.engine.naming import cut
+from plone.app.asyncjobs.engine.naming import dotted_name
 from plone.app.asyncjobs.engine.progress import progress_of
+from plone.app.asyncjobs.engine.status import ACTIVE
 from plone.app.asyncjobs.engine.status import COMPLETED
 from plone.app.asyncjobs.engine.status import NEW
 from plone.app.asyncjobs.engine.status import PENDING
-from plone.app.asyncjobs.monitor.tool_commands import brief_repr
-from plone.app.asyncjobs.monitor.tool_commands import cut
-from plone.app.asyncjobs.monitor.tool_commands import dotted_name
 
 
 logger = logging.getLogger("plone.app.asyncjobs.admin")
@@ -127,6 +129,16 @@ def outcome(job):
     if cancel_reason(job) is not None:
         return "cancelled"
     return "failed" if is_failure(job.result) else "succeeded"
+
+
+def cancel_requested(job):
+    """When a cancel was requested for ``job`` while it still runs (ISO
+    8601; see :mod:`.engine.cancel`), or ``None``: a job that ignores the
+    request goes on, and shows this until it ends."""
+    request = cancel_request(job)
+    if job.status != ACTIVE or request is None:
+        return None
+    return iso(request[0])
 
 
 def cancel_reason(job):
@@ -217,6 +229,7 @@ def describe(job, detail=False, traceback=False):
         "progress": None if progress is None else progress.as_dict(),
         "result": _result_text(job),
         "cancel_reason": cancel_reason(job),
+        "cancel_requested": cancel_requested(job),
         "dispatcher": None if agent is None else str(agent.parent.UUID),
         "agent": None if agent is None else agent.name,
     }
@@ -442,7 +455,18 @@ class JobQuery:
 # -- actions -----------------------------------------------------------------------
 
 
+def is_running(job):
+    """Whether ``job`` runs now (so :func:`cancel` asks it to stop)."""
+    return job.status == ACTIVE
+
+
 def cancel(job, actor):
+    """Cancel a pending job, or ask a running one to stop (see
+    :func:`.engine.admin.cancel`), in ``actor``'s name."""
+    if is_running(job):
+        admin.cancel(job, f"cancelled while running by {actor}")
+        logger.info("%s asked running job %s (%s) to stop", actor, job_id(job), call_name(job))
+        return
     admin.cancel(job, f"cancelled by {actor}")
     logger.info("%s cancelled job %s (%s)", actor, job_id(job), call_name(job))
 

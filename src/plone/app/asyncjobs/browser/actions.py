@@ -48,9 +48,16 @@ def _job(view, params):
 
 
 def cancel(view, params):
-    inspection.cancel(_job(view, params), view.actor)
-    return (_("msg_job_cancelled", default="Job ${id} was cancelled.", mapping=params),
-            view.job_url(params["id"]))
+    job = _job(view, params)
+    running = inspection.is_running(job)
+    inspection.cancel(job, view.actor)
+    if running:
+        message = _("msg_job_cancel_requested",
+                    default="Job ${id} was asked to stop; it stops if it checks for it.",
+                    mapping=params)
+    else:
+        message = _("msg_job_cancelled", default="Job ${id} was cancelled.", mapping=params)
+    return message, view.job_url(params["id"])
 
 
 def retry(view, params):
@@ -127,7 +134,9 @@ DISPATCHER = ("dispatcher",)
 ACTIONS = {
     "cancel": Action(
         JOB, _("title_cancel", default="Cancel job ${id}?"),
-        _("confirm_cancel", default="The job will not run.  It is kept with the failed "
+        _("confirm_cancel", default="A pending job will not run; a running job is asked "
+                                    "to stop, which it does only if it checks for the "
+                                    "request.  A cancelled job is kept with the failed "
                                     "jobs, with your name as the reason."),
         _("button_cancel", default="Cancel the job"), "btn-danger", cancel),
     "retry": Action(

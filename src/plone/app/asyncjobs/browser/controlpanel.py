@@ -63,7 +63,9 @@ Job page: ``[data-job-field=callable]`` (the function, in the header),
 job's reason in ``[data-job-field=cancel-reason]``, which job tables use
 too), ``#asyncjobs-job-retried-as`` (a link ``a[data-retry=<id>]`` per
 retry), ``#asyncjobs-callbacks``,
-``#asyncjobs-subjobs``, ``a[data-action=cancel|retry|remove]`` (to the
+``#asyncjobs-subjobs``, ``#asyncjobs-cancel-requested`` (a running job
+asked to stop, with ``<time data-job-field=cancel-requested>``),
+``a[data-action=cancel|retry|remove]`` (to the
 confirmation page), ``[data-job-field=started|ended]`` (``<time>``),
 ``[data-job-field=no-progress]`` (hidden once a report came) and
 ``[data-job-field=finished-notice]`` (shown once the job finished); an

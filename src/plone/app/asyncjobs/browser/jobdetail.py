@@ -2,7 +2,8 @@
 
 The facts come from :func:`.inspection.describe` with ``detail``; the page
 links to the confirmation pages of the actions the job allows: cancel a
-pending job, remove a finished one, and retry a finished one (succeeded,
+pending job (or ask a running one to stop, until it was asked: then the
+page says so), remove a finished one, and retry a finished one (succeeded,
 failed or cancelled) when :func:`.inspection.retry_refusal` has nothing
 against it for the current user.  A cancelled job shows the reason it was
 cancelled, not a failure's traceback.  An
@@ -51,7 +52,8 @@ class JobView(PanelView):
         """``(action, label, button class)`` the job's status allows."""
         job = self.job
         actions = []
-        if job["status"] == "pending":
+        if job["status"] == "pending" or (job["status"] == "active"
+                                           and job["cancel_requested"] is None):
             actions.append(("cancel", _("button_cancel_job", default="Cancel this job…"),
                             "btn-outline-danger"))
         if job["status"] == "completed" and self.retry_refused is None:

@@ -23,6 +23,7 @@ from plone.app.asyncjobs import api as jobs_api
 from plone.app.asyncjobs import inspection
 from plone.app.asyncjobs.access import DATABASE
 from plone.app.asyncjobs.engine.dispatchers import DispatcherAgents
+from plone.app.asyncjobs.engine.failure import is_failure
 from plone.app.asyncjobs.engine.testing.waiting import wait_for_annotation
 from plone.app.asyncjobs.engine.testing.waiting import wait_until
 from plone.app.asyncjobs.testing import wait_for_all_jobs
@@ -367,6 +368,43 @@ def test_cancel_a_pending_job(functional, functional_portal):
         inspection.describe(job)["result"]
 
 
+def test_cancel_a_running_job_that_checks_for_it(functional, functional_portal, gate_key):
+    job = jobs_api.queue_job(jobs.wait_for_cancel, functional_portal, gate_key, True)
+    transaction.commit()
+    assert jobs.gate(f"{gate_key}/running").wait(30)
+    browser = open_browser(functional)
+    browser.open(page_url(functional_portal, "asyncjobs-job", id=job_id(job)))
+    browser.getLink(url="action=cancel").click()
+    browser.getControl(name="form.buttons.cancel").click()
+    assert f"Job {job_id(job)} was asked to stop; it stops if it checks for it." in \
+        status_messages(browser)
+    assert is_failure(wait_for_result(job))
+    wait_for_all_jobs()
+    browser.open(page_url(functional_portal, "asyncjobs-job", id=job_id(job)))
+    [reason] = tree(browser).cssselect('#asyncjobs-cancelled [data-job-field="cancel-reason"]')
+    assert reason.text == f"cancelled while running by {SITE_OWNER_NAME}"
+    assert not tree(browser).cssselect("#asyncjobs-traceback, #asyncjobs-cancel-requested")
+
+
+def test_a_running_job_that_ignores_a_cancel_runs_on_and_the_page_says_so(
+        functional, functional_portal, gate_key):
+    job = jobs_api.queue_job(jobs.wait_for_cancel, functional_portal, gate_key, False)
+    transaction.commit()
+    assert jobs.gate(f"{gate_key}/running").wait(30)
+    browser = open_browser(functional)
+    confirm(browser, functional_portal, "cancel", id=job_id(job))
+    page = tree(browser)
+    assert page.cssselect('#asyncjobs-cancel-requested [data-job-field="cancel-requested"]')
+    assert "the job is still running" in page.cssselect("#asyncjobs-cancel-requested")[0] \
+        .text_content()
+    assert not page.cssselect('a[data-action="cancel"]')  # asked once is enough
+    jobs.gate(gate_key).set()
+    assert wait_for_result(job) == "finished"
+    transaction.begin()
+    facts = inspection.describe(job)
+    assert (facts["outcome"], facts["cancel_requested"]) == ("succeeded", None)
+
+
 def test_retry_a_failed_job(functional, functional_portal):
     job = jobs_api.queue_job(jobs.fail, functional_portal, "again and again")
     wait_for_result(job)
@@ -518,7 +556,7 @@ def test_an_action_the_status_does_not_allow_gives_a_message(functional, functio
     browser = open_browser(functional)
     confirm(browser, functional_portal, "cancel", id=job_id(job))
     assert browser.url == page_url(functional_portal, "asyncjobs-job", id=job_id(job))
-    assert any("only a pending job can be cancelled" in text
+    assert any("only a pending or running job can be cancelled" in text
                for text in status_messages(browser))
 
 

@@ -106,7 +106,8 @@ def retry_job(service, job_id):
 
 
 def cancel_job(service, job_id):
-    """Cancel a pending job; it completes as failed with ``CancelledError``."""
+    """Cancel a pending job (it completes as failed with ``CancelledError``),
+    or ask a running one to stop (its ``cancel_requested`` says when)."""
     service.json_body(())
     job = _job(service, job_id)
     inspection.cancel(job, service.actor)

@@ -8,6 +8,7 @@ from urllib.parse import parse_qs
 from urllib.parse import urlsplit
 
 import pytest
+import transaction
 from plone.app.testing import TEST_USER_ID
 
 from plone.app.asyncjobs import api as jobs_api
@@ -224,8 +225,46 @@ def test_cancel_a_job_scheduled_in_the_future(client, site, dispatcher):
     again = client.post(f"jobs/{job_id(scheduled)}/cancel")
     assert again.status_code == 409
     assert again.json()["error"]["message"] == (
-        "only a pending job can be cancelled; this one is completed")
+        "only a pending or running job can be cancelled; this one is completed")
     assert not hasattr(site.aq_base, "_asyncjobs_mark")
+
+
+def test_cancel_a_running_job_that_checks_for_it(client, site, dispatcher):
+    key = uuid.uuid4().hex
+    job = jobs_api.queue_job(jobs.wait_for_cancel, site, key, True)
+    transaction.commit()
+    try:
+        assert jobs.gate(f"{key}/running").wait(30)
+        response = client.post(f"jobs/{job_id(job)}/cancel")
+        assert response.status_code == 200
+        assert response.json()["cancel_reason"] is None  # asked, not yet done
+        assert is_failure(wait_for_result(job))
+        wait_until_idle(site)
+        facts = client.get(f"jobs/{job_id(job)}").json()
+        assert (facts["outcome"], facts["cancel_reason"], facts["traceback"]) == (
+            "cancelled", "cancelled while running by admin", None)
+    finally:
+        jobs.gate(key).set()
+
+
+def test_a_running_job_that_ignores_a_cancel_runs_on(client, site, dispatcher):
+    key = uuid.uuid4().hex
+    job = jobs_api.queue_job(jobs.wait_for_cancel, site, key, False)
+    transaction.commit()
+    try:
+        assert jobs.gate(f"{key}/running").wait(30)
+        asked = client.post(f"jobs/{job_id(job)}/cancel").json()
+        assert asked["status"] == "active" and asked["cancel_requested"] is not None
+        assert client.get(f"jobs/{job_id(job)}").json()["cancel_requested"] == \
+            asked["cancel_requested"]
+        again = client.post(f"jobs/{job_id(job)}/cancel").json()
+        assert again["cancel_requested"] == asked["cancel_requested"]  # the first request
+    finally:
+        jobs.gate(key).set()
+    assert wait_for_result(job) == "finished"
+    wait_until_idle(site)
+    facts = client.get(f"jobs/{job_id(job)}").json()
+    assert (facts["outcome"], facts["cancel_requested"]) == ("succeeded", None)
 
 
 def test_delete_a_finished_job(client, finished, site):
