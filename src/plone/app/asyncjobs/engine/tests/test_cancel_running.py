@@ -4,6 +4,7 @@ import pytest
 from plone.app.asyncjobs.engine import admin
 from plone.app.asyncjobs.engine import local
 from plone.app.asyncjobs.engine import status
+from plone.app.asyncjobs.engine import workers
 from plone.app.asyncjobs.engine.cancel import cancel_request
 from plone.app.asyncjobs.engine.exceptions import BadStatusError
 from plone.app.asyncjobs.engine.exceptions import CancelledError
@@ -83,3 +84,17 @@ def test_only_pending_and_running_jobs_can_be_cancelled(queue):
 def test_outside_worker_threads_nobody_asks_a_job_to_stop():
     assert not local.cancel_requested()
     local.check_cancelled()
+
+
+def test_a_dispatcher_poll_passes_the_request_on(dispatcher, queue, monkeypatch):
+    monkeypatch.setattr(workers, "VERIFY_EVERY", 3600)  # the thread never asks itself
+    job, callback = start(queue, "poll", "told")
+    assert_cancelled(job, callback)
+
+
+def test_between_polls_the_thread_asks_the_database_itself(
+        start_dispatcher, queue, monkeypatch):
+    start_dispatcher(poll_interval=3600)  # no poll after the first: jobs come by wake-up
+    monkeypatch.setattr(workers, "VERIFY_EVERY", 0)
+    job, callback = start(queue, "check", "asked")
+    assert_cancelled(job, callback)
