@@ -574,9 +574,9 @@ class Job(Persistent, ZcAsyncJobSpellings):
                     result = self._callable(
                         *self.args, *extra_args, **dict(self.kwargs, **extra_kwargs)
                     )
-                    if local.honoured_cancel() is not None:
-                        # It saw the cancel request, then returned.
-                        result = failures.capture(CancelledError(local.honoured_cancel()))
+                    honoured = local.honoured_cancel()
+                    if honoured is not None:  # it saw the cancel request, then returned
+                        result = failures.capture(CancelledError(honoured))
                 except EXPLOSIVE:
                     manager.abort()
                     self._tear_down_quietly(setup_info)

@@ -13,6 +13,8 @@ mapping that survives retries (interruption counts, first start time).
 Each decision method returns ``True`` (run again now, in the same worker),
 ``False`` (give up: the failure becomes the result), or a ``datetime`` /
 ``timedelta`` (put the job back in its queue to run at or after that time).
+A job that raised :class:`~.exceptions.CancelledError` (it was asked to
+stop: see :mod:`.cancel`) is not rerun, and its policy is not asked.
 """
 import random
 import time
