@@ -34,6 +34,9 @@ from plone.app.asyncjobs.engine.clock import utcnow
 from plone.app.asyncjobs.engine.ids import load
 from plone.app.asyncjobs.engine.ids import short_repr
 from plone.app.asyncjobs.engine.interfaces import IJob
+from plone.app.asyncjobs.engine.naming import brief_repr
+from plone.app.asyncjobs.engine.naming import cut
+from plone.app.asyncjobs.engine.naming import dotted_name
 from plone.app.asyncjobs.engine.queue import KEY
 from plone.app.asyncjobs.engine.status import ACTIVE
 from plone.app.asyncjobs.engine.status import ASSIGNED
@@ -49,9 +52,6 @@ from .interfaces import CommandError
 from .interfaces import IMonitorPlugin
 from .tool_commands import INTERVAL_HELP
 from .tool_commands import ToolCommand
-from .tool_commands import brief_repr
-from .tool_commands import cut
-from .tool_commands import dotted_name
 from .tool_commands import glob_matches
 from .tool_commands import parse_count
 from .tool_commands import parse_interval

@@ -38,13 +38,10 @@ from datetime import timezone
 from persistent import Persistent
 
 from plone.app.asyncjobs.engine.ids import object_id
-from plone.app.asyncjobs.engine.ids import short_repr
+from plone.app.asyncjobs.engine.naming import brief_repr
+from plone.app.asyncjobs.engine.naming import dotted_name
 
 from .interfaces import CommandError
-
-
-#: How much of a repr the commands show before cutting it.
-REPR_LIMIT = 10_000
 
 
 # -- output -------------------------------------------------------------------
@@ -82,29 +79,6 @@ def encode_datetime(moment):
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def dotted_name(function):
-    """``module.qualname`` of a function or class; a description otherwise."""
-    if isinstance(function, types.MethodType):
-        return f"{brief_repr(function.__self__)}.{function.__name__}"
-    qualname = getattr(function, "__qualname__", None)
-    module = getattr(function, "__module__", None)
-    if qualname and module:
-        return f"{module}.{qualname}"
-    return brief_repr(function)
-
-
-def cut(text, limit=REPR_LIMIT):
-    """`text`, cut after `limit` characters."""
-    return text if len(text) <= limit else text[:limit] + "[...TRUNCATED...]"
-
-
-def brief_repr(value):
-    """A repr for people: stored objects named by class and id, long ones cut."""
-    if isinstance(value, Persistent):
-        return short_repr(value)
-    return cut(repr(value))
 
 
 def _encode(value):
