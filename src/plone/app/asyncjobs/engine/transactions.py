@@ -3,10 +3,17 @@
 User code fails or succeeds once per attempt and its retry policy decides
 what comes next.  The engine's bookkeeping (storing a result, handing a job
 back) must instead get through; these loops retry it.
+
+A conflict is what ``transaction`` itself would retry
+(``ITransaction.isRetryableError``: ZODB's conflicts, or an error a data
+manager declares retryable); the loops retry it after a short random
+pause that grows with the attempts, so that two loops that collided do not
+collide again at once.
 """
+import random
 import time
 
-from ZODB.POSException import TransactionError
+from transaction.interfaces import TransientError
 
 from plone.app.asyncjobs.engine.counters import Counters
 from plone.app.asyncjobs.engine.log import events
@@ -46,6 +53,11 @@ INITIAL_BACKOFF = 5
 BACKOFF_INCREMENT = 5
 MAX_BACKOFF = 60
 
+#: Seconds: a conflict retry waits up to this much times its attempt
+#: number, and never more than :data:`MAX_CONFLICT_PAUSE`.
+CONFLICT_PAUSE = 0.005
+MAX_CONFLICT_PAUSE = 0.1
+
 
 def backoff(attempt, initial=INITIAL_BACKOFF, increment=BACKOFF_INCREMENT,
             maximum=MAX_BACKOFF):
@@ -53,10 +65,21 @@ def backoff(attempt, initial=INITIAL_BACKOFF, increment=BACKOFF_INCREMENT,
     return min(maximum, initial + increment * (attempt - 1))
 
 
+def conflict_pause(attempt):
+    """Return the seconds to wait before retrying conflict number ``attempt``."""
+    return random.uniform(0, min(MAX_CONFLICT_PAUSE, CONFLICT_PAUSE * attempt))
+
+
+def _is_conflict(error, transaction_manager):
+    """Whether ``transaction`` would retry ``error``; asked before the abort,
+    which forgets the data managers that may say so."""
+    return isinstance(error, Exception) and transaction_manager.get().isRetryableError(error)
+
+
 def count_conflict(error, where):
     """Count ``error`` in :data:`conflicts` under ``where`` if it is a
-    conflict (a ``TransactionError``, which the commit loops retry at once)."""
-    if isinstance(error, TransactionError):
+    conflict (see the module documentation)."""
+    if isinstance(error, TransientError):
         conflicts.add(where)
 
 
@@ -76,8 +99,9 @@ def abort(transaction_manager):
 def retry_forever(work, transaction_manager, description, sleep=time.sleep, giving_up=()):
     """Call ``work()`` and commit until both succeed; return what ``work`` returned.
 
-    Conflicts are retried at once.  Other errors (the database server being
-    away, a broken hook) are retried with a growing pause and logged at
+    Conflicts are retried after a short pause (see the module
+    documentation).  Other errors (the database server being away, a broken
+    hook) are retried with a growing pause (:func:`backoff`) and logged at
     CRITICAL on the first attempt and every tenth; exceptions of the
     classes in ``giving_up`` propagate (after an abort).
     """
@@ -95,13 +119,15 @@ def retry_forever(work, transaction_manager, description, sleep=time.sleep, givi
         except giving_up:
             transaction_manager.abort()
             raise
-        except TransactionError:
+        except Exception as error:
+            conflict = _is_conflict(error, transaction_manager)
             abort(transaction_manager)
-            conflicts.add(BOOKKEEPING)
-            if attempt % 5 == 0:
-                trace.warning("%s: %d conflicts so far, retrying", description, attempt)
-        except Exception:
-            abort(transaction_manager)
+            if conflict:
+                conflicts.add(BOOKKEEPING)
+                if attempt % 5 == 0:
+                    trace.warning("%s: %d conflicts so far, retrying", description, attempt)
+                sleep(conflict_pause(attempt))
+                continue
             if attempt == 1 or attempt % 10 == 0:
                 events.critical(
                     "%s failed (attempt %d); retrying", description, attempt,
@@ -110,8 +136,9 @@ def retry_forever(work, transaction_manager, description, sleep=time.sleep, givi
             sleep(backoff(attempt))
 
 
-def retry_conflicts(work, transaction_manager, description, attempts=5):
-    """Call ``work()`` and commit, retrying conflicts up to ``attempts`` times.
+def retry_conflicts(work, transaction_manager, description, attempts=5, sleep=time.sleep):
+    """Call ``work()`` and commit, retrying conflicts up to ``attempts`` times
+    (after a short pause: see the module documentation).
 
     Returns what ``work`` returned.  The last conflict, and any other error,
     propagates after the transaction is aborted.
@@ -122,12 +149,13 @@ def retry_conflicts(work, transaction_manager, description, attempts=5):
             value = work()
             transaction_manager.commit()
             return value
-        except TransactionError:
+        except BaseException as error:
+            conflict = _is_conflict(error, transaction_manager)
             abort(transaction_manager)
+            if not conflict:
+                raise
             conflicts.add(BOOKKEEPING)
             if attempt == attempts:
                 raise
             trace.debug("%s: conflict on attempt %d, retrying", description, attempt)
-        except BaseException:
-            abort(transaction_manager)
-            raise
+            sleep(conflict_pause(attempt))
