@@ -1,4 +1,4 @@
-"""Engine throughput over a real ZEO server, as ratios to the raw commit rate.
+"""Engine throughput over ZEO and RelStorage, as ratios to the raw commit rate.
 
 Everything is measured in the same run on the same machine:
 
@@ -14,7 +14,13 @@ Everything is measured in the same run on the same machine:
 5. priorities: the 2-worker drain again, the jobs with priorities drawn
    from :data:`PRIORITIES`, as a ratio to the drain without;
 6. unique keys: the enqueue rate with a different unique key per job,
-   and the cost of the key per put.
+   and the cost of the key per put;
+7. work per job: the CPU seconds the worker processes spent during each
+   drain, printed as jobs per worker CPU-second (comparable across
+   machines: it does not depend on the number of cores);
+8. with ``--storages relstorage`` (the default measures both), items 1-3
+   and 7 again on RelStorage over the local PostgreSQL server, as ratios
+   to its own raw commit rate.
 
 The target of the engine issue: with 2 workers, the drain rate reaches 0.8
 times the raw single-client commit rate (no lower than 0.5), with fewer
@@ -22,9 +28,12 @@ than 0.05 claim conflicts per job; with mixed priorities too, at a drain
 rate within 10% of the one without.
 
 Usage: python bench/engine_throughput.py [--jobs 6000] [--commits 3000]
+       [--storages zeo relstorage]
 """
 import argparse
 import collections
+import contextlib
+import os
 import random
 import tempfile
 import time
@@ -39,6 +48,7 @@ from plone.app.asyncjobs.engine.clock import utcnow
 from plone.app.asyncjobs.engine.job import Job
 from plone.app.asyncjobs.engine.status import COMPLETED
 from plone.app.asyncjobs.engine.testing import jobs
+from plone.app.asyncjobs.engine.testing.postgres import PostgreSQLDatabase
 from plone.app.asyncjobs.engine.testing.processes import WorkerProcess
 from plone.app.asyncjobs.engine.testing.waiting import wait_until
 from plone.app.asyncjobs.engine.testing.zeo import ZEOServer
@@ -85,6 +95,14 @@ def enqueue(db, count, begin_after=None, priorities=(0,), unique_keys=None):
     return count / elapsed
 
 
+def cpu_seconds(pid):
+    """User plus system CPU seconds process ``pid`` has used (Linux)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        # The command name (field 2) may hold spaces: count from its end.
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def histories(connection):
     queue = configure.get_queue(connection)
     return [agent.completed for record in queue.dispatchers.values() for agent in record.values()]
@@ -96,8 +114,10 @@ def completed_count(connection):
     return sum(len(history) for history in histories(connection))
 
 
-def drain(server, db, directory, workers, count, agent_size, priorities=(0,)):
-    config = server.client_storage_config()
+def drain(config, db, directory, workers, count, agent_size, priorities=(0,)):
+    """Drain ``count`` no-op jobs with ``workers`` worker processes; return
+    jobs/s, the workers' counters, result-commit conflicts per job and jobs
+    per worker CPU-second."""
     processes = [WorkerProcess(directory, config, f"worker-{n}-of-{workers}",
                                poll_interval=POLL_INTERVAL, agent_size=agent_size).start()
                  for n in range(workers)]
@@ -109,6 +129,7 @@ def drain(server, db, directory, workers, count, agent_size, priorities=(0,)):
         enqueue(db, count, begin_after=start, priorities=priorities)
         wait_until(lambda: utcnow() >= start, seconds=60, interval=0.005)
         started = time.perf_counter()
+        cpu_before = sum(cpu_seconds(process.pid) for process in processes)
 
         def done():
             manager.begin()
@@ -116,6 +137,7 @@ def drain(server, db, directory, workers, count, agent_size, priorities=(0,)):
 
         wait_until(done, seconds=600, interval=0.05)
         elapsed = time.perf_counter() - started
+        cpu = sum(cpu_seconds(process.pid) for process in processes) - cpu_before
         finished = [job for history in histories(connection) for job in history]
         assert all(job.status == COMPLETED for job in finished)
         result_conflicts = sum(job.retry_policy.data.get("transaction_error", 0)
@@ -127,7 +149,71 @@ def drain(server, db, directory, workers, count, agent_size, priorities=(0,)):
     statistics = collections.Counter()
     for process in processes:
         statistics.update(process.statistics())
-    return count / elapsed, statistics, result_conflicts / count
+    return count / elapsed, statistics, result_conflicts / count, count / cpu
+
+
+@contextlib.contextmanager
+def zeo(directory):
+    """Yield a ZEO server's ``(name, worker storage config, db)``."""
+    server = ZEOServer(directory / "zeo")
+    server.start()
+    db = server.db()
+    try:
+        yield "ZEO", server.client_storage_config(), db
+    finally:
+        db.close()
+        server.stop()
+
+
+@contextlib.contextmanager
+def relstorage(directory):
+    """Yield ``(name, worker storage config, db)`` of RelStorage on a new
+    database of the local PostgreSQL server."""
+    database = PostgreSQLDatabase().create()
+    db = database.db()
+    try:
+        yield "RelStorage/PostgreSQL", database.zconfig(), db
+    finally:
+        db.close()
+        database.drop()
+
+
+STORAGES = {"zeo": zeo, "relstorage": relstorage}
+
+
+def measure(name, config, db, directory, options, full):
+    """Print the figures of one storage; ``full`` adds the unique-key
+    enqueue and the mixed-priority drain."""
+    configure.install_queues(db)
+    raw_at_start = raw_commit_rate(db, options.commits)
+    later = utcnow() + timedelta(days=1)
+    enqueued = enqueue(db, options.jobs, begin_after=later)
+    unique = full and enqueue(db, options.jobs, begin_after=later, unique_keys="bench")
+    drains = [(workers, *drain(config, db, directory / "workers", workers,
+                               options.jobs, options.agent_size))
+              for workers in options.workers]
+    mixed = full and drain(config, db, directory / "workers", 2, options.jobs,
+                           options.agent_size, priorities=PRIORITIES)
+    raw_at_end = raw_commit_rate(db, options.commits)
+    raw = max(raw_at_start, raw_at_end)
+    print(f"== {name}")
+    print(f"raw commit rate, 1 client, tiny transactions: {raw:8.0f} commits/s"
+          f"  (start {raw_at_start:.0f}, end {raw_at_end:.0f}; the higher is the baseline)")
+    print(f"enqueue, 100 no-op jobs per commit:           {enqueued:8.0f} jobs/s"
+          f"  ({enqueued / raw:.2f} x raw)")
+    if unique:
+        print(f"enqueue, each job with its own unique key:    {unique:8.0f} jobs/s"
+              f"  (the key costs {1 / unique - 1 / enqueued:+.6f} s per put,"
+              f" {unique / enqueued:.2f} x the rate without)")
+    for workers, *figures in drains:
+        print_drain(f"drain, {workers} worker process(es)", options, *figures, raw)
+    if mixed:
+        print_drain(f"drain, 2 worker processes, priorities {PRIORITIES}", options,
+                    *mixed, raw)
+        single = dict((workers, rate) for workers, rate, *_ in drains).get(2)
+        if single:
+            print(f"    mixed-priority drain / single-priority drain (2 workers):"
+                  f" {mixed[0] / single:.2f}")
 
 
 def main():
@@ -138,54 +224,26 @@ def main():
                         help="worker threads per worker process")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2],
                         help="numbers of worker processes to measure")
+    parser.add_argument("--storages", nargs="+", choices=sorted(STORAGES),
+                        default=["zeo", "relstorage"],
+                        help="storages to measure (the first gets every figure)")
     options = parser.parse_args()
-    with tempfile.TemporaryDirectory() as directory:
-        directory = Path(directory)
-        server = ZEOServer(directory / "zeo")
-        server.start()
-        db = server.db()
-        try:
-            configure.install_queues(db)
-            raw_at_start = raw_commit_rate(db, options.commits)
-            later = utcnow() + timedelta(days=1)
-            enqueued = enqueue(db, options.jobs, begin_after=later)
-            unique = enqueue(db, options.jobs, begin_after=later, unique_keys="bench")
-            drains = [(workers, *drain(server, db, directory / "workers", workers,
-                                       options.jobs, options.agent_size))
-                      for workers in options.workers]
-            mixed = drain(server, db, directory / "workers", 2, options.jobs,
-                          options.agent_size, priorities=PRIORITIES)
-            raw_at_end = raw_commit_rate(db, options.commits)
-            raw = max(raw_at_start, raw_at_end)
-            print(f"raw ZEO commit rate, 1 client, tiny transactions: {raw:8.0f} commits/s"
-                  f"  (start {raw_at_start:.0f}, end {raw_at_end:.0f}; the higher is the baseline)")
-            print(f"enqueue, 100 no-op jobs per commit:             {enqueued:8.0f} jobs/s"
-                  f"  ({enqueued / raw:.2f} x raw)")
-            print(f"enqueue, each job with its own unique key:      {unique:8.0f} jobs/s"
-                  f"  (the key costs {1 / unique - 1 / enqueued:+.6f} s per put,"
-                  f" {unique / enqueued:.2f} x the rate without)")
-            for workers, rate, statistics, results in drains:
-                print_drain(f"drain, {workers} worker process(es)", options,
-                            rate, statistics, results, raw)
-            print_drain(f"drain, 2 worker processes, priorities {PRIORITIES}", options,
-                        *mixed, raw)
-            single = dict((workers, rate) for workers, rate, *_ in drains).get(2)
-            if single:
-                print(f"    mixed-priority drain / single-priority drain (2 workers):"
-                      f" {mixed[0] / single:.2f}")
-        finally:
-            db.close()
-            server.stop()
+    for number, storage in enumerate(options.storages):
+        with tempfile.TemporaryDirectory() as directory, \
+                STORAGES[storage](Path(directory)) as (name, config, db):
+            measure(name, config, db, Path(directory), options, full=number == 0)
     print("target: 2-worker drain >= 0.8 x raw (floor 0.5), claim conflicts/job < 0.05;"
-          " mixed priorities: the same, within 10% of the single-priority drain")
+          " mixed priorities: the same, within 10% of the single-priority drain;"
+          " enqueue >= 10 x raw")
 
 
-def print_drain(label, options, rate, statistics, results, raw):
+def print_drain(label, options, rate, statistics, results, per_cpu_second, raw):
     claims = statistics["claim conflicts"] / options.jobs
     print(f"{label}, {options.agent_size} threads each:"
           f"  {rate:8.0f} jobs/s"
           f"  ({rate / raw:.2f} x raw)  claim conflicts/job {claims:.3f}"
-          f"  result-commit conflicts/job {results:.3f}")
+          f"  result-commit conflicts/job {results:.3f}"
+          f"  {per_cpu_second:.0f} jobs per worker CPU-second")
     print(f"    worker counters: {dict(sorted(statistics.items()))}")
 
 
