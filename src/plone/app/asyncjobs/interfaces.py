@@ -202,6 +202,18 @@ class IAsyncJobsSettings(Interface):
         missing_value="",
     )
 
+    saved_schedules = schema.Text(
+        title="Saved schedules",
+        description=(
+            "The recurring jobs saved in the site's schedules page, as JSON "
+            "(see plone.app.asyncjobs.schedules.saved). Edit them there: "
+            "a change made here runs nothing until saved there again."
+        ),
+        default="{}",
+        required=False,
+        missing_value="{}",
+    )
+
 
 class IWorkerRole(Interface):
     """Registered by ``single_db.zcml`` or ``multi_db.zcml``: this process

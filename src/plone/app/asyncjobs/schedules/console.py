@@ -5,10 +5,11 @@ a Plone schedule to the site its jobs run in, an engine schedule (no site)
 to the database-wide scope only; another site's schedule is not there
 (``LookupError``).
 
-Pausing and resuming change what the workers do for every site and come
-from the code's declaration, so they need
-:func:`~plone.app.asyncjobs.access.may_manage_workers`.  "Run now" needs it
-too, and queues the schedule's own job, which runs as the schedule's
+Pausing and resuming a schedule declared in ZCML or code change what the
+workers do for every site and undo the code's declaration, so they need
+:func:`~plone.app.asyncjobs.access.may_manage_workers`; those of a schedule
+saved in the site (:mod:`.saved`) need what saving it needs
+(:func:`.saved.check_may_edit`).  "Run now" needs the same, and queues the schedule's own job, which runs as the schedule's
 declared user: it is refused (:class:`~plone.app.asyncjobs.access.RunAsRefused`)
 to a user who lacks any of that user's roles, as a retry would be.
 Every action is logged on ``plone.app.asyncjobs.admin`` with its actor.
@@ -19,6 +20,7 @@ from plone.app.asyncjobs.engine.clock import utcnow
 from plone.app.asyncjobs.inspection import iso
 from plone.app.asyncjobs.inspection import job_id
 from plone.app.asyncjobs.inspection import logger
+from plone.app.asyncjobs.schedules import saved
 
 
 #: How many recent runs a listing shows per schedule.
@@ -70,27 +72,47 @@ def describe(record):
     }
 
 
-def list_schedules(queues, scope):
-    """:func:`describe` of the schedules in ``scope``, by name."""
-    return [describe(record) for record in sorted(_records(queues), key=lambda r: r.name)
+def records_in(queues, scope):
+    """The records of the schedules in ``scope``, by name."""
+    return [record for record in sorted(_records(queues), key=lambda r: r.name)
             if _in_scope(record, scope)]
 
 
+def list_schedules(queues, scope):
+    """:func:`describe` of the schedules in ``scope``, by name."""
+    return [describe(record) for record in records_in(queues, scope)]
+
+
+def may_act(record, site):
+    """Whether the current user may pause, resume and run ``record``."""
+    if saved.is_saved(record):
+        return saved.may_edit(site)
+    return access.may_manage_workers(site)
+
+
+def check_may_act(record, site):
+    """:class:`~plone.app.asyncjobs.access.ScopeRefused` unless :func:`may_act`."""
+    if saved.is_saved(record):
+        saved.check_may_edit(site)
+    else:
+        access.check_manage_workers(site)
+
+
 def pause(record, site, actor):
-    access.check_manage_workers(site)
+    check_may_act(record, site)
     record.pause()
     logger.info("%s paused schedule %r", actor, record.name)
 
 
 def resume(record, site, actor):
-    access.check_manage_workers(site)
+    check_may_act(record, site)
     record.resume(utcnow())
     logger.info("%s resumed schedule %r", actor, record.name)
 
 
 def run_now(queues, record, site, actor):
     """Queue the schedule's job now, as its declared user; return the job."""
-    access.check_manage_workers(site)
+    check_may_act(record, site)
     now = utcnow()
     job = record.schedule.make_job(now)
     access.check_run_as(job, site)

@@ -42,7 +42,7 @@ DECLARED = {}
 
 
 class IScheduleDirective(Interface):
-    name = TextLine(title="Name, unique in the database", required=True)
+    name = TextLine(title="Name, unique in the database, without '@'", required=True)
     handler = GlobalObject(title="The function, called with the site first", required=True)
     site = TextLine(title="Physical path of the site, such as /Plone", required=True)
     cron = TextLine(title="Cron expression", required=False)
@@ -72,6 +72,9 @@ def make_schedule(name, handler, site, cron=None, timezone="UTC", interval=None,
                   database_name=None):
     """The :class:`~plone.app.asyncjobs.engine.schedules.Schedule` of the
     directive's attributes; ``ValueError`` for a bad combination."""
+    if "@" in name:
+        # Reserved for the schedules saved in sites (see .saved.engine_name).
+        raise ValueError(f"schedule {name!r}: a name may not contain '@'")
     if (cron is None) == (interval is None):
         raise ValueError(f"schedule {name!r}: give either cron or interval")
     trigger = (Cron(cron, timezone or "UTC") if cron is not None

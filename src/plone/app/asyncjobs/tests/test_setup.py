@@ -24,7 +24,7 @@ def test_installed_with_settings_layer_and_queues(portal):
     assert IAsyncJobsLayer in registered_layers()
     assert KEY in portal._p_jar.root()
     setup_tool = api.portal.get_tool("portal_setup")
-    assert setup_tool.getLastVersionForProfile(PROFILE) == ("1005",)
+    assert setup_tool.getLastVersionForProfile(PROFILE) == ("1006",)
 
 
 def test_uninstall_removes_settings_and_layer_but_keeps_the_jobs(portal):
@@ -78,6 +78,19 @@ def test_upgrade_step_to_1005_removes_the_unused_history_days_record(portal):
     assert "plone.app.asyncjobs.history_days" not in registry
     step["step"].doStep(setup_tool)  # again: nothing to do
     assert registry["plone.app.asyncjobs.default_queue"] == ""
+
+
+def test_upgrade_step_to_1006_adds_the_saved_schedules_record(portal):
+    setup_tool = api.portal.get_tool("portal_setup")
+    [step] = [s for s in listUpgradeSteps(setup_tool, PROFILE, "1005")
+              if not isinstance(s, list) and s["source"] == ("1005",)]
+    assert step["dest"] == ("1006",)
+    registry = getUtility(IRegistry)
+    del registry.records["plone.app.asyncjobs.saved_schedules"]
+    registry["plone.app.asyncjobs.default_queue"] = "kept"
+    step["step"].doStep(setup_tool)
+    assert registry["plone.app.asyncjobs.saved_schedules"] == "{}"
+    assert registry["plone.app.asyncjobs.default_queue"] == "kept"
 
 
 MANAGE_JOBS = "plone.app.asyncjobs: Manage jobs"

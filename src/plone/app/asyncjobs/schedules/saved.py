@@ -1,0 +1,266 @@
+"""Schedules saved in a site: declared in its registry, from the control
+panel or the REST API, and run as the user who saved them.
+
+A saved schedule names a :mod:`schedulable <.schedulables>` (never a
+dotted name: whoever saves one may not run arbitrary Python), a cron
+expression in a time zone or an interval, the callable's arguments (a JSON
+object, passed as keyword arguments after the site), the queue, quotas,
+retry and misfire policies, and whether it is enabled.
+
+Who it runs as
+    The user who saved it last, in the site it was saved in: saving
+    records that user (whoever edits a schedule becomes its user), so its
+    jobs never have more rights than someone who could save it.  Saving
+    and deleting need :data:`MANAGE` on the site (``Manage jobs``: Site
+    Administrators and Managers); "run now", pause and resume the same, and "run now" also
+    the roles of the schedule's user (see :mod:`.console`).
+
+Where it is kept
+    The declarations are the JSON record ``plone.app.asyncjobs.saved_schedules``
+    of the site's registry, by name.  Saving also installs the schedule
+    among the engine's schedules (:func:`..engine.schedules.install`) under
+    :func:`engine_name`, ``<name>@<site path>``, in the same transaction,
+    so that the workers run it like any other (one job per slot).  Only
+    saving installs: a record changed by other means (the registry editor,
+    a profile) runs nothing until saved again here, with its saver as its
+    user.  ZCML schedule names may not contain ``@``, so the names of the
+    two kinds never clash, nor those of two sites.
+"""
+import json
+import re
+
+from AccessControl import getSecurityManager
+from dataclasses import dataclass
+from datetime import timedelta
+from plone.registry.interfaces import IRegistry
+from zope.component import getUtility
+
+from plone.app.asyncjobs import access
+from plone.app.asyncjobs.engine import retry
+from plone.app.asyncjobs.engine import schedules
+from plone.app.asyncjobs.engine.triggers import Cron
+from plone.app.asyncjobs.engine.triggers import Interval
+from plone.app.asyncjobs.inspection import QueryError
+from plone.app.asyncjobs.inspection import logger
+from plone.app.asyncjobs.schedules import schedulables
+from plone.app.asyncjobs.schedules.jobs import SiteJobFactory
+from plone.app.asyncjobs.service.context import ExecutionContext
+
+
+#: Save, change and delete a site's schedules, and pause, resume and run
+#: them: the console's permission (Site Administrators and Managers).  A
+#: saved schedule runs as whoever saved it, so saving lends no rights.
+MANAGE = access.MANAGE_JOBS
+#: The registry record of the declarations (JSON).
+RECORD = "plone.app.asyncjobs.saved_schedules"
+#: What a saved schedule's name may be.
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}\Z")
+#: The fields of a declaration, with their defaults.
+DEFAULTS = {
+    "schedulable": None, "cron": None, "interval": None, "timezone": "UTC",
+    "arguments": {}, "queue": "", "quota_names": [], "retry_policy": None,
+    "misfire": schedules.ONCE, "misfire_grace": None, "enabled": True,
+}
+
+
+class EditRefused(access.ScopeRefused):
+    """The acting user may not save, delete, pause, resume or run the
+    schedules saved in the site (answered as a refused scope: 403)."""
+
+
+@dataclass(frozen=True)
+class SavedJobFactory(SiteJobFactory):
+    """The job factory of a saved schedule: makes the job only while its
+    function is still a schedulable (an integrator may withdraw one)."""
+
+    def __call__(self, schedule, slot):
+        if not schedulables.allows(schedule.func):
+            raise LookupError(f"{schedule.func!r} is no longer a schedulable")
+        return super().__call__(schedule, slot)
+
+
+def is_saved(record):
+    """Whether the engine schedule ``record`` was saved in a site."""
+    return isinstance(record.schedule.job_factory, SavedJobFactory)
+
+
+def engine_name(site_path, name):
+    """The engine's name of the schedule ``name`` saved in the site at
+    ``site_path``: ``nightly@plone``, ``nightly@folder:plone`` (Zope ids
+    hold no ``:``, names no ``@``)."""
+    return f"{name}@{':'.join(site_path[1:])}"
+
+
+def may_edit(site):
+    return bool(getSecurityManager().checkPermission(MANAGE, site))
+
+
+def check_may_edit(site):
+    if not may_edit(site):
+        raise EditRefused(f"the schedules saved in this site need the permission {MANAGE!r}")
+
+
+def saved_name(record, site):
+    """The name under which ``record`` was saved in ``site``; ``QueryError``
+    for a schedule declared in ZCML or code (change it there)."""
+    factory = record.schedule.job_factory
+    if not is_saved(record) or tuple(factory.site_path) != tuple(site.getPhysicalPath()):
+        raise QueryError("name", f"schedule {record.name!r} is declared in ZCML or code: "
+                         "change it there")
+    return record.name.rpartition("@")[0]
+
+
+# -- declarations ----------------------------------------------------------------------
+
+
+def _number(field, value, minimum):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
+        raise QueryError(field, f"must be a number of seconds of at least {minimum}")
+    return float(value)
+
+
+def check_name(name):
+    if not isinstance(name, str) or not NAME.match(name):
+        raise QueryError("name", "letters, digits, '.', '_' and '-' (at most 100), "
+                         "starting with a letter or digit")
+    return name
+
+
+def parse_arguments(text):
+    """The value of a form's JSON text (``QueryError`` if it is not JSON;
+    :func:`declaration` checks that it is an object)."""
+    try:
+        return json.loads(text or "{}")
+    except ValueError as error:
+        raise QueryError("arguments", f"not valid JSON: {error}") from None
+
+
+def declaration(data):
+    """The complete, checked declaration of ``data`` (fields of
+    :data:`DEFAULTS`, missing ones defaulted); ``QueryError`` naming the
+    field for anything unacceptable."""
+    unknown = sorted(set(data) - set(DEFAULTS))
+    if unknown:
+        raise QueryError(unknown[0], "not a field of a schedule")
+    found = {**DEFAULTS, **data}
+    try:
+        schedulables.lookup(found["schedulable"])
+    except ValueError as error:
+        raise QueryError("schedulable", str(error)) from None
+    if (found["cron"] in (None, "")) == (found["interval"] in (None, "")):
+        raise QueryError("cron", "give either a cron expression or an interval")
+    if found["cron"] in (None, ""):
+        found["cron"] = None
+        found["interval"] = _number("interval", found["interval"], 1)
+    else:
+        found["interval"] = None
+    try:
+        trigger(found)
+    except (TypeError, ValueError) as error:
+        field = "timezone" if "timezone" in str(error) else "cron"
+        raise QueryError(field, str(error)) from None
+    if not isinstance(found["arguments"], dict):
+        raise QueryError("arguments", "must be a JSON object (keyword arguments)")
+    if not isinstance(found["queue"], str):
+        raise QueryError("queue", "must be a queue name")
+    quotas = found["quota_names"]
+    if not isinstance(quotas, list) or not all(isinstance(q, str) for q in quotas):
+        raise QueryError("quota_names", "must be a list of quota names")
+    if found["retry_policy"] in ("", None):
+        found["retry_policy"] = None
+    else:
+        try:
+            retry.resolve(found["retry_policy"])
+        except (LookupError, TypeError, ValueError) as error:
+            raise QueryError("retry_policy", str(error)) from None
+    if found["misfire"] not in schedules.MISFIRE_POLICIES:
+        raise QueryError("misfire", f"one of {', '.join(schedules.MISFIRE_POLICIES)}")
+    if found["misfire_grace"] is not None:
+        found["misfire_grace"] = _number("misfire_grace", found["misfire_grace"], 0)
+    if not isinstance(found["enabled"], bool):
+        raise QueryError("enabled", "must be true or false")
+    return found
+
+
+def trigger(found):
+    """The engine trigger of a declaration."""
+    if found["cron"] is not None:
+        return Cron(found["cron"], found["timezone"] or "UTC")
+    return Interval(timedelta(seconds=found["interval"]))
+
+
+def to_schedule(site_path, name, found, user):
+    """The engine schedule of the declaration ``found``, running as
+    ``user`` (the :class:`ExecutionContext` of the saving request)."""
+    options = {}
+    if found["misfire_grace"] is not None:
+        options["misfire_grace"] = timedelta(seconds=found["misfire_grace"])
+    factory = SavedJobFactory(tuple(site_path), user.user_id, user.user_folder_path,
+                              user.database_name)
+    return schedules.Schedule(
+        engine_name(site_path, name), schedulables.lookup(found["schedulable"]).handler,
+        trigger(found), kwargs=found["arguments"], queue=found["queue"],
+        quota_names=tuple(found["quota_names"]), retry_policy=found["retry_policy"],
+        misfire=found["misfire"], enabled=found["enabled"], job_factory=factory, **options)
+
+
+# -- the registry ------------------------------------------------------------------------
+
+
+def saved(site):
+    """The declarations saved in ``site``'s registry, by name."""
+    registry = getUtility(IRegistry, context=site)
+    return json.loads(registry.get(RECORD) or "{}")
+
+
+def _store(site, declarations):
+    registry = getUtility(IRegistry, context=site)
+    registry[RECORD] = json.dumps(declarations, sort_keys=True, indent=1)
+
+
+def save(site, queues, name, data, replace):
+    """Save the schedule ``name`` of ``data`` (see :func:`declaration`) in
+    ``site`` as the current user, and install it; return its engine record.
+
+    ``replace`` false adds a new schedule (``QueryError`` if the name is
+    taken); true changes one (``LookupError`` if there is none), fields
+    missing from ``data`` keeping their values."""
+    check_may_edit(site)
+    check_name(name)
+    declarations = saved(site)
+    if replace and name not in declarations:
+        raise LookupError(f"there is no schedule {name!r}")
+    if not replace and name in declarations:
+        raise QueryError("name", f"a schedule {name!r} exists already")
+    previous = {key: value for key, value in declarations.get(name, {}).items()
+                if key in DEFAULTS}
+    found = declaration({**previous, **data})
+    user = ExecutionContext.capture(site)
+    site_path = tuple(site.getPhysicalPath())
+    schedule = to_schedule(site_path, name, found, user)
+    existing = schedules.find(queues._p_jar)
+    if existing is not None and schedule.name in existing and not is_saved(
+            existing[schedule.name]):
+        raise QueryError("name", f"code declares a schedule {schedule.name!r} already")
+    declarations[name] = {**found, "user": user.user_id,
+                          "user_folder": "/".join(user.user_folder_path or ()) or None}
+    _store(site, declarations)
+    record = schedules.install(queues._p_jar, schedule)
+    logger.info("%s saved schedule %r in %s", user.user_id, name, "/".join(site_path))
+    return record
+
+
+def delete(site, queues, name):
+    """Delete the schedule ``name`` saved in ``site`` (its queued jobs stay)."""
+    check_may_edit(site)
+    declarations = saved(site)
+    if name not in declarations:
+        raise LookupError(f"there is no schedule {name!r}")
+    del declarations[name]
+    _store(site, declarations)
+    site_path = tuple(site.getPhysicalPath())
+    found = schedules.find(queues._p_jar)
+    if found is not None and engine_name(site_path, name) in found:
+        found.remove(engine_name(site_path, name))
+    logger.info("%s deleted schedule %r in %s",
+                getSecurityManager().getUser().getId(), name, "/".join(site_path))

@@ -1,0 +1,281 @@
+"""Schedules saved in a site (registry, control panel): the allow-list of
+schedulables, the checks of a declaration, who may save them, and that a
+saved schedule's jobs run in its site as the user who saved it."""
+import json
+
+import pytest
+import transaction
+from plone.app.testing import SITE_OWNER_NAME
+from plone.app.testing import TEST_USER_ID
+from plone.app.testing import TEST_USER_NAME
+from plone.app.testing import login
+from plone.app.testing import logout
+from plone.app.testing import setRoles
+from plone.registry.interfaces import IRegistry
+from zope.component import getUtility
+from zope.configuration.exceptions import ConfigurationError
+
+from plone.app.asyncjobs import access
+from plone.app.asyncjobs import api as jobs_api
+from plone.app.asyncjobs.engine import schedules as engine_schedules
+from plone.app.asyncjobs.engine.testing.waiting import wait_until
+from plone.app.asyncjobs.inspection import QueryError
+from plone.app.asyncjobs.schedules import console
+from plone.app.asyncjobs.schedules import saved
+from plone.app.asyncjobs.schedules import schedulables
+from plone.app.asyncjobs.schedules import zcml
+from plone.app.asyncjobs.schedules.schedulables import Schedulable
+from plone.app.asyncjobs.testing import wait_for_result
+from plone.app.asyncjobs.tests import jobs
+from plone.app.asyncjobs.tests.test_controlpanel import open_browser
+from plone.app.asyncjobs.tests.test_controlpanel import status_messages
+from plone.app.asyncjobs.tests.test_controlpanel import tree
+from plone.app.asyncjobs.tests.test_schedules import load
+
+
+DESCRIBE = Schedulable("describe", "plone.app.asyncjobs.tests.jobs:describe", "Where am I")
+MARK = Schedulable("mark", "plone.app.asyncjobs.tests.jobs:mark", "Leave a mark")
+
+
+@pytest.fixture
+def offered(monkeypatch):
+    """The schedulables ``describe`` and ``mark`` of :mod:`..tests.jobs`."""
+    monkeypatch.setattr(schedulables, "SCHEDULABLES",
+                        {DESCRIBE.name: DESCRIBE, MARK.name: MARK})
+    return schedulables.SCHEDULABLES
+
+
+def as_site_admin(portal):
+    setRoles(portal, TEST_USER_ID, ["Member", "Site Administrator"])
+    login(portal, TEST_USER_NAME)
+
+
+DAILY = {"schedulable": "mark", "cron": "0 3 * * *", "timezone": "Europe/Brussels",
+         "arguments": {"value": "hello"}}
+
+
+# -- the allow-list ------------------------------------------------------------------
+
+
+def test_the_directive_offers_a_function(monkeypatch):
+    monkeypatch.setattr(schedulables, "SCHEDULABLES", {})
+    load("""<asyncjobs:schedulable name="report" title="Report"
+              handler="plone.app.asyncjobs.tests.jobs.mark" />""")
+    assert schedulables.SCHEDULABLES == {
+        "report": Schedulable("report", "plone.app.asyncjobs.tests.jobs:mark", "Report")}
+    assert schedulables.allows("plone.app.asyncjobs.tests.jobs:mark")
+    assert not schedulables.allows("plone.app.asyncjobs.tests.jobs:fail")
+
+
+def test_two_schedulables_of_one_name_conflict(monkeypatch):
+    monkeypatch.setattr(schedulables, "SCHEDULABLES", {})
+    one = """<asyncjobs:schedulable name="r" handler="plone.app.asyncjobs.tests.jobs.mark" />"""
+    with pytest.raises(ConfigurationError, match="Conflicting"):
+        load(one + one)
+
+
+def test_zcml_schedule_names_may_not_hold_the_saved_schedules_at_sign():
+    with pytest.raises(ValueError, match="'@'"):
+        zcml.make_schedule("nightly@plone", jobs.mark, "/plone", interval=5)
+
+
+# -- declarations --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("change, field, message", [
+    ({"schedulable": "os:system"}, "schedulable", "unknown schedulable 'os:system'"),
+    ({"cron": None}, "cron", "either a cron expression or an interval"),
+    ({"interval": 60}, "cron", "either a cron expression or an interval"),
+    ({"cron": "every night"}, "cron", "invalid cron expression"),
+    ({"timezone": "Nowhere/Land"}, "timezone", "unknown timezone"),
+    ({"cron": None, "interval": 0.5}, "interval", "at least 1"),
+    ({"cron": None, "interval": "5"}, "interval", "number of seconds"),
+    ({"arguments": [1, 2]}, "arguments", "JSON object"),
+    ({"quota_names": "a"}, "quota_names", "list"),
+    ({"retry_policy": "sometimes"}, "retry_policy", "unknown retry policy"),
+    ({"misfire": "twice"}, "misfire", "once, all, skip"),
+    ({"enabled": "yes"}, "enabled", "true or false"),
+    ({"user": "admin"}, "user", "not a field"),
+])
+def test_bad_declarations_name_their_field(offered, change, field, message):
+    with pytest.raises(QueryError, match=message) as raised:
+        saved.declaration({**DAILY, **change})
+    assert raised.value.field == field
+
+
+def test_bad_json_arguments_are_refused():
+    with pytest.raises(QueryError, match="not valid JSON") as raised:
+        saved.parse_arguments("{value: 1}")
+    assert raised.value.field == "arguments"
+
+
+# -- saving ----------------------------------------------------------------------------
+
+
+def test_a_site_administrator_saves_a_schedule_that_runs_as_them(portal, offered):
+    as_site_admin(portal)
+    queues = jobs_api.get_queues(portal)
+    record = saved.save(portal, queues, "nightly", DAILY, replace=False)
+    assert record.name == "nightly@plone" and saved.is_saved(record)
+    schedule = record.schedule
+    assert schedule.func == MARK.handler and schedule.kwargs == {"value": "hello"}
+    assert str(schedule.trigger) == "cron '0 3 * * *' (Europe/Brussels)"
+    factory = schedule.job_factory
+    assert (factory.site_path, factory.user_id, factory.user_folder_path) == (
+        ("", "plone"), TEST_USER_ID, ("", "plone", "acl_users"))
+    stored = json.loads(getUtility(IRegistry)[saved.RECORD])["nightly"]
+    assert stored["user"] == TEST_USER_ID and stored["schedulable"] == "mark"
+    assert stored["user_folder"] == "/plone/acl_users"
+    assert engine_schedules.get_record(portal._p_jar, "nightly@plone") is record
+    with pytest.raises(QueryError, match="exists already"):
+        saved.save(portal, queues, "nightly", DAILY, replace=False)
+
+
+def test_whoever_changes_a_schedule_becomes_its_user(portal, offered):
+    as_site_admin(portal)
+    queues = jobs_api.get_queues(portal)
+    saved.save(portal, queues, "nightly", DAILY, replace=False)
+    logout()
+    login(portal.getPhysicalRoot(), SITE_OWNER_NAME)  # the root's Manager
+    record = saved.save(portal, queues, "nightly", {"enabled": False}, replace=True)
+    factory = record.schedule.job_factory
+    assert (factory.user_id, factory.user_folder_path) == (SITE_OWNER_NAME, ("", "acl_users"))
+    assert record.schedule.enabled is False and record.schedule.kwargs == {"value": "hello"}
+    with pytest.raises(LookupError):
+        saved.save(portal, queues, "missing", DAILY, replace=True)
+
+
+@pytest.mark.parametrize("roles", [[], ["Member"], ["Member", "Editor", "Reviewer"]])
+def test_users_without_manage_portal_may_not_save_or_delete(portal, offered, roles):
+    queues = jobs_api.get_queues(portal)
+    if roles:
+        setRoles(portal, TEST_USER_ID, roles)
+        login(portal, TEST_USER_NAME)
+    else:
+        logout()
+    with pytest.raises(saved.EditRefused):
+        saved.save(portal, queues, "nightly", DAILY, replace=False)
+    with pytest.raises(saved.EditRefused):
+        saved.delete(portal, queues, "nightly")
+    assert saved.saved(portal) == {}
+    assert engine_schedules.find(portal._p_jar) is None or (
+        "nightly@plone" not in engine_schedules.find(portal._p_jar))
+
+
+def test_a_saved_schedule_never_replaces_one_declared_in_code(portal, offered):
+    engine_schedules.install(portal._p_jar, zcml.make_schedule(
+        "code", jobs.mark, "/plone", interval=86400))
+    record = engine_schedules.get_record(portal._p_jar, "code")
+    object.__setattr__(record.schedule, "name", "nightly@plone")  # as engine code could
+    engine_schedules.find(portal._p_jar)._items["nightly@plone"] = record
+    as_site_admin(portal)
+    with pytest.raises(QueryError, match="code declares"):
+        saved.save(portal, jobs_api.get_queues(portal), "nightly", DAILY, replace=False)
+
+
+def test_deleting_removes_the_declaration_and_the_engine_schedule(portal, offered):
+    as_site_admin(portal)
+    queues = jobs_api.get_queues(portal)
+    saved.save(portal, queues, "nightly", DAILY, replace=False)
+    saved.delete(portal, queues, "nightly")
+    assert saved.saved(portal) == {}
+    assert "nightly@plone" not in engine_schedules.find(portal._p_jar)
+    with pytest.raises(LookupError):
+        saved.delete(portal, queues, "nightly")
+
+
+def test_saved_schedules_are_paused_resumed_and_run_by_their_editors(portal, offered):
+    """A Site Administrator may act on the site's saved schedules, not on
+    those declared in code (database-wide actions)."""
+    queues = jobs_api.get_queues(portal)
+    code = engine_schedules.install(portal._p_jar, zcml.make_schedule(
+        "code", jobs.mark, "/plone", interval=86400, args=("x",)))
+    as_site_admin(portal)
+    record = saved.save(portal, queues, "nightly", DAILY, replace=False)
+    assert console.may_act(record, portal) and not console.may_act(code, portal)
+    console.pause(record, portal, TEST_USER_ID)
+    assert record.paused
+    console.resume(record, portal, TEST_USER_ID)
+    job = console.run_now(queues, record, portal, TEST_USER_ID)
+    assert wait_for_result(job) == "hello"
+    with pytest.raises(access.ScopeRefused):
+        console.pause(code, portal, TEST_USER_ID)
+
+
+def test_run_now_of_a_schedule_saved_by_the_roots_manager_is_refused_to_a_site_admin(
+        portal, offered):
+    login(portal.getPhysicalRoot(), SITE_OWNER_NAME)
+    queues = jobs_api.get_queues(portal)
+    record = saved.save(portal, queues, "root", DAILY, replace=False)
+    logout()
+    as_site_admin(portal)
+    with pytest.raises(access.RunAsRefused):
+        console.run_now(queues, record, portal, TEST_USER_ID)
+    assert record.last_runs() == []
+
+
+# -- running -----------------------------------------------------------------------------
+
+
+def test_a_worker_runs_a_saved_schedule_in_its_site_as_the_user_who_saved_it(portal, offered):
+    as_site_admin(portal)
+    record = saved.save(portal, jobs_api.get_queues(portal), "where",
+                        {"schedulable": "describe", "interval": 1}, replace=False)
+    transaction.commit()
+    wait_until(lambda: record.last_runs(), seconds=30, sync=transaction.begin)
+    [(_, job, note)] = record.last_runs()[-1:]
+    result = wait_for_result(job, commit=False)
+    assert result["site"] == "/plone" and result["path"] == "/plone"
+    assert result["user"] == TEST_USER_ID and result["anonymous"] is False
+    saved.delete(portal, jobs_api.get_queues(portal), "where")
+    transaction.commit()
+
+
+def test_a_withdrawn_schedulable_queues_nothing_more(portal, offered):
+    as_site_admin(portal)
+    record = saved.save(portal, jobs_api.get_queues(portal), "gone",
+                        {"schedulable": "describe", "interval": 1}, replace=False)
+    del offered["describe"]
+    transaction.commit()
+    wait_until(lambda: record.last_runs(), seconds=30, sync=transaction.begin)
+    [(_, job, note)] = record.last_runs()[-1:]
+    assert job is None and "no longer a schedulable" in note
+    saved.delete(portal, jobs_api.get_queues(portal), "gone")
+    transaction.commit()
+
+
+# -- the console page --------------------------------------------------------------------
+
+
+def test_the_page_adds_changes_and_deletes_a_saved_schedule(functional, functional_portal,
+                                                            offered):
+    browser = open_browser(functional)
+    url = f"{functional_portal.absolute_url()}/@@asyncjobs-schedules"
+    browser.open(url)
+    browser.getControl(name="saved.name").value = "nightly"
+    browser.getControl(name="saved.schedulable").value = ["mark"]
+    browser.getControl(name="saved.cron").value = "0 3 * * *"
+    browser.getControl(name="saved.arguments").value = "{value: 1}"
+    browser.getControl(name="form.buttons.save").click()
+    [error] = tree(browser).cssselect("#asyncjobs-schedule-error")
+    assert "arguments: not valid JSON" in error.text_content()
+    assert browser.getControl(name="saved.name").value == "nightly"  # kept
+    browser.getControl(name="saved.arguments").value = '{"value": "hi"}'
+    browser.getControl(name="form.buttons.save").click()
+    assert status_messages(browser) == ["Schedule nightly@plone was saved; it runs as you."]
+    [row] = tree(browser).cssselect("#asyncjobs-schedules tbody tr")
+    assert row.get("data-schedule") == "nightly@plone" and SITE_OWNER_NAME in row.text_content()
+    [edit] = row.cssselect("a.asyncjobs-edit-schedule")
+    browser.open(edit.get("href"))
+    assert browser.url.endswith("@@asyncjobs-schedules?edit=nightly")
+    assert browser.getControl(name="saved.arguments").value == '{"value": "hi"}'
+    browser.getControl(name="saved.cron").value = ""
+    browser.getControl(name="saved.interval").value = "3600"
+    browser.getControl(name="form.buttons.save").click()
+    transaction.begin()
+    record = engine_schedules.get_record(functional_portal._p_jar, "nightly@plone")
+    assert str(record.schedule.trigger) == "every 1:00:00"
+    browser.getControl(name="form.buttons.delete").click()
+    assert status_messages(browser) == ["Schedule nightly@plone was deleted."]
+    transaction.begin()
+    assert saved.saved(functional_portal) == {}
