@@ -60,6 +60,7 @@ from plone.app.asyncjobs.engine.log import trace
 from plone.app.asyncjobs.engine.queue import KEY
 from plone.app.asyncjobs.engine.queue import LANES
 from plone.app.asyncjobs.engine.slottimer import SlotTimer
+from plone.app.asyncjobs.engine.timeouts import TimeLimits
 from plone.app.asyncjobs.engine.transactions import abort
 from plone.app.asyncjobs.engine.transactions import retry_conflicts
 from plone.app.asyncjobs.engine.workers import AgentWorkers
@@ -212,6 +213,8 @@ class Dispatcher:
         self._due_timer = None
         #: Queues the slots of recurring jobs (see :mod:`.schedules`).
         self._slots = None
+        #: Enforces the time limits of running jobs (see :mod:`.timeouts`).
+        self.time_limits = TimeLimits(self)
 
     # -- life cycle -----------------------------------------------------------
 
@@ -374,6 +377,7 @@ class Dispatcher:
             self._next_poll.cancel()
         if self._due_timer is not None and self._due_timer.active():
             self._due_timer.cancel()
+        self.time_limits.stop()
         self._slots.stop()
         if self._listener is not None:
             self._listener.stop()

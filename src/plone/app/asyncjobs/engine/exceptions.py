@@ -22,6 +22,23 @@ class CancelledError(Exception):
     while it ran and it did (see :mod:`.cancel`)."""
 
 
+class JobTimeoutError(Exception):
+    """The job ran longer than its time limit (see :mod:`.timeouts`).
+
+    Unlike a :class:`CancelledError`, it is an ordinary failure: the job's
+    retry policy decides whether the job runs again."""
+
+
+class AttemptAbandoned(BaseException):
+    """Raised by every commit a worker thread tries after its dispatcher
+    abandoned the attempt it runs (it overran its time limit and its
+    grace period: see :mod:`.timeouts`).
+
+    Derived from ``BaseException`` so that no ``except Exception`` of a job
+    or of the engine retries the commit or stores it as a failure: the
+    thread unwinds and ends.  Never stored."""
+
+
 class DuplicateJobError(ValueError):
     """A job with the same unique key holds it in the queue (``job``)."""
 

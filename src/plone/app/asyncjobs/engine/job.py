@@ -46,6 +46,7 @@ from plone.app.asyncjobs.engine.events import JobCompleted
 from plone.app.asyncjobs.engine.exceptions import AbortedError
 from plone.app.asyncjobs.engine.exceptions import BadStatusError
 from plone.app.asyncjobs.engine.exceptions import CancelledError
+from plone.app.asyncjobs.engine.exceptions import JobTimeoutError
 from plone.app.asyncjobs.engine.exceptions import OutcomeUnknownError
 from plone.app.asyncjobs.engine.exceptions import ReassignedError
 from plone.app.asyncjobs.engine.exceptions import TimeoutError
@@ -220,6 +221,10 @@ class Job(Persistent, ZcAsyncJobSpellings):
     #: for a group commit (see :mod:`.groupcommit`), say for a job that
     #: sends mail; its queue's ``group_commit`` can say so for all its jobs.
     group_commit = True
+    #: Seconds the job may run before it is asked to stop, then abandoned;
+    #: ``None``: its queue's ``default_timeout`` (see :mod:`.timeouts`).
+    #: Set by :meth:`.queue.Queue.put`; kept by :meth:`copy`.
+    timeout = None
 
     def __init__(self, callable, *args, **kwargs):
         self._callable = check_callable(callable)
@@ -575,8 +580,10 @@ class Job(Persistent, ZcAsyncJobSpellings):
                         *self.args, *extra_args, **dict(self.kwargs, **extra_kwargs)
                     )
                     honoured = local.honoured_cancel()
+                    if isinstance(honoured, JobTimeoutError):
+                        raise honoured  # like check_cancelled(): aborted, the policy decides
                     if honoured is not None:  # it saw the cancel request, then returned
-                        result = failures.capture(CancelledError(honoured))
+                        result = failures.capture(honoured)
                 except EXPLOSIVE:
                     manager.abort()
                     self._tear_down_quietly(setup_info)
@@ -590,6 +597,8 @@ class Job(Persistent, ZcAsyncJobSpellings):
                     # Cancelled (see .local.cancel_requested): final, whatever the policy.
                     decision = not result.check(CancelledError) and self._allowed(
                         self.get_retry_policy().job_error(result, data_cache))
+                    if decision is True and result.check(JobTimeoutError):
+                        decision = utcnow()  # queued again: a new run, a new time limit
                     if decision is True:
                         self._start_rerun(manager)
                         continue
@@ -925,6 +934,29 @@ class Job(Persistent, ZcAsyncJobSpellings):
                 f"the worker running {self!r} was found dead (it died, or was paused "
                 "or cut off); whether the job ran to the end is unknown")
         self._set_result(failures.capture(error))
+        self._log_outcome()
+        if self._status_id == _CALLBACKS:
+            self.queue.put_back(self._resume_callbacks_job())
+
+    def time_out(self, error):
+        """Handle this ACTIVE job, whose attempt its dispatcher abandoned
+        because it ran past its time limit (see :mod:`.timeouts`):
+        ``error`` (a :class:`~.exceptions.JobTimeoutError`) is the
+        attempt's failure, and the retry policy decides, as for an error
+        the job raised: queue it again (at once, or later), or store the
+        failure (its callbacks then run in a job of their own).  Either way
+        its agent releases it, freeing its quota slots.  Commits nothing.
+        """
+        failure = failures.capture(error)
+        decision = self._allowed(self.get_retry_policy().job_error(failure, {}))
+        if decision:
+            self.return_to_queue(None if decision is True else decision)
+            trace.info("%r timed out; queued again", self)
+            return
+        agent = self.agent
+        if agent is not None:
+            agent.release(self)
+        self._set_result(failure)
         self._log_outcome()
         if self._status_id == _CALLBACKS:
             self.queue.put_back(self._resume_callbacks_job())

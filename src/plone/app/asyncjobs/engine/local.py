@@ -15,11 +15,11 @@ import uuid
 
 import transaction
 
-from plone.app.asyncjobs.engine.exceptions import CancelledError
 from plone.app.asyncjobs.engine.exceptions import NotInJobError
 from plone.app.asyncjobs.engine.ids import load
 from plone.app.asyncjobs.engine.ids import object_id
 from plone.app.asyncjobs.engine.status import ASSIGNED
+from plone.app.asyncjobs.engine.timeouts import check_not_abandoned
 from plone.app.asyncjobs.engine.transactions import retry_forever
 
 
@@ -71,14 +71,16 @@ def running(job):
         _state.job, _state.honoured = previous
 
 
-def bind_worker(dispatcher, agent_name, group=None, superseded=None, cancel_reason=None):
+def bind_worker(dispatcher, agent_name, group=None, superseded=None, cancel_error=None):
     """Declare this thread a worker of ``dispatcher`` for ``agent_name``,
     grouping the commits of short jobs' outcomes with ``group`` (a
     :class:`~plone.app.asyncjobs.engine.groupcommit.GroupCommit`);
     ``superseded()`` tells whether the job it runs was taken over
-    elsewhere (see :func:`stop_requested`), ``cancel_reason(job)`` the
-    reason of a cancel requested for ``job`` if it is the one this thread
-    runs, else ``None`` (see :func:`cancel_requested`).
+    elsewhere (see :func:`stop_requested`), ``cancel_error(job)`` the
+    error that ends ``job`` if it was asked to stop and is the one this
+    thread runs - a :class:`~.exceptions.CancelledError` (someone asked)
+    or a :class:`~.exceptions.JobTimeoutError` (its time limit passed) -
+    else ``None`` (see :func:`cancel_requested`).
 
     The thread gets a token of its own, unique across processes, stored
     on each job it starts (:attr:`.job.Job.holder`).  A thread runs one
@@ -90,7 +92,7 @@ def bind_worker(dispatcher, agent_name, group=None, superseded=None, cancel_reas
     _state.agent_name = agent_name
     _state.group = group
     _state.superseded = superseded
-    _state.cancel_reason = cancel_reason
+    _state.cancel_error = cancel_error
     _state.holder = uuid.uuid4().hex
 
 
@@ -115,7 +117,7 @@ def stop_requested():
 
 def cancel_requested():
     """Tell whether someone asked the job this worker thread runs to stop
-    (see :mod:`.cancel`).
+    (see :mod:`.cancel`), or its time limit passed (see :mod:`.timeouts`).
 
     Asks the database at most about once a second (the dispatcher's polls
     may learn it sooner).  Once this returned ``True``, the job ends as
@@ -124,32 +126,37 @@ def cancel_requested():
     reruns, and its callbacks run.  A job that returns normally commits
     its changes as usual (only the result is replaced); to drop them,
     raise with :func:`check_cancelled` instead.  A job that never asks
-    runs on.  Always ``False`` outside worker threads, and in a callback
-    (the request is for the job it belongs to).
+    runs on.  A job past its time limit ends like that too, but with a
+    :class:`~.exceptions.JobTimeoutError` failure that its retry policy
+    handles like any error, its changes aborted even if it returns.
+    Always ``False`` outside worker threads, and in a callback (the
+    request is for the job it belongs to).
     """
-    return _cancel_reason() is not None
+    return _cancel_error() is not None
 
 
 def check_cancelled():
     """Raise :class:`~.exceptions.CancelledError` (the request's reason as
-    message) if :func:`cancel_requested`; the job's changes are aborted."""
-    reason = _cancel_reason()
-    if reason is not None:
-        raise CancelledError(reason)
+    message), or :class:`~.exceptions.JobTimeoutError` past the job's time
+    limit, if :func:`cancel_requested`; the job's changes are aborted."""
+    error = _cancel_error()
+    if error is not None:
+        raise type(error)(*error.args)
 
 
-def _cancel_reason():
-    ask = getattr(_state, "cancel_reason", None)
+def _cancel_error():
+    ask = getattr(_state, "cancel_error", None)
     job = getattr(_state, "job", None)
-    reason = None if ask is None or job is None else ask(job)
-    if reason is not None:
-        _state.honoured = reason
-    return reason
+    error = None if ask is None or job is None else ask(job)
+    if error is not None:
+        _state.honoured = error
+    return error
 
 
 def honoured_cancel():
-    """The reason of the cancel request the current job saw (through
-    :func:`cancel_requested` or :func:`check_cancelled`), or ``None``."""
+    """The error (see :func:`check_cancelled`) of the request to stop that
+    the current job saw (through :func:`cancel_requested` or
+    :func:`check_cancelled`), or ``None``."""
     return getattr(_state, "honoured", None)
 
 
@@ -212,9 +219,11 @@ def set_live_annotation(name, value, job=None):
 
     The default job is the current one.  The value should be immutable,
     non-persistent data (numbers, strings, tuples).  Readers see it as soon
-    as this returns.
+    as this returns.  Raises :class:`~.exceptions.AttemptAbandoned` in a
+    worker thread whose attempt was abandoned (see :mod:`.timeouts`).
     """
     job = _target(job)
+    check_not_abandoned()
     with _side_connection(job) as (manager, stored):
         def write():
             stored.annotations[name] = value

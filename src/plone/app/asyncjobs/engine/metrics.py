@@ -55,6 +55,11 @@ STATISTICS = (
      "Dead dispatchers this dispatcher found and deactivated"),
     ("worker thread errors", "asyncjobs_worker_thread_errors",
      "Unexpected errors in the dispatcher's worker threads"),
+    ("jobs asked to stop at their time limit", "asyncjobs_jobs_timed_out",
+     "Running jobs the dispatcher asked to stop because they reached their time limit"),
+    ("jobs abandoned at their time limit", "asyncjobs_jobs_abandoned",
+     "Timed-out jobs still running after their grace period, whose attempts "
+     "the dispatcher abandoned (their threads replaced)"),
 )
 
 #: The statistics keys of claim conflicts, by the class of the conflicting object.

@@ -68,6 +68,7 @@ from plone.app.asyncjobs.engine.log import events
 from plone.app.asyncjobs.engine.pickups import committed_at
 from plone.app.asyncjobs.engine.quota import Quotas
 from plone.app.asyncjobs.engine.status import NEW
+from plone.app.asyncjobs.engine.timeouts import check_timeout
 from plone.app.asyncjobs.engine.trees import descending
 
 
@@ -139,6 +140,12 @@ class Queue(Persistent):
     #: ``False``: no job of this queue leaves its outcome for a group
     #: commit (see :mod:`.groupcommit`).
     group_commit = True
+    #: Seconds a job of this queue may run when it has no ``timeout`` of
+    #: its own; ``None``: no limit (see :mod:`.timeouts`).
+    default_timeout = None
+    #: Seconds a job past its time limit may run on before it is
+    #: abandoned; ``None``: :data:`.timeouts.DEFAULT_GRACE`.
+    timeout_grace = None
     #: Per lane, then for the handed-back jobs (last), a
     #: ``BTrees.Length.Length`` counting the jobs that became pending there;
     #: ``None`` in queues stored before they existed, until a dispatcher
@@ -166,13 +173,15 @@ class Queue(Persistent):
 
     def put(self, item, begin_after=None, begin_by=None, failure_log_level=None,
             retry_policy_factory=None, quota_names=None, priority=None,
-            unique_key=None, unique_while=None, on_duplicate="return"):
+            unique_key=None, unique_while=None, on_duplicate="return", timeout=None):
         """Queue ``item`` (a job, or a callable to wrap in one); return the job.
 
         ``begin_after`` (an aware datetime) delays the start; ``begin_by`` (a
         timedelta) is how late after that the job may still start.
         ``priority`` (an integer, default the job's, 0) orders the claims
-        of due jobs: higher first.
+        of due jobs: higher first.  ``timeout`` (seconds, default the
+        job's, else the queue's ``default_timeout``) limits how long the
+        job may run (see :mod:`.timeouts`).
 
         ``unique_key`` (a non-empty string, default the job's): if a job of
         this queue holds that key - it is pending, or with ``unique_while``
@@ -192,6 +201,9 @@ class Queue(Persistent):
             raise ValueError("this queue is not stored in a database yet")
         set_claim_options(job, priority, unique_key, unique_while)
         unique.check_on_duplicate(on_duplicate)
+        limit = check_timeout(job.timeout if timeout is None else timeout)
+        if limit is not None:
+            job.timeout = limit
         if retry_policy_factory is not None:
             retry.resolve(retry_policy_factory)
             job.retry_policy_factory = retry_policy_factory

@@ -22,9 +22,12 @@ from ZODB.POSException import ConflictError
 
 from plone.app.asyncjobs.engine import failure as failures
 from plone.app.asyncjobs.engine import local
+from plone.app.asyncjobs.engine import timeouts
 from plone.app.asyncjobs.engine.cancel import cancel_request
 from plone.app.asyncjobs.engine.connectivity import catch_up
+from plone.app.asyncjobs.engine.exceptions import AttemptAbandoned
 from plone.app.asyncjobs.engine.exceptions import BadStatusError
+from plone.app.asyncjobs.engine.exceptions import CancelledError
 from plone.app.asyncjobs.engine.exceptions import ReassignedError
 from plone.app.asyncjobs.engine.groupcommit import GroupCommit
 from plone.app.asyncjobs.engine.ids import load
@@ -58,7 +61,7 @@ SHORT_JOB = 0.05
 BATCH = 16
 
 #: Seconds between two checks in the database by :meth:`WorkerThread.superseded`
-#: and :meth:`WorkerThread.cancel_reason`.
+#: and :meth:`WorkerThread.cancel_error`.
 VERIFY_EVERY = 1.0
 
 
@@ -119,8 +122,26 @@ class AgentWorkers:
             if self.waiting:
                 self._condition.notify(1)
 
+    def abandon(self, thread, watch):
+        """Abandon the attempt ``thread`` runs, if it still runs the one
+        ``watch`` watches (see :mod:`.timeouts`): its commits are refused
+        from now on, and a new thread takes its place.  Returns whether it
+        was abandoned."""
+        with self._condition:
+            if thread.watch is not watch or thread not in self._threads:
+                return False
+            thread.abandon(watch.key)
+            self._threads.remove(thread)
+            while len(self._threads) < self._wanted:
+                replacement = WorkerThread(self)
+                self._threads.append(replacement)
+                replacement.start()
+            return True
+
     def _should_exit(self, thread):
         with self._condition:
+            if thread not in self._threads:
+                return True  # abandoned
             if self._threads.index(thread) >= self._wanted:
                 self._threads.remove(thread)
                 return True
@@ -254,27 +275,35 @@ class WorkerThread(threading.Thread):
         self.taken_over = None
         #: This thread's token (see :func:`.local.bind_worker`).
         self.holder = None
-        #: ``(key, reason)`` of the cancel request of the job this thread
-        #: runs, once seen (see :meth:`cancel_reason`).
+        #: ``(key, error)`` of the request to stop the job this thread
+        #: runs, once seen (see :meth:`cancel_error`).
         self.cancel = None
+        #: The time limit of the job this thread runs (see :mod:`.timeouts`).
+        self.watch = None
+        #: Whether the dispatcher abandoned the attempt this thread runs.
+        self.abandoned = False
+        #: This thread's transaction manager (see :class:`.timeouts.FencedManager`).
+        self.fence = None
         #: When :meth:`_verify` last asked the database (monotonic).
         self._verified = time.monotonic()
 
     def run(self):
         # The thread's own default manager: code run by jobs (Plone's catalog
-        # queue, savepoints, mail) joins transaction.get(), which is this one.
+        # queue, savepoints, mail) joins transaction.get(), which is this one;
+        # it refuses every commit once the thread is abandoned.
+        self.fence = timeouts.install()
         manager = transaction.manager
         connection = self.dispatcher.db.open(transaction_manager=manager)
         self.group = GroupCommit(manager, self._owns, self.dispatcher.statistics,
                                  timedelta(seconds=SHORT_JOB))
         local.bind_worker(self.dispatcher, self.pool.agent_name, self.group, self.superseded,
-                          self.cancel_reason)
+                          self.cancel_error)
         self.holder = local.holder()
         batch = collections.deque()
         self._finished = []
         self._last_duration = None
         try:
-            while not self.pool._should_exit(self):
+            while not self.abandoned and not self.pool._should_exit(self):
                 job = None
                 try:
                     job = self._next_job(connection, manager, batch)
@@ -284,6 +313,8 @@ class WorkerThread(threading.Thread):
                     if job is not None:
                         batch.appendleft(job)
                     raise
+                except AttemptAbandoned:
+                    break
                 except Exception:
                     # Whatever failed (the storage, a job's repr, the engine),
                     # this thread hands back what it holds and goes on.
@@ -295,11 +326,22 @@ class WorkerThread(threading.Thread):
                     self._recover_after_error(job, batch, manager)
         finally:
             try:
-                self._hand_back(batch, manager)
+                if not self.abandoned:
+                    self._hand_back(batch, manager)
             finally:
                 local.set_successor(None)
                 abort(manager)
                 connection.close()
+                if self.abandoned:
+                    events.warning("%s, abandoned after its job's time limit, ends; nothing "
+                                   "it did since was committed", self.name)
+
+    def abandon(self, key):
+        """Refuse this thread's commits from now on: the dispatcher gave up
+        on its attempt at job ``key`` (see :meth:`AgentWorkers.abandon`)."""
+        self.abandoned = True
+        self.fence.abandoned = True
+        self.taken_over = key  # so stop_requested() tells the job
 
     def holding(self):
         """``(oid, database)`` of the jobs this thread holds (any thread):
@@ -323,11 +365,14 @@ class WorkerThread(threading.Thread):
         self._verify(key)
         return self.taken_over == key
 
-    def cancel_reason(self, job):
-        """The reason of the cancel request made for ``job`` if this thread
-        runs it, else ``None`` (called through :func:`.local.cancel_requested`).
-
-        Learnt from the polls, or from the database like :meth:`superseded`.
+    def cancel_error(self, job):
+        """The error that ends ``job`` if this thread runs it and it was
+        asked to stop, else ``None`` (called through
+        :func:`.local.cancel_requested`): a :class:`.exceptions.CancelledError`
+        with the reason of a cancel request, learnt from the polls or from
+        the database like :meth:`superseded`; or the
+        :class:`.exceptions.JobTimeoutError` the dispatcher noted at the
+        job's time limit (see :mod:`.timeouts`).  The first one noted stays.
         """
         key = self.current_job
         if key is None or object_id(job) != key:
@@ -340,8 +385,17 @@ class WorkerThread(threading.Thread):
     def note_cancel_request(self, key, request):
         """Remember ``request`` (``(when, reason)`` or ``None``), the cancel
         request of job ``key``, if this thread still runs it."""
-        if request is not None and self.current_job == key:
-            self.cancel = (key, request[1])
+        if request is not None:
+            self.note_cancel(key, CancelledError(request[1]))
+
+    def note_cancel(self, key, error):
+        """Ask job ``key`` to stop with ``error``, if this thread still runs
+        it and it was not asked before; return whether it still runs it."""
+        if self.current_job != key:
+            return False
+        if self.cancel is None or self.cancel[0] != key:
+            self.cancel = (key, error)
+        return True
 
     def _verify(self, key):
         """Ask the database, unless it was asked less than
@@ -598,6 +652,9 @@ class WorkerThread(threading.Thread):
         info = self.dispatcher.job_started(job, self.pool, self.name, self.pickup)
         self.pickup = NEXT
         self.current_job = info["id"]
+        self.watch = timeouts.Watch.of(job, info["id"])
+        if self.watch is not None:
+            self.dispatcher.time_limits.started()
         trace.info("%r starting in %s", job, self.name)
         try:
             job.run_claimed()
@@ -616,8 +673,10 @@ class WorkerThread(threading.Thread):
             events.critical("unexpected error running %r", job, exc_info=True)
             self._fail_abandoned(job, manager, failures.capture())
         finally:
+            self.watch = None
             self.current_job = None
-            self.dispatcher.job_finished(info, job)
+            if not self.abandoned:  # else the dispatcher records its outcome
+                self.dispatcher.job_finished(info, job)
             trace.info("%r completed in %s", job, self.name)
 
     def _fail_abandoned(self, job, manager, failure, ran=True):

@@ -7,6 +7,8 @@ record, which is atomic between processes for lines this short.
 import os
 import time
 
+import transaction
+
 from plone.app.asyncjobs.engine import local
 from plone.app.asyncjobs.engine.ids import object_id
 
@@ -41,6 +43,33 @@ def hold_until(started_path, gate_path, number, check_every=0.05):
     while not os.path.exists(gate_path):
         time.sleep(check_every)
     return number
+
+
+def hold_then_write(started_path, gate_path, done_path, key, check_every=0.05):
+    """Record the start; ignore every request to stop until ``gate_path``
+    exists; then store ``key`` in the database root and commit.  The end
+    is recorded in ``done_path`` whether the commit went through or not
+    (a job abandoned after its time limit: see :mod:`..timeouts`)."""
+    record(started_path, 1)
+    try:
+        while not os.path.exists(gate_path):
+            time.sleep(check_every)
+        local.get_job()._p_jar.root()[key] = "written after the time limit"
+        transaction.commit()
+        return key
+    finally:
+        record(done_path, 1)
+
+
+def stop_when_asked(started_path, seconds=60, check_every=0.05):
+    """Record the start, then call :func:`.local.check_cancelled` until it
+    raises (at most ``seconds``); return ``"not asked"`` if it did not."""
+    record(started_path, 1)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        local.check_cancelled()
+        time.sleep(check_every)
+    return "not asked"
 
 
 def fail(message):

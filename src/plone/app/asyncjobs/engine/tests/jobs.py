@@ -496,3 +496,19 @@ def run_until_stopped(key):
             return "stopped"
         time.sleep(0.02)
     return "timeout"
+
+
+def overrun_and_write(key):
+    """Count a run under ``key``, ignore every request to stop until the
+    event "<key> release" (at most WAIT seconds), then store ``key`` in the
+    database root and commit; the event "<key> done" is set after that,
+    whether the commit went through or not."""
+    count(key)
+    event(f"{key} running").set()
+    try:
+        event(f"{key} release").wait(WAIT)
+        local.get_job()._p_jar.root()[key] = "written after the time limit"
+        transaction.commit()
+        return "finished"
+    finally:
+        event(f"{key} done").set()

@@ -1,0 +1,139 @@
+"""Running-time limits: asked to stop at the limit, abandoned after the grace."""
+import functools
+import math
+
+import pytest
+
+from plone.app.asyncjobs.engine import status
+from plone.app.asyncjobs.engine.exceptions import JobTimeoutError
+from plone.app.asyncjobs.engine.failure import is_failure
+from plone.app.asyncjobs.engine.ids import object_id
+from plone.app.asyncjobs.engine.job import Job
+from plone.app.asyncjobs.engine.metrics import STATISTICS
+from plone.app.asyncjobs.engine.retry import DelayedRetry
+from plone.app.asyncjobs.engine.testing.waiting import wait_for_result
+from plone.app.asyncjobs.engine.testing.waiting import wait_for_start
+from plone.app.asyncjobs.engine.testing.waiting import wait_until
+from plone.app.asyncjobs.engine.tests import jobs
+from plone.app.asyncjobs.engine.tests.support import commit
+from plone.app.asyncjobs.engine.tests.support import sync
+from plone.app.asyncjobs.engine.timeouts import time_limit
+
+
+def assert_timed_out(result, limit):
+    assert is_failure(result) and result.check(JobTimeoutError), result
+    assert result.getErrorMessage() == f"timed out after {limit:g} s"
+
+
+@pytest.mark.parametrize("how", ["check", "poll"])
+def test_a_job_that_honours_the_request_ends_at_once_with_a_timeout(dispatcher, queue, how):
+    # Its grace is longer than the test waits: only honouring ends it.
+    queue.timeout_grace = 3600
+    job = queue.put(Job(jobs.run_until_cancelled, how, how), timeout=0.2)
+    callback = job.add_callback(Job(jobs.describe))
+    commit(queue)
+    assert_timed_out(wait_for_result(job), 0.2)
+    assert "JobTimeoutError" in wait_for_result(callback)
+    # The default policy, like NeverRetry, does not run it again.
+    assert jobs.calls[how] == 1 and job.attempts == 1
+    info = wait_until(lambda: dispatcher.job_info(*object_id(job))["completed"] is not None
+                      and dispatcher.job_info(*object_id(job)))
+    assert info["failed"] is True and info["cancelled"] is False
+
+
+def test_the_retry_policy_decides_on_a_timeout(dispatcher, queue):
+    policy = functools.partial(DelayedRetry, max_attempts=2, base_delay=0.05)
+    job = queue.put(Job(jobs.run_until_cancelled, "again", "check"), timeout=0.2,
+                    retry_policy_factory=policy)
+    commit(queue)
+    assert_timed_out(wait_for_result(job), 0.2)
+    assert jobs.calls["again"] == 2 and job.attempts == 2
+
+
+def test_a_job_that_ignores_the_request_is_abandoned_after_its_grace(
+        start_dispatcher, queue, conn):
+    dispatcher = start_dispatcher(agent_size=1)
+    queue.timeout_grace = 0.2
+    slow = queue.put(Job(jobs.overrun_and_write, "slow"), timeout=0.2)
+    commit(queue)
+    assert jobs.event("slow running").wait(jobs.WAIT)
+    pool = dispatcher._pools["", "main"]
+    abandoned = pool.alive()[0]
+    assert_timed_out(wait_for_result(slow), 0.2)
+    # Its slot is free and a new thread took its place: another job runs on
+    # this size-1 agent while the abandoned thread still runs the slow one.
+    quick = queue.put(Job(jobs.echo, "quick"))
+    commit(queue)
+    assert wait_for_result(quick) == "quick"
+    assert abandoned.is_alive() and not jobs.event("slow done").is_set()
+    assert len(pool.alive()) == 1 and abandoned not in pool.alive()
+    assert slow.agent is None or not slow.agent.holds(slow)
+    # When the slow job goes on, nothing it writes is committed.
+    jobs.event("slow release").set()
+    assert jobs.event("slow done").wait(jobs.WAIT)
+    abandoned.join(jobs.WAIT)
+    assert not abandoned.is_alive()
+    sync(slow)
+    assert "slow" not in conn.root()
+    assert_timed_out(slow.result, 0.2)
+    assert jobs.calls["slow"] == 1
+    assert dispatcher.statistics.snapshot()["jobs abandoned at their time limit"] == 1
+
+
+def test_a_queue_default_applies_to_jobs_without_a_timeout(queue):
+    queue.default_timeout = 30
+    assert time_limit(queue.put(Job(jobs.echo, 1))) == 30
+    assert time_limit(queue.put(Job(jobs.echo, 2), timeout=2.5)) == 2.5
+    queue.default_timeout = None
+    assert time_limit(queue.put(Job(jobs.echo, 3))) is None
+
+
+def test_a_retry_copy_keeps_the_timeout(queue):
+    assert queue.put(Job(jobs.echo, 1), timeout=7).copy().timeout == 7
+
+
+@pytest.mark.parametrize("value, error", [
+    (0, ValueError), (-1, ValueError), (math.inf, ValueError), (math.nan, ValueError),
+    ("10", TypeError), (True, TypeError), ([1], TypeError),
+])
+def test_bad_timeouts_are_refused_by_put(queue, value, error):
+    with pytest.raises(error, match="timeout"):
+        queue.put(Job(jobs.echo, 1), timeout=value)
+    assert len(queue) == 0
+
+
+def test_a_job_without_a_limit_is_never_asked_to_stop(dispatcher, queue):
+    job = queue.put(Job(jobs.run_until_cancelled, "free", "ignore"))
+    commit(queue)
+    wait_for_start(job)
+    assert job.timeout is None and job.status == status.ACTIVE
+    jobs.event("free release").set()
+    assert wait_for_result(job) == "finished"
+
+
+def test_the_callbacks_run_after_the_outcome_are_not_limited(start_dispatcher, queue, conn):
+    dispatcher = start_dispatcher(agent_size=1)
+    queue.timeout_grace = 0.2
+    job = queue.put(Job(jobs.echo, "callback"), timeout=0.2)
+    callback = job.add_callback(Job(jobs.overrun_and_write))
+    commit(queue)
+    assert jobs.event("callback running").wait(jobs.WAIT)
+    [thread] = dispatcher._pools["", "main"].alive()
+    wait_until(lambda: thread.watch is not None and thread.watch.ended)
+    jobs.event("callback release").set()
+    assert wait_for_result(callback) == "finished"
+    assert wait_for_result(job) == "callback"
+    sync(job)
+    assert conn.root()["callback"] == "written after the time limit"
+    assert "jobs abandoned at their time limit" not in dispatcher.statistics.snapshot()
+
+
+def test_the_metrics_count_the_jobs_timed_out(dispatcher, queue):
+    job = queue.put(Job(jobs.run_until_cancelled, "counted", "check"), timeout=0.2)
+    commit(queue)
+    wait_for_result(job)
+    counted = dispatcher.statistics.snapshot()
+    exposed = {key: name for key, name, _ in STATISTICS}
+    assert counted["jobs asked to stop at their time limit"] == 1
+    assert exposed["jobs asked to stop at their time limit"] == "asyncjobs_jobs_timed_out"
+    assert exposed["jobs abandoned at their time limit"] == "asyncjobs_jobs_abandoned"

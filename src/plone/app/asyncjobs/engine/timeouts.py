@@ -1,0 +1,279 @@
+"""Running-time limits: a job that runs too long is asked to stop, then abandoned.
+
+A job's time limit is its ``timeout`` (seconds, given to
+:meth:`.queue.Queue.put`), else its queue's ``default_timeout``; ``None``
+means no limit.  It counts from when a worker thread starts running the
+job: reruns in the same thread after a conflict count toward the same
+limit; a run rescheduled by its retry policy starts anew.  It ends when
+the job's outcome is committed: the callbacks that run next in the same
+thread are not limited.
+
+The dispatcher whose thread runs the job enforces the limit, in its
+reactor thread (:class:`TimeLimits`):
+
+1. When the limit is reached, it asks the job to stop, in memory (nothing
+   is written to the database): :func:`.local.cancel_requested` turns
+   true, and :func:`.local.check_cancelled` raises
+   :class:`~.exceptions.JobTimeoutError`.  A job that honours the request
+   - raises, or returns after seeing it - ends with that failure, its
+   changes aborted, and its retry policy decides like for any error.
+2. If the job still runs ``timeout_grace`` seconds later (its queue's,
+   default :data:`DEFAULT_GRACE`), the dispatcher abandons the attempt:
+   the thread's transaction manager refuses every commit from then on
+   (:class:`~.exceptions.AttemptAbandoned`, see :class:`FencedManager`),
+   the job's agent releases it (its agent and quota slots are free), its
+   retry policy decides on a ``JobTimeoutError`` outcome
+   (:meth:`.job.Job.time_out`), the other jobs the thread held are handed
+   to their policies like those of a dead worker, and a new worker thread
+   takes the abandoned one's place.  The abandoned thread ends when the
+   job returns or first tries to commit, committing nothing.
+"""
+import math
+import time
+
+import transaction
+
+from plone.app.asyncjobs.engine.exceptions import AttemptAbandoned
+from plone.app.asyncjobs.engine.exceptions import JobTimeoutError
+from plone.app.asyncjobs.engine.ids import load
+from plone.app.asyncjobs.engine.log import events
+from plone.app.asyncjobs.engine.status import ACTIVE
+from plone.app.asyncjobs.engine.transactions import abort
+from plone.app.asyncjobs.engine.transactions import retry_conflicts
+
+
+#: Seconds a job may run on after it was asked to stop, when its queue
+#: does not say (``timeout_grace``).
+DEFAULT_GRACE = 10.0
+
+#: Seconds the timer fires after a limit, so that the limit has passed.
+TIMER_SLACK = 0.01
+
+
+def check_timeout(value, name="timeout"):
+    """Return ``value`` if it is a time limit (a positive, finite number of
+    seconds) or ``None``; else raise ``TypeError`` or ``ValueError``."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number of seconds or None, not {value!r}")
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a positive number of seconds, not {value!r}")
+    return value
+
+
+def time_limit(job):
+    """The seconds ``job`` may run: its ``timeout``, else its queue's
+    ``default_timeout``; ``None`` for no limit."""
+    if job.timeout is not None:
+        return job.timeout
+    queue = job.queue
+    return None if queue is None else queue.default_timeout
+
+
+def grace(job):
+    """The seconds ``job`` may run on after it was asked to stop."""
+    queue = job.queue
+    value = None if queue is None else queue.timeout_grace
+    return DEFAULT_GRACE if value is None else value
+
+
+class Watch:
+    """The time limit of the attempt one worker thread runs (in memory)."""
+
+    def __init__(self, key, limit, grace):
+        #: ``(oid, database)`` of the job.
+        self.key = key
+        self.limit = limit
+        self.grace = grace
+        self.started = time.monotonic()
+        #: Whether the job was asked to stop.
+        self.asked = False
+        #: Whether the job's outcome was found committed (its callbacks may
+        #: still run in the thread: they are not limited).
+        self.ended = False
+
+    @classmethod
+    def of(cls, job, key):
+        """The watch of ``job`` (whose key is ``key``), or ``None`` without a limit."""
+        limit = time_limit(job)
+        return None if limit is None else cls(key, limit, grace(job))
+
+    def next_step(self):
+        """When (monotonic) the job is asked to stop, or once asked abandoned."""
+        return self.started + self.limit + (self.grace if self.asked else 0)
+
+    def error(self):
+        return JobTimeoutError(f"timed out after {self.limit:g} s")
+
+
+class FencedManager(transaction.TransactionManager):
+    """A worker thread's transaction manager: once :attr:`abandoned`, every
+    transaction it hands out (:meth:`get`, so ``transaction.commit()``
+    too) refuses to commit, raising :class:`~.exceptions.AttemptAbandoned`.
+
+    Installed as the thread's ``transaction.manager`` (see :func:`install`),
+    so that the job's own commits are refused as well as the engine's.
+    """
+
+    abandoned = False
+
+    def get(self):
+        txn = super().get()
+        if self.abandoned:
+            txn.join(_Refusal(self))
+        return txn
+
+    def check(self):
+        """Raise :class:`~.exceptions.AttemptAbandoned` if abandoned (for
+        writes that do not go through this manager)."""
+        if self.abandoned:
+            raise AttemptAbandoned("this worker thread's attempt was abandoned after "
+                                   "its time limit: nothing it does is committed")
+
+
+def install():
+    """Give the calling thread a :class:`FencedManager` as its
+    ``transaction.manager``; return it."""
+    fenced = transaction.manager.manager = FencedManager()
+    return fenced
+
+
+def check_not_abandoned():
+    """Raise :class:`~.exceptions.AttemptAbandoned` in a worker thread
+    whose attempt was abandoned; do nothing elsewhere."""
+    manager = getattr(transaction.manager, "manager", None)
+    if isinstance(manager, FencedManager):
+        manager.check()
+
+
+class _Refusal:
+    """A data manager that fails the commit of the transaction it joined."""
+
+    def __init__(self, manager):
+        self.transaction_manager = manager
+
+    def sortKey(self):
+        return "\0 asyncjobs abandoned attempt"  # before every other participant
+
+    def commit(self, txn):
+        # Not in tpc_begin: the participants that began (all of them, by
+        # now) are then aborted cleanly, before any of them stored anything.
+        self.transaction_manager.check()
+
+    def abort(self, txn):
+        pass
+
+    tpc_begin = tpc_vote = tpc_finish = tpc_abort = abort
+
+
+class TimeLimits:
+    """Enforces the time limits of the jobs one dispatcher's threads run.
+
+    :meth:`check` runs in the reactor thread: when a worker thread starts a
+    job with a limit (:meth:`started`), and then on a timer set for the next
+    step of the nearest limit.
+    """
+
+    def __init__(self, dispatcher):
+        self.dispatcher = dispatcher
+        self._timer = None
+
+    def started(self):
+        """A worker thread started a job with a limit (any thread)."""
+        if self.dispatcher.activated:
+            self.dispatcher.reactor.callFromThread(self.check)
+
+    def stop(self):
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
+    def check(self):
+        """Ask the jobs past their limits to stop, abandon those past their
+        grace too, and set the timer for the next step."""
+        dispatcher = self.dispatcher
+        if not dispatcher.activated:
+            return
+        now = time.monotonic()
+        upcoming = None
+        for pool in list(dispatcher._pools.values()):
+            for thread in pool.alive():
+                watch = thread.watch
+                if watch is None or watch.ended:
+                    continue
+                if watch.next_step() <= now:
+                    if self._ended(watch):
+                        continue
+                    if watch.asked:
+                        self._abandon(pool, thread, watch)
+                        continue
+                    self._ask(thread, watch)
+                step = watch.next_step()
+                upcoming = step if upcoming is None else min(upcoming, step)
+        self.stop()
+        if upcoming is not None:
+            self._timer = dispatcher.reactor.callLater(
+                max(0, upcoming - now) + TIMER_SLACK, self.check)
+
+    def _ended(self, watch):
+        """Whether the outcome of the watched job is committed (then its
+        callbacks run, which the limit does not cover); ``False`` if the
+        database cannot tell."""
+        manager = self.dispatcher._connection.transaction_manager
+        try:
+            manager.begin()
+            watch.ended = load(self.dispatcher._connection, *watch.key).status != ACTIVE
+        except Exception:
+            events.warning("could not read job %s to enforce its time limit", watch.key,
+                           exc_info=True)
+        finally:
+            abort(manager)
+        return watch.ended
+
+    def _ask(self, thread, watch):
+        watch.asked = True
+        if thread.note_cancel(watch.key, watch.error()):
+            self.dispatcher.statistics.add("jobs asked to stop at their time limit")
+            events.warning("job %s ran past its time limit (%g s) in %s: asking it to stop",
+                           watch.key, watch.limit, thread.name)
+
+    def _abandon(self, pool, thread, watch):
+        if not pool.abandon(thread, watch):
+            return
+        dispatcher = self.dispatcher
+        dispatcher.statistics.add("jobs abandoned at their time limit")
+        events.error("job %s still runs %g s after it was asked to stop (time limit %g s); "
+                     "abandoning it in %s: nothing that thread does from now on is "
+                     "committed, and a new thread replaces it",
+                     watch.key, watch.grace, watch.limit, thread.name)
+        connection = dispatcher._connection
+        held = thread.holding() - {watch.key}
+
+        def ours(job):
+            agent = job.agent
+            return (agent is not None and agent.holds(job) and agent.name == pool.agent_name
+                    and agent.parent.UUID == dispatcher.uuid)
+
+        def settle():
+            job = load(connection, *watch.key)
+            if ours(job) and job.status == ACTIVE and job.holder == thread.holder:
+                job.time_out(watch.error())
+            elif ours(job):
+                job.agent.give_up(job)  # it ended meanwhile; what is left goes on elsewhere
+            for key in held:
+                other = load(connection, *key)
+                if ours(other):
+                    other.agent.give_up(other)
+            return job
+
+        try:
+            job = retry_conflicts(settle, connection.transaction_manager,
+                                  f"storing the timeout of job {watch.key}")
+        except Exception:
+            events.critical("could not store the timeout of job %s; the next polls hand it "
+                            "to its retry policy", watch.key, exc_info=True)
+            return
+        info = dispatcher.jobs.get(watch.key)
+        if info is not None and info["completed"] is None:
+            dispatcher.job_finished(info, job)
