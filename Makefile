@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP_PIN := pip==26.3
 
-.PHONY: install browsers test run stop monitor demo bench chaos docs clean distclean
+.PHONY: install browsers test run stop monitor demo bench bench-celery chaos docs clean distclean
 
 install: $(VENV)/.installed
 
@@ -60,6 +60,18 @@ demo: install
 ## Benchmarks print rates and ratios against a baseline measured in the same run.
 bench: install
 	$(BIN)/python bench/engine_throughput.py
+
+## The engine's figures and, in the same run, Celery + Redis's drain
+## (bench/celery_drain.py) in a virtualenv of its own: Celery pins versions
+## the project's environment cannot share.  Needs Redis on 127.0.0.1:6379.
+PEERS := .venv-peers
+bench-celery: install $(PEERS)/.installed
+	$(BIN)/python bench/engine_throughput.py --compare-celery $(PEERS)/bin/python
+
+$(PEERS)/.installed:
+	test -x $(PEERS)/bin/python || $(PYTHON) -m venv $(PEERS)
+	$(PEERS)/bin/python -m pip install -q "celery[redis]==5.7.0"
+	touch $@
 
 ## The chaos suite (docs/reliability.rst): kill storms, ZEO and PostgreSQL
 ## outages, paused workers, poison jobs, unloadable arguments, against real

@@ -20,7 +20,10 @@ Everything is measured in the same run on the same machine:
    machines: it does not depend on the number of cores);
 8. with ``--storages relstorage`` (the default measures both), items 1-3
    and 7 again on RelStorage over the local PostgreSQL server, as ratios
-   to its own raw commit rate.
+   to its own raw commit rate;
+9. with ``--compare-celery PYTHON`` (``make bench-celery``), the drain of
+   Celery + Redis with results stored (:mod:`celery_drain`, run by that
+   Python), and the 2-worker drain over ZEO as a ratio to it.
 
 The target of the engine issue: with 2 workers, the drain rate reaches 0.8
 times the raw single-client commit rate (no lower than 0.5), with fewer
@@ -28,13 +31,14 @@ than 0.05 claim conflicts per job; with mixed priorities too, at a drain
 rate within 10% of the one without.
 
 Usage: python bench/engine_throughput.py [--jobs 6000] [--commits 3000]
-       [--storages zeo relstorage]
+       [--storages zeo relstorage] [--compare-celery PYTHON]
 """
 import argparse
 import collections
 import contextlib
 import os
 import random
+import subprocess
 import tempfile
 import time
 from datetime import timedelta
@@ -183,7 +187,8 @@ STORAGES = {"zeo": zeo, "relstorage": relstorage}
 
 def measure(name, config, db, directory, options, full):
     """Print the figures of one storage; ``full`` adds the unique-key
-    enqueue and the mixed-priority drain."""
+    enqueue and the mixed-priority drain.  Return ``{workers: (jobs/s,
+    jobs per worker CPU-second)}`` of the drains."""
     configure.install_queues(db)
     raw_at_start = raw_commit_rate(db, options.commits)
     later = utcnow() + timedelta(days=1)
@@ -214,6 +219,22 @@ def measure(name, config, db, directory, options, full):
         if single:
             print(f"    mixed-priority drain / single-priority drain (2 workers):"
                   f" {mixed[0] / single:.2f}")
+    return {workers: (rate, per_cpu_second)
+            for workers, rate, _, _, per_cpu_second in drains}
+
+
+def compare_celery(python, options, drains):
+    """Run :mod:`celery_drain` with ``python``; print the engine's 2-worker
+    drain (``drains``, from :func:`measure`) as ratios to Celery's."""
+    output = subprocess.run(
+        [python, str(Path(__file__).with_name("celery_drain.py")), "--jobs", str(options.jobs)],
+        capture_output=True, text=True, check=True).stdout.splitlines()
+    print(output[-2])
+    rate, per_cpu_second = map(float, output[-1].split()[1:])
+    if 2 in drains:
+        ours, ours_per_cpu_second = drains[2]
+        print(f"    2 worker processes over ZEO / Celery + Redis: drain {ours / rate:.2f},"
+              f" jobs per worker CPU-second {ours_per_cpu_second / per_cpu_second:.2f}")
 
 
 def main():
@@ -227,11 +248,15 @@ def main():
     parser.add_argument("--storages", nargs="+", choices=sorted(STORAGES),
                         default=["zeo", "relstorage"],
                         help="storages to measure (the first gets every figure)")
+    parser.add_argument("--compare-celery", metavar="PYTHON",
+                        help="a Python with celery[redis]: also measure Celery + Redis")
     options = parser.parse_args()
     for number, storage in enumerate(options.storages):
         with tempfile.TemporaryDirectory() as directory, \
                 STORAGES[storage](Path(directory)) as (name, config, db):
-            measure(name, config, db, Path(directory), options, full=number == 0)
+            drains = measure(name, config, db, Path(directory), options, full=number == 0)
+        if options.compare_celery and storage == "zeo":
+            compare_celery(options.compare_celery, options, drains)
     print("target: 2-worker drain >= 0.8 x raw (floor 0.5), claim conflicts/job < 0.05;"
           " mixed priorities: the same, within 10% of the single-priority drain;"
           " enqueue >= 10 x raw")
