@@ -30,6 +30,7 @@ from plone.app.asyncjobs.browser.controlpanel import PanelView
 from plone.app.asyncjobs.browser.controlpanel import _
 from plone.app.asyncjobs.browser.controlpanel import without_tracebacks
 from plone.app.asyncjobs.engine.schedules import MISFIRE_POLICIES
+from plone.app.asyncjobs.engine.schedules import ONCE
 from plone.app.asyncjobs.inspection import QueryError
 from plone.app.asyncjobs.schedules import console
 from plone.app.asyncjobs.schedules import saved
@@ -75,7 +76,7 @@ def _form_values(form):
             "arguments": saved.parse_arguments(text("arguments")),
             "queue": text("queue"), "quota_names": text("quota_names").split(),
             "retry_policy": text("retry_policy") or None,
-            "misfire": text("misfire"), "enabled": bool(form.get("saved.enabled"))}
+            "misfire": text("misfire") or ONCE, "enabled": bool(form.get("saved.enabled"))}
     if text("interval"):
         try:
             data["interval"] = float(text("interval"))
@@ -165,14 +166,16 @@ class SchedulesView(PanelView):
     def form_values(self):
         """What the form shows: the request's after an error, else those
         of the saved schedule ``?edit=`` names, else the defaults."""
-        if self.form_error is not None:
-            return {key[len("saved."):]: value for key, value in self.request.form.items()
-                    if key.startswith("saved.")}
-        name = self.request.form.get("edit")
+        form = self.request.form
+        name = form.get("edit")
         declared = saved.saved(self.context).get(name) if name else None
         values = {**saved.DEFAULTS, **(declared or {}), "name": name if declared else ""}
         values["editing"] = values["name"]
         values["arguments"] = json.dumps(values["arguments"])
         values["quota_names"] = " ".join(values["quota_names"])
         values["interval"] = "" if values["interval"] is None else f"{values['interval']:g}"
+        if self.form_error is not None:
+            values.update({key[len("saved."):]: value for key, value in form.items()
+                           if key.startswith("saved.")})
+            values["enabled"] = bool(form.get("saved.enabled"))
         return {key: "" if value is None else value for key, value in values.items()}

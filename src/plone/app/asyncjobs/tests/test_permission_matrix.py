@@ -49,7 +49,10 @@ from plone.app.asyncjobs.engine.schedules import Schedule
 from plone.app.asyncjobs.engine.triggers import Interval
 from plone.app.asyncjobs.engine.testing.waiting import wait_for_poll
 from plone.app.asyncjobs.inspection import job_id
+from plone.app.asyncjobs.schedules import saved
+from plone.app.asyncjobs.schedules import schedulables
 from plone.app.asyncjobs.schedules.jobs import SiteJobFactory
+from plone.app.asyncjobs.schedules.schedulables import Schedulable
 from plone.app.asyncjobs.testing import OTHER_SITE_ID
 from plone.app.asyncjobs.testing import SITE_USERS
 from plone.app.asyncjobs.testing import password
@@ -62,6 +65,8 @@ USERS = ("anonymous", "member", "editor", "reviewer", "siteadmin", "otheradmin",
 
 DATABASE = "scope=database"
 RESIZE = "dispatcher={dispatcher}&queue=&agent=main&size=3"
+SAVE_FORM = ("form.buttons.save=1&saved.name=new-tick&saved.schedulable=mark"
+             "&saved.interval=86400&saved.enabled=on")
 
 #: (row, site, kind, method, path, body), then one outcome per user.
 #: kind: "page" (a console page), "live", "post" (a console POST without
@@ -182,7 +187,32 @@ MATRIX = [
      "302 302 302 302 403 302 403 302ok"),
     (("run /plone's schedule from /other", "other", "token", "POST",
       "@@asyncjobs-schedules?name=root-tick&form.buttons.run=1", None),
-     "302 302 302 302 302 403 302 302error"),
+     "302 302 302 302 302 302error 302 302error"),
+    # Saved schedules (see SAVED): their site's Site Administrators and
+    # Managers act on them; code schedules stay database-wide.
+    (("pause saved schedule", "plone", "token", "POST",
+      "@@asyncjobs-schedules?name=saved-tick@plone&form.buttons.pause=1", None),
+     "302 302 302 302 302ok 302 302ok 302ok"),
+    (("run saved schedule", "plone", "token", "POST",
+      "@@asyncjobs-schedules?name=saved-tick@plone&form.buttons.run=1", None),
+     "302 302 302 302 302ok 302 302ok 302ok"),
+    (("run /plone's saved schedule from /other", "other", "token", "POST",
+      "@@asyncjobs-schedules?name=saved-tick@plone&form.buttons.run=1", None),
+     "302 302 302 302 302 302error 302 302error"),
+    (("save a schedule, no token", "plone", "post", "POST",
+      f"@@asyncjobs-schedules?{SAVE_FORM}", None),
+     "302 302 302 302 403 302 403 403"),
+    (("save a schedule", "plone", "token", "POST", f"@@asyncjobs-schedules?{SAVE_FORM}", None),
+     "302 302 302 302 302ok 302 302ok 302ok"),
+    (("delete a code schedule", "plone", "token", "POST",
+      "@@asyncjobs-schedules?name=editor-tick&form.buttons.delete=1", None),
+     "302 302 302 302 403 302 403 302error"),
+    (("delete /plone's saved schedule from /other", "other", "token", "POST",
+      "@@asyncjobs-schedules?name=new-tick@plone&form.buttons.delete=1", None),
+     "302 302 302 302 302 302error 302 302error"),
+    (("delete the saved schedule", "plone", "token", "POST",
+      "@@asyncjobs-schedules?name=new-tick@plone&form.buttons.delete=1", None),
+     "302 302 302 302 302ok 302 302ok 302ok"),
     # -- REST API ---------------------------------------------------------------------
     (("GET overview", "plone", "rest", "GET", "@asyncjobs", None),
      "401 403 403 403 200 401 200 200"),
@@ -271,6 +301,30 @@ MATRIX = [
     (("POST run /plone's schedule from /other", "other", "rest", "POST",
       "@asyncjobs/schedules/root-tick/run", {}),
      "401 401 401 401 401 404 401 404"),
+    (("POST schedules (save one)", "plone", "rest", "POST", "@asyncjobs/schedules",
+      {"name": "rest-tick", "schedulable": "mark", "interval": 86400}),
+     "401 403 403 403 201 401 201 201"),
+    (("PATCH code schedule", "plone", "rest", "PATCH", "@asyncjobs/schedules/editor-tick",
+      {"enabled": False}),
+     "401 403 403 403 400 401 400 400"),
+    (("PATCH /plone's saved schedule from /other", "other", "rest", "PATCH",
+      "@asyncjobs/schedules/saved-tick@plone", {"enabled": False}),
+     "401 401 401 401 401 404 401 404"),
+    (("PATCH saved schedule", "plone", "rest", "PATCH", "@asyncjobs/schedules/saved-tick@plone",
+      {"enabled": False}),
+     "401 403 403 403 200 401 200 200"),
+    (("POST pause saved schedule", "plone", "rest", "POST",
+      "@asyncjobs/schedules/saved-tick@plone/pause", {}),
+     "401 403 403 403 200 401 200 200"),
+    (("POST run saved schedule", "plone", "rest", "POST",
+      "@asyncjobs/schedules/saved-tick@plone/run", {}),
+     "401 403 403 403 201 401 201 201"),
+    (("DELETE /plone's saved schedule from /other", "other", "rest", "DELETE",
+      "@asyncjobs/schedules/saved-tick@plone", None),
+     "401 401 401 401 401 404 401 404"),
+    (("DELETE saved schedule", "plone", "rest", "DELETE",
+      "@asyncjobs/schedules/saved-tick@plone", None),
+     "401 403 403 403 204 401 204 204"),
 ]
 
 #: Schedules of the world, daily (no slot comes during the test): name,
@@ -281,6 +335,13 @@ SCHEDULES = (
     ("other-tick", ("", OTHER_SITE_ID), None, None),
     ("engine-tick", None, None, None),
 )
+
+
+#: The saved schedule of the world (see :mod:`...schedules.saved`): daily,
+#: in /plone, saved by its Site Administrator.
+SAVED = {"schedulable": "mark", "interval": 86400, "arguments": {"value": "saved"}}
+#: The schedulable the saved schedules call.
+MARK = Schedulable("mark", "plone.app.asyncjobs.tests.jobs:mark", "Leave a mark")
 
 
 def _credentials(user):
@@ -301,9 +362,10 @@ def _queue(site, user_folder, user_id, func, *args, **options):
 
 
 @pytest.fixture
-def world(two_sites):
+def world(two_sites, monkeypatch):
     """The jobs the rows name, finished where they should be; ``{name: id}``
     with the dispatcher's UUID and the base URLs."""
+    monkeypatch.setattr(schedulables, "SCHEDULABLES", {MARK.name: MARK})
     app = two_sites["app"]
     plone, other = app["plone"], app[OTHER_SITE_ID]
     root_users = app.acl_users
@@ -326,6 +388,12 @@ def world(two_sites):
         engine_schedules.install(plone._p_jar, Schedule(
             name, jobs.add, Interval(timedelta(days=1)), args=(8,) if factory else (1, 2),
             job_factory=factory))
+    setSite(plone)
+    login(plone.acl_users, "siteadmin")
+    try:
+        saved.save(plone, queues, "saved-tick", SAVED, replace=False)
+    finally:
+        logout()
     transaction.commit()
     names = {name: job_id(job) for name, job in made.items()}
     names["not_a_job"] = str(u64(plone._p_oid))

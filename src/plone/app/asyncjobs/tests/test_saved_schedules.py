@@ -279,3 +279,18 @@ def test_the_page_adds_changes_and_deletes_a_saved_schedule(functional, function
     assert status_messages(browser) == ["Schedule nightly@plone was deleted."]
     transaction.begin()
     assert saved.saved(functional_portal) == {}
+
+
+def test_the_page_shows_the_error_of_a_form_with_fields_left_out(functional,
+                                                                functional_portal, offered):
+    """A POST without the form's other fields (a script's, say) gets the
+    form again with the error, not a failure."""
+    browser = open_browser(functional)
+    browser.open(f"{functional_portal.absolute_url()}/@@asyncjobs-schedules")
+    token = browser.getControl(name="_authenticator").value
+    browser.post(f"{functional_portal.absolute_url()}/@@asyncjobs-schedules",
+                 f"_authenticator={token}&form.buttons.save=1&saved.name=x"
+                 "&saved.schedulable=mark&saved.cron=never")
+    [error] = tree(browser).cssselect("#asyncjobs-schedule-error")
+    assert "invalid cron expression 'never'" in error.text_content()
+    assert browser.getControl(name="saved.enabled").value == []  # left out: unchecked

@@ -37,6 +37,7 @@ from plone.app.asyncjobs.inspection import job_id
 from plone.app.asyncjobs.restapi.services import routes
 from plone.app.asyncjobs.restapi.services.service import NAME
 from plone.app.asyncjobs.restapi.tests import wait_until_idle
+from plone.app.asyncjobs.schedules import schedulables
 from plone.app.asyncjobs.schedules.zcml import make_schedule
 from plone.app.asyncjobs.testing import wait_for_result
 from plone.app.asyncjobs.tests import jobs
@@ -152,13 +153,16 @@ def compare(expected, actual, bindings, where="body"):
 # -- the scenario ---------------------------------------------------------------------------
 
 
-def scenario(site, dispatcher):
+def scenario(site, dispatcher, monkeypatch):
     """What the examples assume; returns the placeholders' values.
 
     Jane, a Member, queued four jobs: two that succeeded one after the
     other, one that failed, one scheduled for tomorrow; a schedule of the
-    site runs as Jane.
+    site runs as Jane; the site offers ``jobs.mark`` as the schedulable
+    ``mark``.
     """
+    monkeypatch.setattr(schedulables, "SCHEDULABLES", {"mark": schedulables.Schedulable(
+        "mark", "plone.app.asyncjobs.tests.jobs:mark", "Leave a mark")})
     api.user.create(email="jane@example.org", username=JANE[0], password=JANE[1])
     setRoles(site, JANE[0], ["Member"])
     login(site, JANE[0])
@@ -187,8 +191,8 @@ def test_the_credentials_of_the_examples():
         assert f"Authorization: Basic {token}" in text
 
 
-def test_the_examples(site, dispatcher, functional):
-    bindings = scenario(site, dispatcher)
+def test_the_examples(site, dispatcher, functional, monkeypatch):
+    bindings = scenario(site, dispatcher, monkeypatch)
     server = f"http://{functional['host']}:{functional['port']}"
     covered = set()
     text = "\n".join(document.read_text() for document in (DOCUMENT, *MORE_DOCUMENTS))
