@@ -34,7 +34,7 @@ site (or an add-on) that registers its own changes them too.
 
 The keyword arguments of these functions (``delay``, ``queue``,
 ``quota_names``, ``begin_by``, ``retry_policy``, ``priority``,
-``unique_key``, ``unique_while``, ``on_duplicate``) are not passed on to the
+``unique_key``, ``unique_while``, ``on_duplicate``, ``timeout``) are not passed on to the
 job's function; use :func:`make_job` with :func:`queue_serial_jobs` or the
 ``IAsyncService`` utility when the function itself takes such names.
 """
@@ -75,7 +75,7 @@ def _service():
 
 def queue_job(func, context, *args, delay=None, queue=None, quota_names=(),
               begin_by=None, retry_policy=None, priority=None, unique_key=None,
-              unique_while=None, on_duplicate="return", **kwargs):
+              unique_while=None, on_duplicate="return", timeout=None, **kwargs):
     """Queue ``func(context, *args, **kwargs)``; return the job.
 
     :param delay: start no earlier than this: a ``timedelta``, a number of
@@ -103,6 +103,11 @@ def queue_job(func, context, *args, delay=None, queue=None, quota_names=(),
         and the retried one finds the other's job.
     :param on_duplicate: ``"return"`` the job holding the key, or
         ``"raise"`` :class:`DuplicateJobError` (its ``job`` is that job).
+    :param timeout: seconds (a positive number) the job may run: then it
+        is asked to stop (``check_cancelled()`` raises ``JobTimeoutError``),
+        and abandoned after the queue's grace period, its later writes never
+        committed; ``None``: the queue's ``default_timeout``, if any (see
+        the engine's "Time limits").
     """
     service = _service()
     job = service.wrapJob(makeJob(func, context, *args, **kwargs))
@@ -110,6 +115,7 @@ def queue_job(func, context, *args, delay=None, queue=None, quota_names=(),
         job, queue=queue, quota_names=quota_names, begin_after=as_begin_after(delay),
         begin_by=begin_by, retry_policy=retry_policy, context=context, priority=priority,
         unique_key=unique_key, unique_while=unique_while, on_duplicate=on_duplicate,
+        timeout=timeout,
     )
 
 

@@ -153,7 +153,7 @@ class IAsyncService(Interface):
 
     def put(job, queue=None, quota_names=None, begin_after=None, begin_by=None,
             retry_policy=None, context=None, priority=None, unique_key=None,
-            unique_while=None, on_duplicate="return"):
+            unique_while=None, on_duplicate="return", timeout=None):
         """Put ``job`` (from :meth:`wrapJob`) in ``queue`` and return it.
 
         ``retry_policy`` is a policy name or factory; ``None`` is the
@@ -161,7 +161,9 @@ class IAsyncService(Interface):
         ``queue`` is a name.  ``priority``, ``unique_key``,
         ``unique_while`` and ``on_duplicate`` are those of the engine's
         ``Queue.put``: with a unique key that a job of the queue holds,
-        that job is returned (or ``DuplicateJobError`` raised).  The ``queueJob*`` methods and
+        that job is returned (or ``DuplicateJobError`` raised).  ``timeout``
+        (seconds) limits how long the job may run, like ``Queue.put``'s
+        (``None``: the queue's ``default_timeout``).  The ``queueJob*`` methods and
         ``api.queue_job`` end here.
         """
 

@@ -52,6 +52,7 @@ from plone.app.asyncjobs.engine.connectivity import Connectivity
 from plone.app.asyncjobs.engine.counters import Counters
 from plone.app.asyncjobs.engine.exceptions import CancelledError
 from plone.app.asyncjobs.engine.exceptions import DispatcherError
+from plone.app.asyncjobs.engine.exceptions import JobTimeoutError
 from plone.app.asyncjobs.engine.ids import object_id
 from plone.app.asyncjobs.engine.instanceuuid import get_uuid
 from plone.app.asyncjobs.engine.jobmetrics import JobMetrics
@@ -61,6 +62,7 @@ from plone.app.asyncjobs.engine.queue import KEY
 from plone.app.asyncjobs.engine.queue import LANES
 from plone.app.asyncjobs.engine.slottimer import SlotTimer
 from plone.app.asyncjobs.engine.timeouts import TimeLimits
+from plone.app.asyncjobs.engine.timeouts import time_limit
 from plone.app.asyncjobs.engine.transactions import abort
 from plone.app.asyncjobs.engine.transactions import retry_conflicts
 from plone.app.asyncjobs.engine.workers import AgentWorkers
@@ -582,6 +584,7 @@ class Dispatcher:
             "agent": pool.agent_name,
             "thread": thread_name,
             "quota names": tuple(job.quota_names),
+            "timeout": time_limit(job),
             "started": started,
             "pickup": pickup,
             "pickup latency": waited,
@@ -590,6 +593,7 @@ class Dispatcher:
             "completed": None,
             "failed": False,
             "cancelled": False,
+            "timed out": False,
             "reassigned": False,
             "result": None,
         }
@@ -613,6 +617,7 @@ class Dispatcher:
             text = _describe(failures.summary, result)
         elif failures.is_failure(result):
             info["failed"] = True
+            info["timed out"] = bool(result.check(JobTimeoutError))
             text = _describe(failures.traceback_text, result, detail="brief")
         else:
             text = _describe(repr, result)

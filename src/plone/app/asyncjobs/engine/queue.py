@@ -68,7 +68,7 @@ from plone.app.asyncjobs.engine.log import events
 from plone.app.asyncjobs.engine.pickups import committed_at
 from plone.app.asyncjobs.engine.quota import Quotas
 from plone.app.asyncjobs.engine.status import NEW
-from plone.app.asyncjobs.engine.timeouts import check_timeout
+from plone.app.asyncjobs.engine.timeouts import set_timeout
 from plone.app.asyncjobs.engine.trees import descending
 
 
@@ -201,9 +201,7 @@ class Queue(Persistent):
             raise ValueError("this queue is not stored in a database yet")
         set_claim_options(job, priority, unique_key, unique_while)
         unique.check_on_duplicate(on_duplicate)
-        limit = check_timeout(job.timeout if timeout is None else timeout)
-        if limit is not None:
-            job.timeout = limit
+        set_timeout(job, timeout)
         if retry_policy_factory is not None:
             retry.resolve(retry_policy_factory)
             job.retry_policy_factory = retry_policy_factory

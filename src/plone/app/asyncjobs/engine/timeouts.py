@@ -62,6 +62,14 @@ def check_timeout(value, name="timeout"):
     return value
 
 
+def set_timeout(job, timeout=None):
+    """Check ``timeout`` (``None``: the one ``job`` has) with
+    :func:`check_timeout` and set it on ``job``."""
+    limit = check_timeout(job.timeout if timeout is None else timeout)
+    if limit is not None:
+        job.timeout = limit
+
+
 def time_limit(job):
     """The seconds ``job`` may run: its ``timeout``, else its queue's
     ``default_timeout``; ``None`` for no limit."""

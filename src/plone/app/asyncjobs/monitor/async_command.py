@@ -233,10 +233,12 @@ class AsyncCommand(ToolCommand):
 
         OID and DATABASE as in a job id [oid, database name]; DATABASE is
         needed only if the oid is ambiguous.  Output: "id", "call" (the
-        job's repr), "queue", "agent", "thread", "quota names", "started",
+        job's repr), "queue", "agent", "thread", "quota names", "timeout"
+        (its time limit in seconds, or null), "started",
         "completed" (null while it runs), "failed", "cancelled" (it failed
         with a CancelledError: cancelled before it ran, or asked to stop
-        while it ran and it did), "reassigned" (another worker took it
+        while it ran and it did), "timed out" (it failed with a
+        JobTimeoutError: it ran past its time limit), "reassigned" (another worker took it
         over), "result" (its repr, a brief traceback, or for a cancelled
         job the reason),
         "pickup" (how a worker thread came to claim it: push, timer, poll or

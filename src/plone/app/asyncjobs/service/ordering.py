@@ -13,7 +13,7 @@ same queue, the new job is not put in the queue at once: a callback of the
 earlier job puts it there once that job has completed, whether it
 succeeded or failed.  Until then the new job's status is ``new`` and the
 queue does not list it.  Its start options (``begin_after``, ``begin_by``,
-quotas, retry policy, priority, unique key) are checked and set on it at
+quotas, retry policy, priority, unique key, time limit) are checked and set on it at
 once; its unique key is looked up when it is put: if a job holds the key
 then, it is not queued (that job does the work).
 
@@ -26,6 +26,7 @@ from plone.app.asyncjobs.engine.internal import internal
 from plone.app.asyncjobs.engine.job import Job
 from plone.app.asyncjobs.engine.queue import set_claim_options
 from plone.app.asyncjobs.engine.status import NEW
+from plone.app.asyncjobs.engine.timeouts import set_timeout
 
 
 #: The annotation of the callback that holds the job it queues.
@@ -39,7 +40,7 @@ class _LastJobs:
 
 def put_in_order(queue, job, begin_after=None, begin_by=None, quota_names=(),
                  retry_policy_factory=None, priority=None, unique_key=None,
-                 unique_while=None, on_duplicate="return"):
+                 unique_while=None, on_duplicate="return", timeout=None):
     """``queue.put(job, ...)``, or put it after the job this transaction
     queued last with one of its quotas of size one (see the module doc).
     Returns what ``queue.put`` returned (the job, or the job holding its
@@ -53,7 +54,8 @@ def put_in_order(queue, job, begin_after=None, begin_by=None, quota_names=(),
         job = queue.put(job, begin_after=begin_after, begin_by=begin_by,
                         quota_names=quota_names, retry_policy_factory=retry_policy_factory,
                         priority=priority, unique_key=unique_key,
-                        unique_while=unique_while, on_duplicate=on_duplicate)
+                        unique_while=unique_while, on_duplicate=on_duplicate,
+                        timeout=timeout)
     else:
         if retry_policy_factory is not None:
             retry.resolve(retry_policy_factory)
@@ -62,6 +64,7 @@ def put_in_order(queue, job, begin_after=None, begin_by=None, quota_names=(),
         job.begin_by = begin_by
         job.quota_names = quota_names
         set_claim_options(job, priority, unique_key, unique_while)
+        set_timeout(job, timeout)
         callback = internal(Job(put_successor, queue))
         callback.annotations[SUCCESSOR] = job
         previous.add_callback(callback)

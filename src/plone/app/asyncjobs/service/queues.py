@@ -21,6 +21,8 @@ plone.app.async.  ``default-quota-size`` in ``<product-config
 plone.app.asyncjobs>`` sets another size (``0``: no such quota); see
 :func:`configure_default_quota`.  Jobs queued with
 :mod:`plone.app.asyncjobs.api` count against no quota unless told.
+``default-timeout`` and ``timeout-grace`` set the queues' time limits the
+same way (see :func:`configure_time_limits`).
 """
 from plone.app.asyncjobs.engine.configure import ensure_queues
 from plone.app.asyncjobs.engine.queue import KEY
@@ -80,6 +82,7 @@ def get_queues(connection, create=True, queue_names=("",)):
     queues = ensure_queues(connection, queue_names, queues_database_name(connection))
     for name in missing:
         configure_default_quota(queues[name], configured_default_quota_size())
+        configure_time_limits(queues[name])
     return queues
 
 
@@ -108,6 +111,7 @@ def add_queue(queues, name):
     with the ``default`` quota (see the module doc)."""
     queues[name] = Queue()
     configure_default_quota(queues[name], configured_default_quota_size())
+    configure_time_limits(queues[name])
     return queues[name]
 
 
@@ -127,6 +131,20 @@ def configure_default_quota(queue, size=None):
         queue.quotas.create(DEFAULT_QUOTA, size=size or DEFAULT_QUOTA_SIZE)
     elif size is not None and quota.size != size:
         quota.size = size
+
+
+def configure_time_limits(queue, settings=None):
+    """Give ``queue`` the ``default-timeout`` (``0``: no limit) and
+    ``timeout-grace`` of ``settings`` (default: this process's zope.conf);
+    what is not configured stays as the queue has it.  Writes the queue
+    only when a value changes."""
+    settings = settings or worker_settings()
+    if settings.default_timeout is not None:
+        limit = settings.default_timeout or None
+        if queue.default_timeout != limit:
+            queue.default_timeout = limit
+    if settings.timeout_grace is not None and queue.timeout_grace != settings.timeout_grace:
+        queue.timeout_grace = settings.timeout_grace
 
 
 def configured_default_quota_size():

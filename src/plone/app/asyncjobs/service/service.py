@@ -153,7 +153,7 @@ class AsyncService:
 
     def put(self, job, queue=None, quota_names=None, begin_after=None, begin_by=None,
             retry_policy=None, context=None, priority=None, unique_key=None,
-            unique_while=None, on_duplicate="return"):
+            unique_while=None, on_duplicate="return", timeout=None):
         """Put ``job`` in ``queue`` (see the interface for the arguments).
 
         A job sharing a quota of size one with a job this transaction put
@@ -171,6 +171,7 @@ class AsyncService:
             unique_key=unique_key,
             unique_while=unique_while,
             on_duplicate=on_duplicate,
+            timeout=timeout,
         )
 
     def put_composite(self, combine, job_infos, queue=None, quota_names=None,

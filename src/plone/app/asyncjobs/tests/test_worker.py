@@ -215,7 +215,7 @@ def test_default_quota_and_agent_size_are_applied(integration, portal, stops_run
     dispatcher_uuid = uuid.uuid4()
     settings = WorkerSettings.from_section({
         "poll-interval": "0.05", "agent-size": "2", "default-quota-size": "2",
-        "queues": "reports mail",
+        "queues": "reports mail", "default-timeout": "60", "timeout-grace": "5",
     })
     started = runtime.start(integration["zodbDB"], role=SINGLE_DB, settings=settings,
                             uuid=dispatcher_uuid, install_signal_handlers=False)
@@ -227,6 +227,7 @@ def test_default_quota_and_agent_size_are_applied(integration, portal, stops_run
     for queue in queues.values():
         assert queue.quotas["default"].size == 2
         assert queue.dispatchers[dispatcher_uuid]["main"].size == 2
+        assert (queue.default_timeout, queue.timeout_grace) == (60, 5)
 
     settings = WorkerSettings.from_section(
         {"poll-interval": "0.05", "agent-size": "1", "default-quota-size": "1"})
@@ -236,6 +237,7 @@ def test_default_quota_and_agent_size_are_applied(integration, portal, stops_run
     transaction.begin()
     assert queues[""].quotas["default"].size == 1
     assert queues[""].dispatchers[dispatcher_uuid]["main"].size == 1
+    assert (queues[""].default_timeout, queues[""].timeout_grace) == (60, 5)  # kept
 
 
 def test_worker_settings_from_zope_conf():
@@ -253,6 +255,9 @@ def test_worker_settings_from_zope_conf():
         WorkerSettings.from_section({"agent-size": "many"})
     with pytest.raises(ValueError, match="poll-interval must be at least"):
         WorkerSettings.from_section({"poll-interval": "0"})
+    assert WorkerSettings.from_section({"default-timeout": "0"}).default_timeout == 0
+    with pytest.raises(ValueError, match="timeout-grace must be at least 0"):
+        WorkerSettings.from_section({"timeout-grace": "-1"})
     with pytest.raises(ValueError, match="unknown keys \\['pol-interval'\\]"):
         WorkerSettings.from_section({"pol-interval": "1"})
 

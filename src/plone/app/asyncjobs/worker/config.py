@@ -6,6 +6,8 @@
         poll-interval 10
         agent-size 3
         default-quota-size 1
+        default-timeout 3600
+        timeout-grace 10
         shutdown-grace 10
         queues reports mail
         metrics-port 9464
@@ -32,6 +34,15 @@ All keys are optional:
     apply it to their queues when they start, instances to the queues
     they create.  See
     :mod:`plone.app.asyncjobs.service.queues`;
+``default-timeout``
+    seconds a job may run when it was queued without a ``timeout`` of its
+    own, the queues' ``default_timeout`` (see "Time limits" in the engine
+    documentation); ``0``: no limit.  Not given: queues keep theirs (none
+    in a new queue).  Applied like ``default-quota-size``;
+``timeout-grace``
+    seconds a job past its time limit may run on before it is abandoned,
+    the queues' ``timeout_grace`` (default 10).  Applied like
+    ``default-quota-size``;
 ``shutdown-grace``
     seconds running jobs get to finish when the worker stops (default 10);
     jobs still running then are handed back and run again later;
@@ -64,6 +75,9 @@ class WorkerSettings:
     agent_size: int = 3
     agent_size_configured: bool = False
     default_quota_size: int = None
+    #: ``None``: not configured; ``0``: no limit.
+    default_timeout: float = None
+    timeout_grace: float = None
     shutdown_grace: float = 10.0
     queue_names: tuple = ("",)
     metrics_host: str = "127.0.0.1"
@@ -74,8 +88,8 @@ class WorkerSettings:
         """Parse a product-config section (a mapping of ``str`` values)."""
         section = dict(section or {})
         settings = cls()
-        known = {"poll-interval", "agent-size", "default-quota-size",
-                 "shutdown-grace", "queues", "metrics-port", "metrics-host"}
+        known = {"poll-interval", "agent-size", "default-quota-size", "default-timeout",
+                 "timeout-grace", "shutdown-grace", "queues", "metrics-port", "metrics-host"}
         unknown = sorted(set(section) - known)
         if unknown:
             raise ValueError(
@@ -89,6 +103,10 @@ class WorkerSettings:
             settings.agent_size_configured = True
         if "default-quota-size" in section:
             settings.default_quota_size = _number(section, "default-quota-size", int, 0)
+        if "default-timeout" in section:
+            settings.default_timeout = _number(section, "default-timeout", float, 0)
+        if "timeout-grace" in section:
+            settings.timeout_grace = _number(section, "timeout-grace", float, 0)
         if "shutdown-grace" in section:
             settings.shutdown_grace = _number(section, "shutdown-grace", float, 0)
         if "queues" in section:

@@ -53,6 +53,7 @@ from plone.app.asyncjobs.monitor.server import address_from_config
 from plone.app.asyncjobs.monitor.server import start_server
 from plone.app.asyncjobs.monitor.server import stop_server
 from plone.app.asyncjobs.service.queues import configure_default_quota
+from plone.app.asyncjobs.service.queues import configure_time_limits
 from plone.app.asyncjobs.worker.config import MONITOR_PRODUCT_CONFIG
 from plone.app.asyncjobs.worker.config import WorkerSettings
 from plone.app.asyncjobs.worker.config import product_config
@@ -299,7 +300,8 @@ class ProcessRuntime:
 
 
 def _configure_queues(db, uuid, settings):
-    """Apply ``default-quota-size`` and ``agent-size`` to the queues."""
+    """Apply ``default-quota-size``, ``default-timeout``, ``timeout-grace``
+    and ``agent-size`` to the queues."""
     manager = transaction.TransactionManager()
     connection = db.open(transaction_manager=manager)
 
@@ -308,6 +310,7 @@ def _configure_queues(db, uuid, settings):
         for name in settings.queue_names:
             queue = queues[name]
             configure_default_quota(queue, settings.default_quota_size)
+            configure_time_limits(queue, settings)
             record = queue.dispatchers.get(uuid)
             agent = record.get(AGENT_NAME) if record is not None else None
             if settings.agent_size_configured and agent is not None \

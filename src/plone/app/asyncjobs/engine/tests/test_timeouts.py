@@ -39,6 +39,7 @@ def test_a_job_that_honours_the_request_ends_at_once_with_a_timeout(dispatcher, 
     info = wait_until(lambda: dispatcher.job_info(*object_id(job))["completed"] is not None
                       and dispatcher.job_info(*object_id(job)))
     assert info["failed"] is True and info["cancelled"] is False
+    assert info["timed out"] is True and info["timeout"] == 0.2
 
 
 def test_the_retry_policy_decides_on_a_timeout(dispatcher, queue):
@@ -78,6 +79,7 @@ def test_a_job_that_ignores_the_request_is_abandoned_after_its_grace(
     assert_timed_out(slow.result, 0.2)
     assert jobs.calls["slow"] == 1
     assert dispatcher.statistics.snapshot()["jobs abandoned at their time limit"] == 1
+    assert dispatcher.job_info(*object_id(slow))["timed out"] is True
 
 
 def test_a_queue_default_applies_to_jobs_without_a_timeout(queue):

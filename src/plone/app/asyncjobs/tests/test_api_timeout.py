@@ -1,0 +1,41 @@
+"""api.queue_job passes a job's time limit to the engine, with clear errors."""
+import pytest
+
+from plone.app.asyncjobs import api as jobs_api
+from plone.app.asyncjobs.service import queues as queue_service
+from plone.app.asyncjobs.service.queues import add_queue
+from plone.app.asyncjobs.tests import jobs
+from plone.app.asyncjobs.worker.config import WorkerSettings
+
+
+def test_queue_job_with_a_timeout(portal):
+    assert jobs_api.queue_job(jobs.add, portal, 1, timeout=30).timeout == 30
+    assert jobs_api.queue_job(jobs.add, portal, 2).timeout is None
+
+
+@pytest.mark.parametrize("bad, error", [(0, ValueError), (-5, ValueError), ("30", TypeError)])
+def test_a_bad_timeout_is_refused(portal, bad, error):
+    with pytest.raises(error, match="timeout must be"):
+        jobs_api.queue_job(jobs.add, portal, 1, timeout=bad)
+    assert len(jobs_api.get_queue()) == 0
+
+
+def test_a_job_put_after_its_quota_predecessor_keeps_its_timeout(portal):
+    queue = add_queue(jobs_api.get_queues(), "serial")
+    queue.quotas.create("one", size=1)
+    jobs_api.queue_job(jobs.add, portal, 1, queue="serial", quota_names=("one",))
+    second = jobs_api.queue_job(jobs.add, portal, 2, queue="serial", quota_names=("one",),
+                                timeout=12.5)
+    assert second.status == "new" and second.timeout == 12.5  # put once the first completed
+    with pytest.raises(ValueError, match="timeout must be"):
+        jobs_api.queue_job(jobs.add, portal, 3, queue="serial", quota_names=("one",),
+                           timeout=-1)
+
+
+def test_the_configured_time_limits_apply_to_new_queues(portal, monkeypatch):
+    configured = WorkerSettings(default_timeout=90, timeout_grace=3)
+    monkeypatch.setattr(queue_service, "worker_settings", lambda: configured)
+    queue = add_queue(jobs_api.get_queues(), "limited")
+    assert (queue.default_timeout, queue.timeout_grace) == (90, 3)
+    queue_service.configure_time_limits(queue, WorkerSettings(default_timeout=0))
+    assert (queue.default_timeout, queue.timeout_grace) == (None, 3)  # 0: no limit
