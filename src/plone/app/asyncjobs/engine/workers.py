@@ -555,7 +555,6 @@ class WorkerThread(threading.Thread):
         if not jobs:
             return
         jobs = list(jobs)
-        self.in_hand.difference_update(object_id(job) for job in jobs)
 
         def hand_back():
             for job in jobs:
@@ -569,8 +568,12 @@ class WorkerThread(threading.Thread):
         try:
             retry_conflicts(hand_back, manager, f"{self.name} handing back {len(jobs)} jobs")
         except Exception:
-            events.critical("%s could not hand back its unstarted jobs; they go back "
-                            "when this dispatcher deactivates", self.name, exc_info=True)
+            events.critical("%s could not hand back its unstarted jobs; the next polls "
+                            "recover them", self.name, exc_info=True)
+        finally:
+            # Only now: a poll meanwhile would take the jobs, still held by
+            # the agent, for strays and count them as interrupted.
+            self.in_hand.difference_update(object_id(job) for job in jobs)
 
     def _agent(self, connection):
         try:

@@ -21,6 +21,7 @@ from plone.app.asyncjobs.engine.failure import is_failure
 from plone.app.asyncjobs.engine.ids import object_id
 from plone.app.asyncjobs.engine.job import Job
 from plone.app.asyncjobs.engine.testing.waiting import wait_for_result
+from plone.app.asyncjobs.engine.testing.waiting import wait_for_poll
 from plone.app.asyncjobs.engine.testing.waiting import wait_for_start
 from plone.app.asyncjobs.engine.testing.waiting import wait_until
 from plone.app.asyncjobs.engine.tests import jobs
@@ -311,6 +312,30 @@ def test_jobs_whose_outcomes_wait_for_a_group_commit_are_not_taken_for_strays(
     assert dispatcher.statistics["outcomes grouped"] > 0
     assert dispatcher.statistics["stranded jobs recovered"] == 0
     assert all(job.attempts == 1 for job in queued)
+
+
+def test_jobs_a_thread_hands_back_are_not_taken_for_strays_meanwhile(
+        queues, queue, start_dispatcher, monkeypatch):
+    # Every fifth job is long: the thread hands back the rest of its batch,
+    # and two polls pass while it does (as under load, or with conflicts).
+    dispatcher = start_dispatcher(poll_interval=0.05)
+    handing_back, slowed = transactions.retry_conflicts, []
+
+    def slow_hand_back(work, manager, description, **options):
+        if "handing back" in description:
+            slowed.append(description)
+            wait_for_poll(dispatcher, count=2)
+        return handing_back(work, manager, description, **options)
+
+    monkeypatch.setattr(workers, "retry_conflicts", slow_hand_back)
+    queued = [queue.put(Job(jobs.timed, "mixed", 0.06 if number % 5 == 4 else 0.001))
+              for number in range(60)]
+    commit(queue)
+    for job in queued:
+        wait_for_result(job, seconds=60)
+    assert slowed
+    assert dispatcher.statistics["stranded jobs recovered"] == 0
+    assert all(job.attempts == 1 and not job.interruptions for job in queued)
 
 
 def test_a_job_learns_it_was_taken_over_without_waiting_for_a_poll(
