@@ -47,6 +47,7 @@ from plone.app.asyncjobs.engine.status import ACTIVE
 from plone.app.asyncjobs.engine.status import COMPLETED
 from plone.app.asyncjobs.engine.status import NEW
 from plone.app.asyncjobs.engine.status import PENDING
+from plone.app.asyncjobs.engine.timeouts import time_limit
 
 
 logger = logging.getLogger("plone.app.asyncjobs.admin")
@@ -249,6 +250,7 @@ def _details(job, traceback):
         "quota_names": list(job.quota_names),
         "priority": job.priority,
         "unique_key": job.unique_key,
+        "timeout": time_limit(job),
         "retry_policy": job.retry_policy_factory or "default",
         "retry_history": None if policy is None else brief_repr(getattr(policy, "data", policy)),
         "retry_of": None if retry_of is None else str(retry_of),

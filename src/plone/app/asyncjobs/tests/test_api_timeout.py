@@ -1,7 +1,12 @@
-"""api.queue_job passes a job's time limit to the engine, with clear errors."""
+"""api.queue_job passes a job's time limit to the engine, with clear errors;
+the job page shows it."""
+from datetime import timedelta
+
 import pytest
+import transaction
 
 from plone.app.asyncjobs import api as jobs_api
+from plone.app.asyncjobs.inspection import job_id
 from plone.app.asyncjobs.service import queues as queue_service
 from plone.app.asyncjobs.service.queues import add_queue
 from plone.app.asyncjobs.tests import jobs
@@ -39,3 +44,20 @@ def test_the_configured_time_limits_apply_to_new_queues(portal, monkeypatch):
     assert (queue.default_timeout, queue.timeout_grace) == (90, 3)
     queue_service.configure_time_limits(queue, WorkerSettings(default_timeout=0))
     assert (queue.default_timeout, queue.timeout_grace) == (None, 3)  # 0: no limit
+
+
+def test_the_job_page_shows_the_time_limit(functional, functional_portal):
+    from plone.app.asyncjobs.tests.test_controlpanel import open_browser
+    from plone.app.asyncjobs.tests.test_controlpanel import page_url
+    from plone.app.asyncjobs.tests.test_controlpanel import tree
+
+    limited = jobs_api.queue_job(jobs.add, functional_portal, 1, delay=timedelta(hours=1),
+                                 timeout=45)
+    free = jobs_api.queue_job(jobs.add, functional_portal, 2, delay=timedelta(hours=1))
+    transaction.commit()
+    browser = open_browser(functional)
+    browser.open(page_url(functional_portal, "asyncjobs-job", id=job_id(limited)))
+    shown = tree(browser).cssselect("#asyncjobs-job-timeout")[0].text_content().split()
+    assert shown == ["45", "s"]
+    browser.open(page_url(functional_portal, "asyncjobs-job", id=job_id(free)))
+    assert tree(browser).cssselect("#asyncjobs-job-timeout")[0].text_content().strip() == "\u2014"
