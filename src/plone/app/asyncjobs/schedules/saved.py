@@ -44,6 +44,7 @@ from plone.app.asyncjobs.inspection import QueryError
 from plone.app.asyncjobs.inspection import logger
 from plone.app.asyncjobs.schedules import schedulables
 from plone.app.asyncjobs.schedules.jobs import SiteJobFactory
+from plone.app.asyncjobs.service.context import SYSTEM_USER
 from plone.app.asyncjobs.service.context import ExecutionContext
 
 
@@ -236,6 +237,9 @@ def save(site, queues, name, data, replace):
                 if key in DEFAULTS}
     found = declaration({**previous, **data})
     user = ExecutionContext.capture(site)
+    if user.user_id is None or user.user_folder_path == SYSTEM_USER:
+        # Zope's system user has no id (it would be recorded as Anonymous).
+        raise EditRefused("a schedule runs as the user who saves it: save it as a real user")
     site_path = tuple(site.getPhysicalPath())
     schedule = to_schedule(site_path, name, found, user)
     existing = schedules.find(queues._p_jar)
@@ -248,6 +252,20 @@ def save(site, queues, name, data, replace):
     record = schedules.install(queues._p_jar, schedule)
     logger.info("%s saved schedule %r in %s", user.user_id, name, "/".join(site_path))
     return record
+
+
+def uninstall(site, connection):
+    """Remove the engine schedules saved in ``site`` (its registry record
+    goes with the add-on's other settings); return their names.  Their
+    queued jobs stay, as every job does."""
+    found = schedules.find(connection)
+    site_path = tuple(site.getPhysicalPath())
+    names = [record.name for record in (found.values() if found is not None else ())
+             if is_saved(record) and tuple(record.schedule.job_factory.site_path) == site_path]
+    for name in names:
+        found.remove(name)
+        logger.info("schedule %r removed with the add-on from %s", name, "/".join(site_path))
+    return names
 
 
 def delete(site, queues, name):

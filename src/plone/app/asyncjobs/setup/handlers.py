@@ -1,9 +1,12 @@
 """Handlers of the GenericSetup profiles."""
 from Acquisition import aq_base
 from Acquisition import aq_chain
+from Acquisition import aq_inner
+from Acquisition import aq_parent
 from plone.base.interfaces import INonInstallable
 from zope.interface import implementer
 
+from plone.app.asyncjobs.schedules import saved
 from plone.app.asyncjobs.service.queues import get_queues
 
 
@@ -25,4 +28,8 @@ def post_install(setup_tool):
 
 def post_uninstall(setup_tool):
     """Jobs, queues and their history stay in the database: other sites of
-    the same database may share them, and a reinstall finds them again."""
+    the same database may share them, and a reinstall finds them again.
+    The schedules saved in the site go (their registry record went with
+    the settings): nothing would show or stop them any more."""
+    site = aq_parent(aq_inner(setup_tool))
+    saved.uninstall(site, setup_tool._p_jar)

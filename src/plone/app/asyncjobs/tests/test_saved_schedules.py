@@ -294,3 +294,13 @@ def test_the_page_shows_the_error_of_a_form_with_fields_left_out(functional,
     [error] = tree(browser).cssselect("#asyncjobs-schedule-error")
     assert "invalid cron expression 'never'" in error.text_content()
     assert browser.getControl(name="saved.enabled").value == []  # left out: unchecked
+
+
+def test_zopes_system_user_may_not_save_a_schedule(portal, offered):
+    """Its jobs would run as a user no one can check roles against."""
+    from AccessControl.SecurityManagement import newSecurityManager
+    from AccessControl.users import system
+
+    newSecurityManager(None, system)
+    with pytest.raises(saved.EditRefused, match="real user"):
+        saved.save(portal, jobs_api.get_queues(portal), "nightly", DAILY, replace=False)

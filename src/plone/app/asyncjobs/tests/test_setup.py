@@ -40,6 +40,26 @@ def test_uninstall_removes_settings_and_layer_but_keeps_the_jobs(portal):
     assert KEY in portal._p_jar.root()
 
 
+def test_uninstall_removes_the_schedules_saved_in_the_site_only(portal, monkeypatch):
+    from plone.base.utils import get_installer
+
+    from plone.app.asyncjobs.api import get_queues
+    from plone.app.asyncjobs.engine import schedules
+    from plone.app.asyncjobs.schedules import saved
+    from plone.app.asyncjobs.schedules import schedulables
+    from plone.app.asyncjobs.schedules.zcml import make_schedule
+    from plone.app.asyncjobs.tests import jobs
+
+    monkeypatch.setattr(schedulables, "SCHEDULABLES", {"mark": schedulables.Schedulable(
+        "mark", "plone.app.asyncjobs.tests.jobs:mark", "Mark")})
+    setRoles(portal, TEST_USER_ID, ["Manager"])
+    saved.save(portal, get_queues(portal), "nightly", {"schedulable": "mark", "interval": 60},
+               replace=False)
+    schedules.install(portal._p_jar, make_schedule("code", jobs.mark, "/plone", interval=60))
+    get_installer(portal).uninstall_product("plone.app.asyncjobs")
+    assert list(schedules.find(portal._p_jar).keys()) == ["code"]
+
+
 def test_the_default_profile_installs_and_the_uninstall_profile_is_hidden(portal):
     from plone.base.interfaces import INonInstallable
     from plone.base.utils import get_installer
