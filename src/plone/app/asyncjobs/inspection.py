@@ -31,7 +31,6 @@ from plone.app.asyncjobs.engine import admin
 from plone.app.asyncjobs.engine import listing
 from plone.app.asyncjobs.engine.cancel import cancel_request
 from plone.app.asyncjobs.engine.clock import utcnow
-from plone.app.asyncjobs.engine.exceptions import CancelledError
 from plone.app.asyncjobs.engine.exceptions import BadStatusError
 from plone.app.asyncjobs.engine.failure import is_failure
 from plone.app.asyncjobs.engine.failure import summary as failure_summary
@@ -41,12 +40,16 @@ from plone.app.asyncjobs.engine.internal import is_internal
 from plone.app.asyncjobs.engine.interfaces import IJob
 from plone.app.asyncjobs.engine.naming import brief_repr
 from plone.app.asyncjobs.engine.naming import cut
-from plone.app.asyncjobs.engine.naming import dotted_name
+from plone.app.asyncjobs.engine.naming import job_name
 from plone.app.asyncjobs.engine.progress import progress_of
 from plone.app.asyncjobs.engine.status import ACTIVE
+from plone.app.asyncjobs.engine.status import CANCELLED
 from plone.app.asyncjobs.engine.status import COMPLETED
-from plone.app.asyncjobs.engine.status import NEW
-from plone.app.asyncjobs.engine.status import PENDING
+from plone.app.asyncjobs.engine.status import DISPATCHER_STATES
+from plone.app.asyncjobs.engine.status import FAILED
+from plone.app.asyncjobs.engine.status import SUCCEEDED
+from plone.app.asyncjobs.engine.status import dispatcher_state
+from plone.app.asyncjobs.engine.status import outcome_of
 from plone.app.asyncjobs.engine.timeouts import time_limit
 
 
@@ -123,13 +126,11 @@ def removed(job):
 
 
 def outcome(job):
-    """``"succeeded"``, ``"failed"``, ``"cancelled"`` (a failure, listed
-    with the failed jobs), or ``None`` while not completed."""
+    """How ``job`` ended (:func:`.engine.status.outcome_of`: a cancelled
+    job is listed with the failed ones), or ``None`` while not completed."""
     if job.status != COMPLETED:
         return None
-    if cancel_reason(job) is not None:
-        return "cancelled"
-    return "failed" if is_failure(job.result) else "succeeded"
+    return outcome_of(job.result)
 
 
 def cancel_requested(job):
@@ -147,7 +148,7 @@ def cancel_reason(job):
     if it was not.  A cancelled job has its reason while its callbacks
     still run, before it is completed."""
     result = job.result
-    if is_failure(result) and result.check(CancelledError):
+    if outcome_of(result) == CANCELLED:
         return result.getErrorMessage()
     return None
 
@@ -156,21 +157,6 @@ def shorten(value):
     """The repr of ``value`` for people, cut after :data:`SHORT_LIMIT`
     characters (stored objects named by class and id)."""
     return cut(brief_repr(value), SHORT_LIMIT)
-
-
-def list_state(job):
-    """Which list (:data:`STATES`) the job appears in."""
-    status = job.status
-    if status == COMPLETED:
-        return listing.FAILED if is_failure(job.result) else listing.SUCCEEDED
-    if status in (NEW, PENDING):
-        return listing.PENDING
-    return listing.RUNNING
-
-
-def call_name(job):
-    func = getattr(job, "func", None)  # a job of the Plone service
-    return dotted_name(func) if func is not None else job.call_name
 
 
 def _execution(job):
@@ -217,9 +203,9 @@ def describe(job, detail=False, traceback=False):
         "id": job_id(job),
         "queue": None if queue is None else queue.name,
         "status": job.status,
-        "state": list_state(job),
+        "state": listing.list_of(job),
         "outcome": outcome(job),
-        "callable": call_name(job),
+        "callable": job_name(job),
         "queued_by": queued_by(job),
         "context_path": context_path(job),
         "begin_after": iso(job.begin_after),
@@ -241,7 +227,7 @@ def describe(job, detail=False, traceback=False):
 
 def _details(job, traceback):
     # A cancelled job's "traceback" is the cancel call's: its reason says it all.
-    failed = is_failure(job.result) and cancel_reason(job) is None
+    failed = outcome_of(job.result) == FAILED
     retry_of = job.annotations.get(admin.RETRY_OF)
     policy = job.retry_policy
     return {
@@ -265,26 +251,6 @@ def _details(job, traceback):
 
 
 # -- dispatchers --------------------------------------------------------------------
-
-
-ALIVE, STUCK, DEAD, DEACTIVATED = "alive", "stuck", "dead", "deactivated"
-
-
-def dispatcher_state(record, now=None):
-    """alive, stuck (pings overdue, not dead yet), dead, or deactivated.
-
-    A live dispatcher's last sign is at most about ``ping_interval`` old;
-    it counts as stuck from halfway between that and ``ping_death_interval``.
-    """
-    if not record.activated:
-        return DEACTIVATED
-    if record.dead:
-        return DEAD
-    last = max(t for t in (record.last_ping, record.activated) if t is not None)
-    overdue = (record.ping_interval + record.ping_death_interval) / 2
-    if (now or utcnow()) - last > overdue:
-        return STUCK
-    return ALIVE
 
 
 def count_jobs(name, queue, scope):
@@ -318,9 +284,9 @@ def overview(queues, scope, now=None):
                             "quotas": {q: {"size": quota.size, "filled": len(quota)}
                                        for q, quota in queue.quotas.items()}})
         for history in listing.histories(queue):
-            failures = _count(history.since(hour_ago, "failed"), scope)
+            failures = _count(history.since(hour_ago, FAILED), scope)
             failed += failures
-            completed += failures + _count(history.since(hour_ago, "succeeded"), scope)
+            completed += failures + _count(history.since(hour_ago, SUCCEEDED), scope)
         for uuid, record in queue.dispatchers.items():
             facts = dispatchers.setdefault(str(uuid), {
                 "uuid": str(uuid), "queues": {}, "states": set(), "paused": False,
@@ -340,7 +306,7 @@ def overview(queues, scope, now=None):
     for facts in dispatchers.values():
         states = facts.pop("states")
         # The worst state any of its queue records is in.
-        facts["state"] = next(s for s in (DEAD, STUCK, DEACTIVATED, ALIVE) if s in states)
+        facts["state"] = next(s for s in DISPATCHER_STATES if s in states)
         activated = facts["activated"]
         facts["uptime_seconds"] = None if activated is None else (now - activated).total_seconds()
         facts["last_ping"] = iso(facts["last_ping"])
@@ -368,7 +334,7 @@ def _count(jobs, scope):
 
 def _text_of(job):
     """What free-text search looks at."""
-    parts = [call_name(job), context_path(job) or "", _result_text(job) or ""]
+    parts = [job_name(job), context_path(job) or "", _result_text(job) or ""]
     user = queued_by(job)
     if user and user["id"]:
         parts.append(user["id"])
@@ -430,7 +396,7 @@ class JobQuery:
             user = queued_by(job)
             if user is None or user["id"] != self.user:
                 return False
-        if self.callable is not None and self.callable not in call_name(job):
+        if self.callable is not None and self.callable not in job_name(job):
             return False
         return self.text is None or self.text in _text_of(job)
 
@@ -467,10 +433,10 @@ def cancel(job, actor):
     :func:`.engine.admin.cancel`), in ``actor``'s name."""
     if is_running(job):
         admin.cancel(job, f"cancelled while running by {actor}")
-        logger.info("%s asked running job %s (%s) to stop", actor, job_id(job), call_name(job))
+        logger.info("%s asked running job %s (%s) to stop", actor, job_id(job), job_name(job))
         return
     admin.cancel(job, f"cancelled by {actor}")
-    logger.info("%s cancelled job %s (%s)", actor, job_id(job), call_name(job))
+    logger.info("%s cancelled job %s (%s)", actor, job_id(job), job_name(job))
 
 
 def retry(job, actor, site):
@@ -478,7 +444,7 @@ def retry(job, actor, site):
     user of ``site`` may make it (:func:`.access.check_run_as`)."""
     access.check_run_as(job, site)
     new = admin.retry(job)
-    logger.info("%s retried job %s (%s) as job %s", actor, job_id(job), call_name(job),
+    logger.info("%s retried job %s (%s) as job %s", actor, job_id(job), job_name(job),
                 job_id(new))
     return new
 
@@ -496,7 +462,7 @@ def retry_refusal(job, site):
 
 def remove(job, actor):
     admin.forget(job)
-    logger.info("%s removed finished job %s (%s)", actor, job_id(job), call_name(job))
+    logger.info("%s removed finished job %s (%s)", actor, job_id(job), job_name(job))
 
 
 def purge(queues, days, actor):

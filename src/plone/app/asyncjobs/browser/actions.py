@@ -36,6 +36,7 @@ from plone.app.asyncjobs.browser.controlpanel import PanelView
 from plone.app.asyncjobs.browser.controlpanel import without_tracebacks
 from plone.app.asyncjobs.browser.controlpanel import _
 from plone.app.asyncjobs.browser.controlpanel import plural
+from plone.app.asyncjobs.engine import listing
 from plone.app.asyncjobs.engine.exceptions import BadStatusError
 
 
@@ -69,7 +70,7 @@ def retry(view, params):
 
 def remove(view, params):
     job = _job(view, params)
-    state = inspection.list_state(job)
+    state = listing.list_of(job)
     inspection.remove(job, view.actor)
     return (_("msg_job_removed", default="Job ${id} was removed.", mapping=params),
             view.list_url(state))

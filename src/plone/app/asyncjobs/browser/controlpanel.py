@@ -94,6 +94,8 @@ from zExceptions import InternalError
 
 from plone.app.asyncjobs import access
 from plone.app.asyncjobs import api
+from plone.app.asyncjobs.engine import listing
+from plone.app.asyncjobs.engine import status
 
 
 _ = MessageFactory("plone.app.asyncjobs")
@@ -103,34 +105,23 @@ DATABASE_SCOPE = "database"
 
 #: Bootstrap badge classes by the list a job is in (``state`` of
 #: :func:`.inspection.describe`), and for a cancelled job (listed with the
-#: failed ones); controlpanel.js has the same table.
+#: failed ones).
 BADGES = {
-    "pending": "text-bg-secondary",
-    "active": "text-bg-primary",
-    "completed": "text-bg-success",
-    "failed": "text-bg-danger",
-    "cancelled": "text-bg-warning",
+    listing.PENDING: "text-bg-secondary",
+    listing.RUNNING: "text-bg-primary",
+    listing.SUCCEEDED: "text-bg-success",
+    listing.FAILED: "text-bg-danger",
+    status.CANCELLED: "text-bg-warning",
 }
 
-#: The job lists (:data:`.inspection.STATES`) and their tab titles.
-LISTS = (
-    ("pending", _("list_pending", default="Pending")),
-    ("active", _("list_active", default="Active")),
-    ("completed", _("list_completed", default="Completed")),
-    ("failed", _("list_failed", default="Failed")),
-)
+#: The job lists (:data:`.engine.listing.STATES`) and their tab titles.
+LISTS = tuple((state, _(f"list_{state}", default=status.LABELS[state].capitalize()))
+              for state in listing.STATES)
 
-#: Words shown for a job's status or outcome (see :meth:`PanelView.status_key`).
-STATUS_LABELS = {
-    "new": _("status_new", default="new"),
-    "pending": _("status_pending", default="pending"),
-    "assigned": _("status_assigned", default="assigned"),
-    "active": _("status_active", default="active"),
-    "callbacks": _("status_callbacks", default="running callbacks"),
-    "succeeded": _("status_succeeded", default="succeeded"),
-    "failed": _("status_failed", default="failed"),
-    "cancelled": _("status_cancelled", default="cancelled"),
-}
+#: Words shown for a job's status or outcome (see :meth:`PanelView.status_key`):
+#: the engine's (:data:`.engine.status.LABELS`), translated.
+STATUS_LABELS = {key: _(f"status_{key}", default=label)
+                 for key, label in status.LABELS.items()}
 
 
 #: The headings of a job table's time column (templates/asyncjobs_parts.pt).
@@ -154,7 +145,7 @@ def plural(count, one, many):
 
 def badge_key(job):
     """The :data:`BADGES` key of a job (:func:`.inspection.describe` facts)."""
-    return "cancelled" if job["outcome"] == "cancelled" else job["state"]
+    return status.CANCELLED if job["outcome"] == status.CANCELLED else job["state"]
 
 
 def without_tracebacks(call):
@@ -296,6 +287,13 @@ class PanelView(BrowserView):
     def badge_class(job):
         return f"badge {BADGES.get(badge_key(job), 'text-bg-light')}"
 
+    def badge(self, job):
+        """The status badge of a job (:func:`.inspection.describe` facts):
+        ``{"label", "class"}``, as the page shows it and
+        controlpanel.js updates it."""
+        return {"label": translate(self.status_label(job), context=self.request),
+                "class": self.badge_class(job)}
+
     @staticmethod
     def format_time(text):
         """An ISO 8601 time of :mod:`.inspection` as ``YYYY-MM-DD HH:MM:SS UTC``."""
@@ -338,10 +336,9 @@ class PanelView(BrowserView):
 
     @property
     def live_labels(self):
-        """The words controlpanel.js shows, translated, as JSON."""
+        """The words controlpanel.js shows, translated, as JSON (a job's
+        badge comes with its facts: :meth:`badge`)."""
         return json.dumps({
-            "statuses": {key: translate(label, context=self.request)
-                         for key, label in STATUS_LABELS.items()},
             "progress": translate(_("label_progress", default="Progress"),
                                   context=self.request),
             "done": translate(_("progress_done", default="${done} done"),

@@ -17,6 +17,7 @@ from plone.app.asyncjobs import inspection
 from plone.app.asyncjobs.browser.controlpanel import PanelView
 from plone.app.asyncjobs.browser.controlpanel import without_tracebacks
 from plone.app.asyncjobs.browser.controlpanel import _
+from plone.app.asyncjobs.engine import status
 
 
 class JobView(PanelView):
@@ -52,14 +53,14 @@ class JobView(PanelView):
         """``(action, label, button class)`` the job's status allows."""
         job = self.job
         actions = []
-        if job["status"] == "pending" or (job["status"] == "active"
-                                           and job["cancel_requested"] is None):
+        if job["status"] == status.PENDING or (job["status"] == status.ACTIVE
+                                               and job["cancel_requested"] is None):
             actions.append(("cancel", _("button_cancel_job", default="Cancel this job…"),
                             "btn-outline-danger"))
-        if job["status"] == "completed" and self.retry_refused is None:
+        if job["status"] == status.COMPLETED and self.retry_refused is None:
             actions.append(("retry", _("button_retry_job", default="Retry this job…"),
                             "btn-outline-primary"))
-        if job["status"] == "completed":
+        if job["status"] == status.COMPLETED:
             actions.append(("remove", _("button_remove_job", default="Remove this job…"),
                             "btn-outline-danger"))
         return [(action, label, css, self.page_url("asyncjobs-action", action=action,

@@ -16,6 +16,7 @@ from plone.app.asyncjobs import inspection
 from plone.app.asyncjobs.browser.controlpanel import PanelView
 from plone.app.asyncjobs.browser.controlpanel import without_tracebacks
 from plone.app.asyncjobs.browser.controlpanel import _
+from plone.app.asyncjobs.engine import listing
 
 
 #: The ``queue`` value that means every queue (the default queue's name is '').
@@ -24,8 +25,8 @@ PAGE_SIZES = (10, 20, 50, 100)
 #: Text filters, passed on to :class:`.inspection.JobQuery` as they are.
 TEXT_FILTERS = ("user", "callable", "text", "since", "until")
 #: The time each list shows and sorts by.
-TIME_FIELDS = {"pending": "begin_after", "active": "started",
-               "completed": "ended", "failed": "ended"}
+TIME_FIELDS = {listing.PENDING: "begin_after", listing.RUNNING: "started",
+               listing.SUCCEEDED: "ended", listing.FAILED: "ended"}
 SORT_LABELS = {
     "begin_after": (_("sort_due_first", default="Soonest due first"),
                     _("sort_due_last", default="Latest due first")),
@@ -104,7 +105,7 @@ class JobListView(PanelView):
 
     @property
     def columns(self):
-        return ("progress",) if self.state in ("pending", "active") else ("result",)
+        return ("progress",) if self.state in (listing.PENDING, listing.RUNNING) else ("result",)
 
     @property
     def title(self):

@@ -2,7 +2,8 @@
 
 ``controlpanel.js`` polls it for the unfinished jobs of the page it runs
 on.  The answer is ``{"jobs": [...], "missing": [...]}``: the
-:func:`.inspection.describe` facts of each job found, and the ids of those
+:func:`.inspection.describe` facts of each job found, with the ``badge``
+the page shows for it (:meth:`.controlpanel.PanelView.badge`), and the ids of those
 not found (removed, never jobs, or jobs of another site).  At most :data:`MAX_IDS` ids; more, or
 none, give status 400 and ``{"error": ...}``.
 """
@@ -34,7 +35,8 @@ class LiveView(PanelView):
         jobs, missing = [], []
         for text in dict.fromkeys(ids):
             try:
-                jobs.append(inspection.describe(inspection.get_job(self.queues, text, scope)))
+                facts = inspection.describe(inspection.get_job(self.queues, text, scope))
+                jobs.append({**facts, "badge": self.badge(facts)})
             except LookupError:
                 missing.append(text)
         return json.dumps({"jobs": jobs, "missing": missing})

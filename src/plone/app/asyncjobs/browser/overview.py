@@ -17,6 +17,8 @@ from plone.app.asyncjobs import inspection
 from plone.app.asyncjobs.browser.controlpanel import PanelView
 from plone.app.asyncjobs.browser.controlpanel import without_tracebacks
 from plone.app.asyncjobs.browser.controlpanel import _
+from plone.app.asyncjobs.engine import listing
+from plone.app.asyncjobs.engine import status
 
 
 #: How many running jobs the overview lists; the "active" list has them all.
@@ -30,12 +32,12 @@ RATES = {
     "minute": _("rate_per_minute", default="about ${rate} a minute"),
 }
 
-DISPATCHER_STATES = {
-    inspection.ALIVE: (_("dispatcher_alive", default="alive"), "text-bg-success"),
-    inspection.STUCK: (_("dispatcher_stuck", default="stuck"), "text-bg-warning"),
-    inspection.DEAD: (_("dispatcher_dead", default="dead"), "text-bg-danger"),
-    inspection.DEACTIVATED: (_("dispatcher_deactivated", default="deactivated"),
-                             "text-bg-secondary"),
+#: Bootstrap badge classes of the dispatcher states (:data:`.engine.status.DISPATCHER_STATES`).
+DISPATCHER_BADGES = {
+    status.ALIVE: "text-bg-success",
+    status.STUCK: "text-bg-warning",
+    status.DEAD: "text-bg-danger",
+    status.DEACTIVATED: "text-bg-secondary",
 }
 
 
@@ -49,7 +51,7 @@ class OverviewView(PanelView):
     def __call__(self):
         self.facts = inspection.overview(self.queues, self.scope)
         self.running = inspection.JobQuery(
-            {"state": "active", "size": RUNNING_SHOWN}).run(self.queues, self.scope)
+            {"state": listing.RUNNING, "size": RUNNING_SHOWN}).run(self.queues, self.scope)
         self.pickups = {str(uuid): record.pickups
                         for queue in self.queues.values()
                         for uuid, record in queue.dispatchers.items()
@@ -84,6 +86,7 @@ class OverviewView(PanelView):
                 return translate(Message(RATES[per], mapping={"rate": number}),
                                  context=self.request)
         return None
+
     @staticmethod
     def count_label(queue, state):
         """A queue's count of a list; ``5000+`` when counting stopped there."""
@@ -93,7 +96,8 @@ class OverviewView(PanelView):
     @staticmethod
     def dispatcher_state(dispatcher):
         """``(label, badge class)`` of a dispatcher's state."""
-        return DISPATCHER_STATES[dispatcher["state"]]
+        state = dispatcher["state"]
+        return _(f"dispatcher_{state}", default=state), DISPATCHER_BADGES[state]
 
     @property
     def action_url(self):

@@ -4,7 +4,7 @@ The dispatcher calls :meth:`JobMetrics.started` and
 :meth:`JobMetrics.finished` for every job one of its worker threads runs
 (see :meth:`.dispatcher.Dispatcher.job_started`); :mod:`.metrics` exposes
 them to Prometheus.  Label values are bounded: a queue name and the
-dotted name of the job's callable (:func:`callable_name`), never
+dotted name of what the job calls (:func:`.naming.job_label`), never
 arguments or object reprs.
 
 A job's *outcome*, as counted here, is read from the job once its worker
@@ -28,19 +28,18 @@ took over meanwhile, counts as started only: its outcome comes later,
 elsewhere.
 """
 import math
-import types
 
 from prometheus_client import Histogram
 
-from plone.app.asyncjobs.engine import failure as failures
 from plone.app.asyncjobs.engine import status as statuses
 from plone.app.asyncjobs.engine.counters import Counters
-from plone.app.asyncjobs.engine.exceptions import CancelledError
+from plone.app.asyncjobs.engine.naming import job_label
 
 
-#: What :attr:`JobMetrics.counts` counts: starts, and the outcomes.
-STARTED, COMPLETED, FAILED, CANCELLED, RETRIED = (
-    "started", "completed", "failed", "cancelled", "retried")
+#: What :attr:`JobMetrics.counts` counts: starts, and the outcomes (a
+#: succeeded job counts as completed, the metric's name since its start).
+STARTED, COMPLETED, RETRIED = "started", "completed", "retried"
+FAILED, CANCELLED = statuses.FAILED, statuses.CANCELLED
 
 #: Upper bounds (seconds) of the run-time histogram's buckets: jobs take
 #: from milliseconds (a reindex) to an hour (an export).
@@ -62,20 +61,6 @@ PICKUP_LATENCY = ("asyncjobs_job_pickup_latency_seconds",
 UNKNOWN_PICKUP = "unknown"
 
 
-def callable_name(function):
-    """The dotted name of ``function`` for a label: ``module.qualname`` of
-    a function, of a method's function (``module.Class.method``, whatever
-    the instance), or of the class of any other callable object."""
-    if isinstance(function, types.MethodType):
-        function = function.__func__
-    qualname = getattr(function, "__qualname__", None)
-    module = getattr(function, "__module__", None)
-    if not isinstance(qualname, str) or not isinstance(module, str):
-        kind = type(function)
-        qualname, module = kind.__qualname__, kind.__module__
-    return f"{module}.{qualname}"
-
-
 def outcome(job):
     """The outcome of ``job`` (see the module documentation) now that its
     worker thread is done with it, or ``None`` if it has none yet."""
@@ -84,10 +69,8 @@ def outcome(job):
         return RETRIED
     if status not in (statuses.CALLBACKS, statuses.COMPLETED):
         return None
-    result = job.result
-    if not failures.is_failure(result):
-        return COMPLETED
-    return CANCELLED if result.check(CancelledError) else FAILED
+    ended = statuses.outcome_of(job.result)
+    return COMPLETED if ended == statuses.SUCCEEDED else ended
 
 
 class JobMetrics:
@@ -111,7 +94,7 @@ class JobMetrics:
     def started(self, job, info):
         """Count the start of ``job``; ``info`` is its dispatcher record
         (``queue``, ``pickup``, ``pickup latency``)."""
-        self.counts.add((STARTED, info["queue"], callable_name(job.callable)))
+        self.counts.add((STARTED, info["queue"], job_label(job)))
         waited = info["pickup latency"]
         if waited is not None:
             self.pickup_latency.labels(
@@ -127,7 +110,7 @@ class JobMetrics:
         result = outcome(job)
         if result is None:
             return
-        queue, name = info["queue"], callable_name(job.callable)
+        queue, name = info["queue"], job_label(job)
         # Each attempt after the first in this thread is a failed one run again.
         reruns = job.attempts - info["attempt"]
         if reruns > 0:

@@ -21,21 +21,32 @@ from dataclasses import field
 
 from plone.app.asyncjobs.engine.clock import to_microseconds
 from plone.app.asyncjobs.engine.ids import object_id
+from plone.app.asyncjobs.engine import status
 from plone.app.asyncjobs.engine.internal import is_internal
-from plone.app.asyncjobs.engine.status import ACTIVE
-from plone.app.asyncjobs.engine.status import ASSIGNED
-from plone.app.asyncjobs.engine.status import CALLBACKS
 
 
-PENDING = "pending"
-RUNNING = "active"
-SUCCEEDED = "completed"
-FAILED = "failed"
+#: The lists, named after the statuses and outcome of their jobs: waiting
+#: (:data:`.status.WAITING`), in progress (:data:`.status.IN_PROGRESS`),
+#: completed and succeeded, completed and failed (cancelled jobs too).
+PENDING = status.PENDING
+RUNNING = status.ACTIVE
+SUCCEEDED = status.COMPLETED
+FAILED = status.FAILED
 #: The lists, in the order an administrator reads them.
 STATES = (PENDING, RUNNING, SUCCEEDED, FAILED)
 
-_OUTCOMES = {SUCCEEDED: "succeeded", FAILED: "failed"}
-_RUNNING_STATUSES = (ASSIGNED, ACTIVE, CALLBACKS)
+#: The outcome (:func:`.status.outcome_of`) each list of finished jobs holds;
+#: the histories keep jobs by it.
+_OUTCOMES = {SUCCEEDED: status.SUCCEEDED, FAILED: status.FAILED}
+
+
+def list_of(job):
+    """The list (:data:`STATES`) ``job`` appears in."""
+    if job.status == status.COMPLETED:
+        return SUCCEEDED if status.outcome_of(job.result) == status.SUCCEEDED else FAILED
+    if job.status in status.WAITING:
+        return PENDING
+    return RUNNING
 
 
 @dataclass
@@ -117,7 +128,7 @@ def _running_jobs(queue):
     for record in queue.dispatchers.values():
         for agent in record.values():
             for job in agent:
-                if job.status in _RUNNING_STATUSES:
+                if job.status in status.IN_PROGRESS:
                     yield job
 
 

@@ -1,7 +1,9 @@
-"""Names for people: of callables, of stored objects, of long values.
+"""Names for people: of callables, of jobs, of stored objects, of long values.
 
-The monitor commands, the control panel and the REST API name things the
-same way through these functions.
+The monitor commands, the control panel, the REST API and the metrics name
+things the same way through these functions.  A job is named after what it
+was queued to call (:func:`job_callable`): :func:`job_name` for people,
+:func:`job_label` for a metrics label.
 """
 import types
 
@@ -14,15 +16,51 @@ from plone.app.asyncjobs.engine.ids import short_repr
 REPR_LIMIT = 10_000
 
 
+def _qualified(value):
+    """``module.qualname`` of ``value``, or ``None`` if it has no such name."""
+    qualname = getattr(value, "__qualname__", None)
+    module = getattr(value, "__module__", None)
+    if isinstance(qualname, str) and isinstance(module, str) and qualname and module:
+        return f"{module}.{qualname}"
+    return None
+
+
 def dotted_name(function):
-    """``module.qualname`` of a function or class; a description otherwise."""
+    """``module.qualname`` of a function or class; a method named by its
+    instance (:func:`brief_repr`) and its name; a description otherwise."""
     if isinstance(function, types.MethodType):
         return f"{brief_repr(function.__self__)}.{function.__name__}"
-    qualname = getattr(function, "__qualname__", None)
-    module = getattr(function, "__module__", None)
-    if qualname and module:
-        return f"{module}.{qualname}"
-    return brief_repr(function)
+    return _qualified(function) or brief_repr(function)
+
+
+def callable_name(function):
+    """The dotted name of ``function`` for a label, from a bounded set:
+    ``module.qualname`` of a function, of a method's function
+    (``module.Class.method``, whatever the instance), or of the class of
+    any other callable object."""
+    if isinstance(function, types.MethodType):
+        function = function.__func__
+    return _qualified(function) or _qualified(type(function))
+
+
+def job_callable(job):
+    """What ``job`` was queued to call.  A job that calls the function it
+    was given through a callable of its own (a job of the Plone service
+    passes the function its context first) keeps that function as
+    ``func``."""
+    func = getattr(job, "func", None)
+    return job.callable if func is None else func
+
+
+def job_name(job):
+    """The name of ``job`` for people: :func:`dotted_name` of what it calls."""
+    return dotted_name(job_callable(job))
+
+
+def job_label(job):
+    """The name of ``job`` for a metrics label: :func:`callable_name` of
+    what it calls."""
+    return callable_name(job_callable(job))
 
 
 def cut(text, limit=REPR_LIMIT):

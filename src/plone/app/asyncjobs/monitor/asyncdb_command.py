@@ -37,12 +37,20 @@ from plone.app.asyncjobs.engine.interfaces import IJob
 from plone.app.asyncjobs.engine.naming import brief_repr
 from plone.app.asyncjobs.engine.naming import cut
 from plone.app.asyncjobs.engine.naming import dotted_name
+from plone.app.asyncjobs.engine.naming import job_callable
+from plone.app.asyncjobs.engine.naming import job_name
 from plone.app.asyncjobs.engine.queue import KEY
 from plone.app.asyncjobs.engine.status import ACTIVE
+from plone.app.asyncjobs.engine.status import ALIVE
 from plone.app.asyncjobs.engine.status import ASSIGNED
 from plone.app.asyncjobs.engine.status import CALLBACKS
 from plone.app.asyncjobs.engine.status import COMPLETED
+from plone.app.asyncjobs.engine.status import FAILED
+from plone.app.asyncjobs.engine.status import IN_PROGRESS
 from plone.app.asyncjobs.engine.status import PENDING
+from plone.app.asyncjobs.engine.status import STUCK
+from plone.app.asyncjobs.engine.status import SUCCEEDED
+from plone.app.asyncjobs.engine.status import dispatcher_state
 
 from . import databases as database_registry
 from .async_command import local_dispatchers
@@ -60,12 +68,10 @@ from .tool_commands import parse_uuid
 from .tool_commands import tool
 
 
-SUCCEEDED = "succeeded"
-FAILED = "failed"
-
-#: The states a job selection may name; completed ones split in two.
+#: The states a job selection may name: the statuses of jobs in queues, and
+#: completed ones split in two by outcome (a cancelled job is a failed one).
 STATES = (PENDING, ASSIGNED, ACTIVE, CALLBACKS, COMPLETED, SUCCEEDED, FAILED)
-HELD_STATES = (ASSIGNED, ACTIVE, CALLBACKS)
+HELD_STATES = IN_PROGRESS
 FINAL_STATES = (COMPLETED, SUCCEEDED, FAILED)
 
 #: Time filters: argument name -> the job's time it compares.
@@ -79,7 +85,7 @@ TIME_FILTERS = {
 #: States each time filter leaves possible (a job without the time fails it).
 TIME_FILTER_STATES = {
     "requested_start": STATES,
-    "start": (ASSIGNED, ACTIVE, CALLBACKS) + FINAL_STATES,
+    "start": HELD_STATES + FINAL_STATES,
     "end": (CALLBACKS,) + FINAL_STATES,
     "callbacks_completed": FINAL_STATES,
 }
@@ -153,7 +159,7 @@ def summary(job, now):
     return {
         "id": job,
         "repr": cut(repr(job)),
-        "callable": dotted_name(job.callable),
+        "callable": job_name(job),
         "args": [brief_repr(value) for value in job.args],
         "kwargs": {str(name): brief_repr(value) for name, value in job.kwargs.items()},
         "status": job.status,
@@ -244,7 +250,7 @@ class Selection:
         return self.agent is None or glob_matches(self.agent, name)
 
     def wants_job(self, job):
-        if self.callable is not None and not self._callable_matches(job.callable):
+        if self.callable is not None and not self._callable_matches(job_callable(job)):
             return False
         for name, (since, before) in self.windows.items():
             moment = TIME_FILTERS[name](job)
@@ -697,14 +703,8 @@ class AsyncDBCommand(ToolCommand):
     @staticmethod
     def _record_status(record, selection, now):
         dead = record.dead
-        if not record.activated:
-            state = "DEACTIVATED"
-        elif dead:
-            state = "DEAD"
-        else:
-            state = "PAUSED" if record.paused else "ACTIVE"
         return {
-            "state": state,
+            "state": _record_state(record, now),
             "paused": record.paused,
             "activated": record.activated,
             "last ping": record.last_ping,
@@ -724,6 +724,16 @@ class AsyncDBCommand(ToolCommand):
                 if selection.wants_agent(agent_name)
             },
         }
+
+
+def _record_state(record, now):
+    """The engine's state of a dispatcher record (:func:`.status.dispatcher_state`)
+    as ``asyncdb status`` words it: in capitals, and a live one (alive or
+    stuck: it has not been found dead yet) ACTIVE or PAUSED."""
+    state = dispatcher_state(record, now)
+    if state in (ALIVE, STUCK):
+        return "PAUSED" if record.paused else "ACTIVE"
+    return state.upper()
 
 
 #: The ``asyncdb`` plugin registered in configure.zcml; it finds its database

@@ -22,6 +22,7 @@ from plone.testing.zope import Browser
 from plone.app.asyncjobs import api as jobs_api
 from plone.app.asyncjobs import inspection
 from plone.app.asyncjobs.access import DATABASE
+from plone.app.asyncjobs.engine import status
 from plone.app.asyncjobs.engine.dispatchers import DispatcherAgents
 from plone.app.asyncjobs.engine.failure import is_failure
 from plone.app.asyncjobs.engine.testing.waiting import wait_for_annotation
@@ -585,11 +586,16 @@ def test_the_live_view_reports_the_progress_of_a_running_job(
     assert running["progress"] == {"done": 3, "total": 10, "message": "working",
                                    "fraction": 0.3}
     assert pending["status"] == "pending" and pending["progress"] is None
+    # The badge as the page shows it, which controlpanel.js copies.
+    assert running["badge"] == {"label": "active", "class": "badge text-bg-primary"}
+    assert pending["badge"] == {"label": "pending", "class": "badge text-bg-secondary"}
     assert answer["missing"] == ["999999"]
     jobs.gate(gate_key).set()
     wait_for_result(job, commit=False)
     browser.reload()
-    assert json.loads(browser.contents)["jobs"][0]["status"] == "completed"
+    finished = json.loads(browser.contents)["jobs"][0]
+    assert finished["status"] == "completed"
+    assert finished["badge"] == {"label": "succeeded", "class": "badge text-bg-success"}
 
 
 @pytest.mark.parametrize("ids", ["", ",".join(str(n) for n in range(1, 102))])
@@ -610,7 +616,7 @@ def test_pages_mark_their_root_for_live_updates(functional, functional_portal, g
         browser.open(page_url(functional_portal, name, **params))
         [root] = tree(browser).cssselect("[data-asyncjobs-live]")
         assert root.get("data-asyncjobs-live").endswith("/@@asyncjobs-live")
-        assert json.loads(root.get("data-asyncjobs-labels"))["statuses"]["active"] == "active"
+        assert json.loads(root.get("data-asyncjobs-labels"))["progress"] == "Progress"
         assert root.cssselect(f'[data-job-id="{job_id(job)}"]') or \
             root.get("data-job-id") == job_id(job)
 
@@ -648,13 +654,13 @@ def test_a_dispatcher_is_stuck_between_its_ping_interval_and_its_death():
     record = DispatcherAgents(uuid.uuid4())
     now = datetime.now(timezone.utc)
     record.activated = record.last_ping = now
-    assert inspection.dispatcher_state(record, now + timedelta(seconds=40)) == "alive"
-    assert inspection.dispatcher_state(record, now + timedelta(seconds=50)) == "stuck"
+    assert status.dispatcher_state(record, now + timedelta(seconds=40)) == "alive"
+    assert status.dispatcher_state(record, now + timedelta(seconds=50)) == "stuck"
     record.last_ping = now - timedelta(minutes=5)
     record.activated = now - timedelta(minutes=5)
-    assert inspection.dispatcher_state(record) == "dead"
+    assert status.dispatcher_state(record) == "dead"
     record.activated = None
-    assert inspection.dispatcher_state(record) == "deactivated"
+    assert status.dispatcher_state(record) == "deactivated"
 
 
 @pytest.mark.parametrize("completed, rate", [

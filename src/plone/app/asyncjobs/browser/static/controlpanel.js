@@ -4,8 +4,9 @@
  * data-asyncjobs-labels (translated words, JSON) holds elements with
  * data-job-id and data-job-status (the root itself may be one).  Every
  * two seconds, while the page is visible, the facts of the unfinished
- * ones are fetched and their status badge, progress bar, start and end
- * times and result are updated in place.  Polling pauses while
+ * ones are fetched and their status badge (label and class as the live
+ * view gives them), progress bar, start and end times and result are
+ * updated in place.  Polling pauses while
  * document.hidden, and stops once every job on the page has finished or
  * a request fails (say, the session ended); the root's
  * data-asyncjobs-polling says "on" or "off".
@@ -15,16 +16,6 @@
 
   const INTERVAL = 2000;
   const MAX_IDS = 100;
-  // As BADGES and badge_key in browser/controlpanel.py.
-  const BADGES = {
-    pending: "text-bg-secondary",
-    active: "text-bg-primary",
-    completed: "text-bg-success",
-    failed: "text-bg-danger",
-    cancelled: "text-bg-warning",
-  };
-  const badgeKey = (job) => (job.outcome === "cancelled" ? "cancelled" : job.state);
-
   // The fields of a job element that belong to it, not to a job inside it.
   const ownFields = (element, name) =>
     [...element.querySelectorAll(`[data-job-field="${name}"]`)].filter(
@@ -72,10 +63,10 @@
   function update(element, job, labels) {
     element.dataset.jobStatus = job.status;
     element.dataset.jobState = job.state;
-    const key = job.outcome || job.status;
+    // The live view sends the badge as the page shows it (PanelView.badge).
     for (const badge of ownFields(element, "status")) {
-      badge.className = `badge ${BADGES[badgeKey(job)] || "text-bg-light"}`;
-      badge.textContent = labels.statuses[key] || key;
+      badge.className = job.badge.class;
+      badge.textContent = job.badge.label;
     }
     for (const container of ownFields(element, "progress")) {
       renderProgress(container, job.progress, labels);

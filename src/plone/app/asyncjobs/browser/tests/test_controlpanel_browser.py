@@ -323,7 +323,7 @@ def test_cancel_a_pending_job_as_a_site_administrator(page, functional_portal, p
 
     transaction.begin()
     assert job.status == "completed"
-    assert inspection.list_state(job) == "failed"
+    assert listing.list_of(job) == "failed"
     assert inspection.describe(job)["cancel_reason"] == "cancelled by siteadmin"
     queue = queue_of(job)
     assert job not in list(queue)

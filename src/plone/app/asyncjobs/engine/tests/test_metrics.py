@@ -13,7 +13,7 @@ from plone.app.asyncjobs.engine import transactions
 from plone.app.asyncjobs.engine.clock import utcnow
 from plone.app.asyncjobs.engine.exceptions import CancelledError
 from plone.app.asyncjobs.engine.job import Job
-from plone.app.asyncjobs.engine.jobmetrics import callable_name
+from plone.app.asyncjobs.engine.naming import callable_name
 from plone.app.asyncjobs.engine.retry import DelayedRetry
 from plone.app.asyncjobs.engine.testing.waiting import wait_for_result
 from plone.app.asyncjobs.engine.testing.waiting import wait_for_start
