@@ -121,15 +121,21 @@ class FencedManager(transaction.TransactionManager):
     too) refuses to commit, raising :class:`~.exceptions.AttemptAbandoned`.
 
     Installed as the thread's ``transaction.manager`` (see :func:`install`),
-    so that the job's own commits are refused as well as the engine's.
+    so that the job's own commits are refused as well as the engine's:
+    ``transaction.commit()``, ``transaction.get().commit()`` and the
+    manager's ``commit()`` all get the transaction from :meth:`get`.  (A
+    transaction object taken before the abandonment and committed directly
+    would escape; neither the engine nor usual job code does that.)
     """
 
     abandoned = False
+    _refused = None
 
     def get(self):
         txn = super().get()
-        if self.abandoned:
+        if self.abandoned and txn is not self._refused:
             txn.join(_Refusal(self))
+            self._refused = txn
         return txn
 
     def check(self):

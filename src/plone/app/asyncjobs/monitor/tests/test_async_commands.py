@@ -115,6 +115,7 @@ def test_job_describes_a_job_ran_recently(address, worker):  # noqa: F811
     assert sorted(info) == [
         "agent", "attempt", "call", "cancelled", "completed", "failed", "id", "pickup",
         "pickup latency", "queue", "quota names", "reassigned", "result", "started", "thread",
+        "timed out", "timeout",
     ]
     assert info["attempt"] == 1
     assert info["id"] == [oid, database]
@@ -123,6 +124,7 @@ def test_job_describes_a_job_ran_recently(address, worker):  # noqa: F811
     assert info["result"] == "42"
     assert info["failed"] is False and info["reassigned"] is False
     assert info["cancelled"] is False
+    assert info["timed out"] is False and info["timeout"] is None
     assert parse_time(info["started"]) <= parse_time(info["completed"])
     assert ask_json(address, f"async job {oid} {database}") == info
     assert ask_json(address, f"async job {oid} {database} uuid:{THIS}") == info
