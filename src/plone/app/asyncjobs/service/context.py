@@ -23,6 +23,7 @@ makes are committed with its result, in the job's transaction.
 """
 import logging
 from io import BytesIO
+from urllib.parse import unquote
 from urllib.parse import urlsplit
 
 from AccessControl.SecurityManagement import getSecurityManager
@@ -168,7 +169,10 @@ class ExecutionContext:
         return active
 
     def make_request(self):
-        """A request whose URLs are those of the request the job was queued in."""
+        """A request whose URLs are those of the request the job was queued
+        in: the environ gives its server URL and its virtual root
+        (``SCRIPT_NAME``, as a front server mounting the site there would),
+        and the physical path of the object at that root."""
         parts = urlsplit(self.server_url)
         scheme = parts.scheme or "http"
         hostname = parts.hostname or "nohost"
@@ -180,16 +184,19 @@ class ExecutionContext:
             "HTTP_HOST": parts.netloc or hostname,
             "REQUEST_METHOD": "GET",
             "wsgi.url_scheme": scheme,
+            # The recorded virtual root is URL-quoted (getVirtualRoot);
+            # the request quotes SCRIPT_NAME's parts itself.
+            "SCRIPT_NAME": "".join(f"/{unquote(part)}" for part in self.virtual_root),
         }
         if scheme == "https":
             environ["HTTPS"] = "on"
         environ.update(self.environ or {})
         request = HTTPRequest(BytesIO(), environ, HTTPResponse(stdout=BytesIO()))
-        request._script[:] = list(self.virtual_root)
         if self.virtual_root_physical_path is not None:
-            request.other["VirtualRootPhysicalPath"] = self.virtual_root_physical_path
-        request._steps = ["noobject"]
-        request._resetURLS()
+            request["VirtualRootPhysicalPath"] = self.virtual_root_physical_path
+        # The request took SCRIPT_NAME unquoted into its URL: the URL of the
+        # virtual root, until the context is found (ActiveContext.start).
+        request["URL"] = request.physicalPathToURL(())
         setDefaultSkin(request)
         return request
 
@@ -287,7 +294,8 @@ class ActiveContext:
                     "deleted: neither its path nor its UID finds it"
                 )
         else:
-            request["ACTUAL_URL"] = context.absolute_url()
+            # As if the context had been published.
+            request["URL"] = request["ACTUAL_URL"] = context.absolute_url()
 
     def exit(self):
         """Close the request and restore the site, request and user of before."""

@@ -27,6 +27,7 @@ def describe(context):
         "anonymous": api.user.is_anonymous(),
         "request_is_global": request is not None and request is context.REQUEST,
         "actual_url": request.get("ACTUAL_URL"),
+        "request_url": request.get("URL"),
         "thread": threading.current_thread().name,
     }
 

@@ -41,7 +41,7 @@ def test_context_urls_are_those_of_the_queuing_request(portal):
     expected = doc.absolute_url()
     result = wait_for_result(jobs_api.queue_job(jobs.describe, doc))
     assert result["url"] == expected
-    assert result["actual_url"] == expected
+    assert result["actual_url"] == result["request_url"] == expected
     assert result["portal_url"] == portal.absolute_url()
 
 
@@ -66,6 +66,17 @@ def test_virtual_host_with_a_path_prefix(portal, http_request):
     http_request.setVirtualRoot(["site"])
     result = wait_for_result(jobs_api.queue_job(jobs.describe, doc))
     assert result["url"] == "http://example.org:8080/site/doc"
+
+
+def test_a_virtual_root_that_needs_quoting_is_quoted_once(portal, http_request):
+    doc = make_document(portal)
+    # .../VirtualHostBase/http/example.org:80/plone/VirtualHostRoot/_vh_my%20site/doc
+    http_request.setServerURL("http", "example.org", 80)
+    http_request.other["PARENTS"] = [portal]
+    http_request.setVirtualRoot(["my site"])
+    assert doc.absolute_url() == "http://example.org/my%20site/doc"
+    result = wait_for_result(jobs_api.queue_job(jobs.describe, doc))
+    assert result["url"] == "http://example.org/my%20site/doc"
 
 
 def test_content_created_by_a_job_belongs_to_the_queuing_member(portal):
