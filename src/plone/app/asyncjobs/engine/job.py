@@ -80,12 +80,6 @@ _STORED_STATUS = {_ACTIVE: ACTIVE, _CALLBACKS: CALLBACKS, _COMPLETED: COMPLETED}
 _REPR_LIMIT = 60
 
 # What a job records about its runs, as opposed to the work it describes.
-_RUN_STATE = frozenset({
-    "_callable", "args", "kwargs", "annotations", "_callbacks", "_status_id", "_result",
-    "_deferred", "_retry_policy", "_queue_key", "_history_key", "parent", "active_start",
-    "active_end", "attempts", "_begin_after", "_begin_by", "assigner_uuid", "holder",
-    "interruptions",
-})
 _TORN_DOWN = object()
 
 
@@ -225,6 +219,15 @@ class Job(Persistent, ZcAsyncJobSpellings):
     #: ``None``: its queue's ``default_timeout`` (see :mod:`.timeouts`).
     #: Set by :meth:`.queue.Queue.put`; kept by :meth:`copy`.
     timeout = None
+    #: What :meth:`copy` (a retry) inherits: the options the job was made
+    #: and queued with.  Anything else - status, result, schedule, holder,
+    #: counters - is the state of a run and starts afresh; the callable,
+    #: arguments and callbacks are copied apart.  A subclass with options
+    #: of its own extends this set.
+    copied_options = frozenset({
+        "_quota_names", "_policy_kind", "retry_policy_factory", "failure_log_level",
+        "priority", "unique_key", "unique_while", "group_commit", "timeout",
+    })
 
     def __init__(self, callable, *args, **kwargs):
         self._callable = check_callable(callable)
@@ -884,7 +887,8 @@ class Job(Persistent, ZcAsyncJobSpellings):
         cls = type(self)
         new = cls.__new__(cls)
         state = self.__getstate__()
-        new.__setstate__({key: value for key, value in state.items() if key not in _RUN_STATE})
+        new.__setstate__({key: value for key, value in state.items()
+                          if key in self.copied_options})
         callable = self._callable
         if getattr(callable, "__self__", None) is self:
             callable = getattr(new, callable.__name__)

@@ -40,6 +40,8 @@ class ContextJob(Job):
 
     #: The context of the running attempt (set by :meth:`set_up`).
     _v_context = None
+    #: A retry calls the same function in the same context, as the same user.
+    copied_options = Job.copied_options | {"func", "execution"}
 
     def __init__(self, func, context, *args, **kwargs):
         check_callable(func)

@@ -1,4 +1,5 @@
 """Listing jobs page by page, and the administrator's actions on them."""
+import logging
 import uuid
 from datetime import timedelta
 
@@ -188,6 +189,18 @@ def test_check_retry_refuses_what_retry_refuses(queue):
         admin.check_retry(job)
     with pytest.raises(BadStatusError, match="cannot be copied"):
         admin.retry(job)
+
+
+def test_a_copy_inherits_the_options_and_nothing_of_the_run(queue):
+    job = queue.put(Job(jobs.echo, 1), quota_names=(), priority=2, timeout=30)
+    job.failure_log_level = logging.WARNING
+    job.group_commit = False
+    job.future_run_state = "of this run only"  # an attribute copy() does not know
+    again = job.copy()
+    assert (again.priority, again.timeout, again.failure_log_level, again.group_commit) == (
+        2, 30, logging.WARNING, False)
+    assert "future_run_state" not in again.__dict__
+    assert again.assigner_uuid is None and again.begin_after is None
 
 
 def test_jobs_built_from_other_jobs_cannot_be_copied(queue):
