@@ -113,7 +113,7 @@ class SchedulesView(PanelView):
             if not console.may_act(record, self.context):
                 raise Forbidden("you may not change or run this schedule")
             messages.add(ACTIONS[names[0]](self, record), type="info")
-        except (LookupError, ValueError, access.RunAsRefused) as error:
+        except (LookupError, QueryError, access.RunAsRefused) as error:
             messages.add(_("msg_action_failed", default="Nothing was done: ${error}",
                            mapping={"error": str(error)}), type="error")
         self.request.response.redirect(self.schedules_url)

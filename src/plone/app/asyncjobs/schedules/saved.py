@@ -10,16 +10,16 @@ retry and misfire policies, and whether it is enabled.
 Who it runs as
     The user who saved it last, in the site it was saved in: saving
     records that user (whoever edits a schedule becomes its user), so its
-    jobs never have more rights than someone who could save it.  Saving
-    and deleting need :data:`MANAGE` on the site (``Manage jobs``: Site
-    Administrators and Managers); "run now", pause and resume the same, and "run now" also
-    the roles of the schedule's user (see :mod:`.console`).
+    jobs never have rights that user lacks.  Saving, deleting, pausing,
+    resuming and "run now" need :data:`MANAGE` on the site (``Manage
+    jobs``: Site Administrators and Managers); "run now" also every role
+    of the schedule's user (see :mod:`.console`).
 
 Where it is kept
     The declarations are the JSON record ``plone.app.asyncjobs.saved_schedules``
     of the site's registry, by name.  Saving also installs the schedule
     among the engine's schedules (:func:`..engine.schedules.install`) under
-    :func:`engine_name`, ``<name>@<site path>``, in the same transaction,
+    :func:`engine_name` (``nightly@plone``), in the same transaction,
     so that the workers run it like any other (one job per slot).  Only
     saving installs: a record changed by other means (the registry editor,
     a profile) runs nothing until saved again here, with its saver as its
@@ -28,10 +28,10 @@ Where it is kept
 """
 import json
 import re
-
-from AccessControl import getSecurityManager
 from dataclasses import dataclass
 from datetime import timedelta
+
+from AccessControl import getSecurityManager
 from plone.registry.interfaces import IRegistry
 from zope.component import getUtility
 
