@@ -44,6 +44,7 @@ from plone.app.asyncjobs.engine.clock import utcnow
 from plone.app.asyncjobs.engine.compat import ZcAsyncJobSpellings
 from plone.app.asyncjobs.engine.events import JobCompleted
 from plone.app.asyncjobs.engine.exceptions import AbortedError
+from plone.app.asyncjobs.engine.exceptions import AttemptAbandoned
 from plone.app.asyncjobs.engine.exceptions import BadStatusError
 from plone.app.asyncjobs.engine.exceptions import CancelledError
 from plone.app.asyncjobs.engine.exceptions import JobTimeoutError
@@ -72,6 +73,11 @@ from plone.app.asyncjobs.engine.transactions import abort
 from plone.app.asyncjobs.engine.transactions import count_conflict
 from plone.app.asyncjobs.engine.transactions import retry_forever
 
+
+#: What ends an attempt at once, its changes aborted and its set-up torn
+#: down, without a result: the worker thread is stopping, or its attempt
+#: was abandoned (see :mod:`.timeouts`).
+UNWIND = (*EXPLOSIVE, AttemptAbandoned)
 
 # Stored status ids; NEW means "derive from the parent".
 _NEW, _ACTIVE, _CALLBACKS, _COMPLETED = range(4)
@@ -587,7 +593,7 @@ class Job(Persistent, ZcAsyncJobSpellings):
                         raise honoured  # like check_cancelled(): aborted, the policy decides
                     if honoured is not None:  # it saw the cancel request, then returned
                         result = failures.capture(honoured)
-                except EXPLOSIVE:
+                except UNWIND:
                     manager.abort()
                     self._tear_down_quietly(setup_info)
                     raise
@@ -611,7 +617,7 @@ class Job(Persistent, ZcAsyncJobSpellings):
                     self._store_outcome(result, data_cache)
                     if not local.defer_outcome(self):
                         manager.commit()
-                except EXPLOSIVE:
+                except UNWIND:
                     manager.abort()
                     self._tear_down_quietly(setup_info)
                     raise

@@ -55,7 +55,7 @@ def test_a_job_that_ignores_the_request_is_abandoned_after_its_grace(
         start_dispatcher, queue, conn):
     dispatcher = start_dispatcher(agent_size=1)
     queue.timeout_grace = 0.2
-    slow = queue.put(Job(jobs.overrun_and_write, "slow"), timeout=0.2)
+    slow = queue.put(jobs.HookedJob(jobs.overrun_and_write, "slow"), timeout=0.2)
     commit(queue)
     assert jobs.event("slow running").wait(jobs.WAIT)
     pool = dispatcher._pools["", "main"]
@@ -74,6 +74,8 @@ def test_a_job_that_ignores_the_request_is_abandoned_after_its_grace(
     assert jobs.event("slow done").wait(jobs.WAIT)
     abandoned.join(jobs.WAIT)
     assert not abandoned.is_alive()
+    # Its set-up was torn down all the same.
+    assert [entry[0] for entry in jobs.log] == ["set_up", "tear_down"]
     sync(slow)
     assert "slow" not in conn.root()
     assert_timed_out(slow.result, 0.2)
