@@ -31,13 +31,18 @@ from ZODB.POSException import POSKeyError
 from ZODB.utils import p64
 
 from plone.app.asyncjobs import api
+from plone.app.asyncjobs.browser.controlpanel import STATUS_LABELS
+from plone.app.asyncjobs.browser.controlpanel import PanelView
+from plone.app.asyncjobs.engine import listing
 from plone.app.asyncjobs.engine.failure import is_failure
 from plone.app.asyncjobs.engine.failure import summary
 from plone.app.asyncjobs.engine.ids import object_id
 from plone.app.asyncjobs.engine.progress import progress_of
 from plone.app.asyncjobs.engine.progress import report_progress
+from plone.app.asyncjobs.engine.naming import job_name
 from plone.app.asyncjobs.engine.status import COMPLETED
 from plone.app.asyncjobs.engine.status import PENDING
+from plone.app.asyncjobs.engine.status import outcome_of
 from plone.app.asyncjobs.interfaces import IContextJob
 from plone.app.asyncjobs.service.queues import queues_connection
 from plone.app.asyncjobs.service.service import connection_for
@@ -142,11 +147,16 @@ def describe_job(job):
     percent = None
     if progress is not None and progress.fraction is not None:
         percent = round(progress.fraction * 100)
+    # The badge as the control panel shows it.
+    shown = {"status": status, "state": listing.list_of(job),
+             "outcome": outcome_of(result) if status == COMPLETED else None}
     return {
         "id": str(object_id(job)[0]),
-        "name": f"{func.__module__}.{func.__qualname__}",
+        "name": job_name(job),
         "short_name": func.__name__,
         "status": status,
+        "badge_class": PanelView.badge_class(shown),
+        "badge_label": STATUS_LABELS[PanelView.status_key(shown)],
         "failed": status == COMPLETED and is_failure(result),
         "progress": progress,
         "percent": percent,

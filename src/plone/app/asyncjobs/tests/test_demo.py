@@ -184,6 +184,10 @@ def test_the_button_queues_three_jobs_that_run(functional, quick_demo):
     assert rows == [("count_slowly", COMPLETED), ("fail_on_purpose", COMPLETED),
                     ("say_when", PENDING)]
     assert "100%" in page
+    # Badges as the control panel shows them.
+    badges = re.findall(r'<span class="(badge [\w-]+)">(\w+)</span>', page)
+    assert badges == [("badge text-bg-success", "succeeded"), ("badge text-bg-danger", "failed"),
+                      ("badge text-bg-secondary", "pending")]
     assert "RuntimeError: this demo job fails on purpose" in html.unescape(page)
     assert "or later" in page
     # Each row links to its job's page in the control panel.
