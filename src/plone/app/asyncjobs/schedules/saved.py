@@ -183,6 +183,19 @@ def declaration(data):
     return found
 
 
+def _check_queue(queues, found):
+    """``QueryError`` unless the queue and its quotas exist (a slot's job
+    would otherwise fail to be queued, at every slot)."""
+    try:
+        queue = queues[found["queue"]]
+    except KeyError:
+        raise QueryError("queue", f"there is no queue {found['queue']!r}") from None
+    try:
+        queue.quotas.check_names(found["quota_names"])
+    except ValueError as error:
+        raise QueryError("quota_names", str(error)) from None
+
+
 def trigger(found):
     """The engine trigger of a declaration."""
     if found["cron"] is not None:
@@ -236,6 +249,7 @@ def save(site, queues, name, data, replace):
     previous = {key: value for key, value in declarations.get(name, {}).items()
                 if key in DEFAULTS}
     found = declaration({**previous, **data})
+    _check_queue(queues, found)
     user = ExecutionContext.capture(site)
     if user.user_id is None or user.user_folder_path == SYSTEM_USER:
         # Zope's system user has no id (it would be recorded as Anonymous).

@@ -103,6 +103,20 @@ def test_bad_declarations_name_their_field(offered, change, field, message):
     assert raised.value.field == field
 
 
+@pytest.mark.parametrize("change, field, message", [
+    ({"queue": "nowhere"}, "queue", "there is no queue 'nowhere'"),
+    ({"quota_names": ["nowhere"]}, "quota_names", "unknown quota name 'nowhere'"),
+])
+def test_a_schedule_names_an_existing_queue_and_quotas(portal, offered, change, field,
+                                                       message):
+    as_site_admin(portal)
+    with pytest.raises(QueryError, match=message) as raised:
+        saved.save(portal, jobs_api.get_queues(portal), "nightly", {**DAILY, **change},
+                   replace=False)
+    assert raised.value.field == field
+    assert saved.saved(portal) == {}
+
+
 def test_bad_json_arguments_are_refused():
     with pytest.raises(QueryError, match="not valid JSON") as raised:
         saved.parse_arguments("{value: 1}")
