@@ -17,6 +17,7 @@ from plone.app.asyncjobs import inspection
 from plone.app.asyncjobs.browser.controlpanel import PanelView
 from plone.app.asyncjobs.browser.controlpanel import without_tracebacks
 from plone.app.asyncjobs.browser.controlpanel import _
+from plone.app.asyncjobs.engine import listing
 from plone.app.asyncjobs.engine import status
 
 
@@ -47,6 +48,12 @@ class JobView(PanelView):
         if self.job is None:
             return _("title_no_job", default="No such job")
         return _("title_job", default="Job ${id}", mapping={"id": self.job["id"]})
+
+    @property
+    def shows_progress(self):
+        """Whether the page has a progress section: the job reported
+        progress, or may still report some."""
+        return self.job["progress"] is not None or self.job["state"] in listing.UNFINISHED
 
     @property
     def actions(self):

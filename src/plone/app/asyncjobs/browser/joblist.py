@@ -105,7 +105,7 @@ class JobListView(PanelView):
 
     @property
     def columns(self):
-        return ("progress",) if self.state in (listing.PENDING, listing.RUNNING) else ("result",)
+        return ("progress",) if self.state in listing.UNFINISHED else ("result",)
 
     @property
     def title(self):

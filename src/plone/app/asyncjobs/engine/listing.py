@@ -34,6 +34,8 @@ SUCCEEDED = status.COMPLETED
 FAILED = status.FAILED
 #: The lists, in the order an administrator reads them.
 STATES = (PENDING, RUNNING, SUCCEEDED, FAILED)
+#: The lists of jobs that have not finished.
+UNFINISHED = (PENDING, RUNNING)
 
 #: The outcome (:func:`.status.outcome_of`) each list of finished jobs holds;
 #: the histories keep jobs by it.
