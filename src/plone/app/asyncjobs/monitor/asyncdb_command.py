@@ -41,14 +41,12 @@ from plone.app.asyncjobs.engine.naming import job_callable
 from plone.app.asyncjobs.engine.naming import job_name
 from plone.app.asyncjobs.engine.queue import KEY
 from plone.app.asyncjobs.engine.status import ACTIVE
-from plone.app.asyncjobs.engine.status import ALIVE
 from plone.app.asyncjobs.engine.status import ASSIGNED
 from plone.app.asyncjobs.engine.status import CALLBACKS
 from plone.app.asyncjobs.engine.status import COMPLETED
 from plone.app.asyncjobs.engine.status import FAILED
 from plone.app.asyncjobs.engine.status import IN_PROGRESS
 from plone.app.asyncjobs.engine.status import PENDING
-from plone.app.asyncjobs.engine.status import STUCK
 from plone.app.asyncjobs.engine.status import SUCCEEDED
 from plone.app.asyncjobs.engine.status import dispatcher_state
 
@@ -672,13 +670,14 @@ class AsyncDBCommand(ToolCommand):
         """Show every queue and every dispatcher record in it.
 
         For each queue: "len" (pending jobs) and "dispatchers", by UUID:
-        "state" -- ACTIVE, PAUSED (active, but its agents start no job
-        until resumed from the job console), DEAD (activated, but silent
-        for longer than its ping death interval; a live dispatcher will
-        deactivate it and recover its jobs) or DEACTIVATED; "paused"; "activated" (null when
-        deactivated), "last ping", "since ping", "dead" (silent for the
-        ping death interval, whatever the state), "ping interval", "ping
-        death interval", "process" ([host, pid] that activated it) and
+        "state" -- as the job console and the REST API give it: alive,
+        stuck (its pings are overdue, it is not dead yet), dead
+        (activated, but silent for longer than its ping death interval; a
+        live dispatcher will deactivate it and recover its jobs) or
+        deactivated; "paused" (its agents start no job until resumed from
+        the job console); "activated" (null when deactivated), "last
+        ping", "since ping", "dead" (silent for the ping death interval,
+        whatever the state), "ping interval", "ping death interval", "process" ([host, pid] that activated it) and
         "agents", by name: "size" (threads), "len" (jobs held), "filter"
         and "chooser" (null if none).  queue:, agent: and uuid: (or
         uuid:THIS) restrict the output.
@@ -704,7 +703,7 @@ class AsyncDBCommand(ToolCommand):
     def _record_status(record, selection, now):
         dead = record.dead
         return {
-            "state": _record_state(record, now),
+            "state": dispatcher_state(record, now),
             "paused": record.paused,
             "activated": record.activated,
             "last ping": record.last_ping,
@@ -724,16 +723,6 @@ class AsyncDBCommand(ToolCommand):
                 if selection.wants_agent(agent_name)
             },
         }
-
-
-def _record_state(record, now):
-    """The engine's state of a dispatcher record (:func:`.status.dispatcher_state`)
-    as ``asyncdb status`` words it: in capitals, and a live one (alive or
-    stuck: it has not been found dead yet) ACTIVE or PAUSED."""
-    state = dispatcher_state(record, now)
-    if state in (ALIVE, STUCK):
-        return "PAUSED" if record.paused else "ACTIVE"
-    return state.upper()
 
 
 #: The ``asyncdb`` plugin registered in configure.zcml; it finds its database

@@ -138,10 +138,10 @@ def test_worker_monitor_lists_its_dispatcher_active(running):
     worker_uuid = (dep.directory / "var" / "worker-uuid.txt").read_text().split()[0]
     report = deploy.monitor_json(dep.host, dep.ports["monitor-worker"], "asyncdb status")
     dispatchers = report[""]["dispatchers"]
-    assert dispatchers[worker_uuid]["state"] == "ACTIVE", report
+    assert dispatchers[worker_uuid]["state"] == "alive", report
     # The instance's monitor reads the same database.
     report = deploy.monitor_json(dep.host, dep.ports["monitor-instance"], "asyncdb status")
-    assert report[""]["dispatchers"][worker_uuid]["state"] == "ACTIVE"
+    assert report[""]["dispatchers"][worker_uuid]["state"] == "alive"
 
 
 def test_each_log_line_is_written_once(running):
@@ -175,7 +175,7 @@ def test_worker_stop_deactivates_its_dispatcher_cleanly(running):
         time.sleep(0.2)
     assert not process_alive(pid), dep.log_tail("worker")
     report = deploy.monitor_json(dep.host, dep.ports["monitor-instance"], "asyncdb status")
-    assert report[""]["dispatchers"][worker_uuid]["state"] == "DEACTIVATED", report
+    assert report[""]["dispatchers"][worker_uuid]["state"] == "deactivated", report
     assert dispatcher_state_in_control_panel(dep, worker_uuid) == "deactivated"
     log = dep.log_tail("worker", chars=100_000)
     assert "SIGTERM: stopping the job worker" in log

@@ -361,7 +361,7 @@ def test_status_lists_every_dispatcher_record(address):
     records = status[""]["dispatchers"]
     assert sorted(records) == [str(THIS), str(ALIVE), str(DEAD), str(OFF)]
     assert {uuid: record["state"] for uuid, record in records.items()} == {
-        str(THIS): "ACTIVE", str(ALIVE): "ACTIVE", str(DEAD): "DEAD", str(OFF): "DEACTIVATED",
+        str(THIS): "alive", str(ALIVE): "alive", str(DEAD): "dead", str(OFF): "deactivated",
     }
     this = records[str(THIS)]
     assert sorted(this) == [
@@ -385,7 +385,7 @@ def test_status_lists_every_dispatcher_record(address):
 def test_status_shows_dead_and_deactivated_dispatchers(address):
     records = ask_json(address, "asyncdb status")[""]["dispatchers"]
     dead = records[str(DEAD)]
-    assert dead["dead"] is True and dead["state"] == "DEAD"
+    assert dead["dead"] is True and dead["state"] == "dead"
     assert dead["process"] == ["lost", 99]
     assert seconds(dead["since ping"]) >= 600
     assert parse_time(dead["activated"]) < utcnow() - timedelta(minutes=9)
@@ -394,8 +394,25 @@ def test_status_shows_dead_and_deactivated_dispatchers(address):
         "legacy": {"size": 1, "len": 0, "filter": None, "chooser": PREFIX + "choose_nothing"},
     }
     off = records[str(OFF)]
-    assert off["state"] == "DEACTIVATED" and off["activated"] is None and off["process"] is None
+    assert off["state"] == "deactivated" and off["activated"] is None and off["process"] is None
     assert off["agents"] == {}
+
+
+def test_status_shows_a_dispatcher_with_overdue_pings_as_stuck(address, worker):  # noqa: F811
+    # ALIVE pings every 30 s and is dead after an hour of silence: stuck
+    # from halfway (as the job console says, engine.status.dispatcher_state).
+    def set_last_sign(moment):
+        def change(root):
+            record = root["plone.app.asyncjobs"][""].dispatchers[ALIVE]
+            record.activated = record.last_ping = moment
+        worker.in_transaction(change, "moving the last ping")
+
+    set_last_sign(utcnow() - timedelta(minutes=40))
+    try:
+        record = ask_json(address, "asyncdb status")[""]["dispatchers"][str(ALIVE)]
+        assert (record["state"], record["dead"]) == ("stuck", False)
+    finally:
+        set_last_sign(utcnow())
 
 
 def test_status_shows_a_paused_dispatcher_as_paused(address, worker):  # noqa: F811
@@ -404,7 +421,7 @@ def test_status_shows_a_paused_dispatcher_as_paused(address, worker):  # noqa: F
 
     worker.in_transaction(pause, "pause")
     record = ask_json(address, "asyncdb status")[""]["dispatchers"][str(THIS)]
-    assert (record["state"], record["paused"]) == ("PAUSED", True)
+    assert (record["state"], record["paused"]) == ("alive", True)
 
 
 @pytest.mark.parametrize("command", ["asyncdb job 18446744073709551616",
@@ -434,8 +451,8 @@ def test_status_filters(address):
 def test_status_after_the_dispatcher_stopped(address, worker):  # noqa: F811
     stop_dispatcher(worker.dispatcher)
     records = ask_json(address, "asyncdb status")[""]["dispatchers"]
-    assert records[str(THIS)]["state"] == "DEACTIVATED"
-    assert records[str(DEAD)]["state"] == "DEAD"
+    assert records[str(THIS)]["state"] == "deactivated"
+    assert records[str(DEAD)]["state"] == "dead"
     # Stopping handed nothing back: the long job was released and completed.
     assert ask_json(address, "asyncdb count completed") == 3
 
