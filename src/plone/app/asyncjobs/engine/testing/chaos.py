@@ -64,6 +64,7 @@ from plone.app.asyncjobs.engine.status import ACTIVE
 from plone.app.asyncjobs.engine.status import ASSIGNED
 from plone.app.asyncjobs.engine.status import CALLBACKS
 from plone.app.asyncjobs.engine.status import COMPLETED
+from plone.app.asyncjobs.engine.testing.processes import ExitedAtStart
 from plone.app.asyncjobs.engine.testing.processes import WorkerProcess
 from plone.app.asyncjobs.engine.testing.zeo import ZEOServer
 from plone.app.asyncjobs.engine.transactions import ClientDisconnected
@@ -357,11 +358,15 @@ class Cluster:
         return max(0.0, running)
 
     def restart_dead(self):
-        """Restart workers whose process exited, as a supervisor would."""
+        """Restart workers whose process exited, as a supervisor would
+        (again at the next call, if a job ends the new process at once)."""
         for worker in self.workers:
             if worker.process.poll() is not None:
                 self.ended[worker.pid] = time.time()
-                worker.start()
+                try:
+                    worker.start()
+                except ExitedAtStart:
+                    self.ended[worker.pid] = time.time()
 
     def statuses(self):
         """``{number: job}`` as the database has them now; ``None`` while

@@ -51,6 +51,11 @@ def _kill_leftovers():
         process.kill()
 
 
+class ExitedAtStart(RuntimeError):
+    """A worker process ended before its dispatcher's first poll (say, a
+    job it claimed at once ended the process)."""
+
+
 class WorkerProcess:
     """A worker process on the database described by ``storage_config``."""
 
@@ -99,7 +104,7 @@ class WorkerProcess:
             self.kill()
             raise RuntimeError(f"{self.name} did not start:\n{self.log_tail()}") from None
         if not self.ready_path.exists():
-            raise RuntimeError(f"{self.name} exited at start:\n{self.log_tail()}")
+            raise ExitedAtStart(f"{self.name} exited at start:\n{self.log_tail()}")
         return self
 
     def stop(self, timeout=30):
