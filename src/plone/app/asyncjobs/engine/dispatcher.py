@@ -195,6 +195,11 @@ class Dispatcher:
         #: Per (queue, agent), the held jobs no thread had in hand at the
         #: previous poll (see AgentWorkers.recover_strays).
         self._strays = collections.defaultdict(dict)
+        #: Per queue, until when no sibling can have found this dispatcher
+        #: dead: its last committed ping plus its death interval (see
+        #: :meth:`lease_lapsed`); and those of the poll being committed.
+        self._leases = {}
+        self._polled_leases = {}
         #: Jobs (oid, database) this process failed to claim for a reason
         #: other than a conflict; they stay pending for other workers.
         self.unclaimable = set()
@@ -434,6 +439,7 @@ class Dispatcher:
         """Do one poll (see the module documentation); return its PollInfo."""
         manager = self._connection.transaction_manager
         details = retry_conflicts(self._poll_queues, manager, f"poll of {self.uuid}")
+        self._leases.update(self._polled_leases)
         info = PollInfo(next(self._poll_keys), utcnow(), details)
         if not self.polls or dict(self.polls[-1]) != dict(info):
             trace.debug("dispatcher %s poll: %r", self.uuid, dict(info))
@@ -445,6 +451,7 @@ class Dispatcher:
         details = {}
         wanted = set()
         connected_since = self.connectivity.poll_starts(utcnow())
+        self._polled_leases = {}
         if queues is None:
             return details
         for name, queue in queues.items():
@@ -455,6 +462,7 @@ class Dispatcher:
             self._install_agents(name, record)
             queue.install_doorbells()
             sibling = queue.dispatchers.ping(self.uuid, connected_since)
+            self._polled_leases[name] = record.last_ping + record.ping_death_interval
             if record._p_changed:
                 # The ping is written: the pickups go with it, for the control
                 # panel, without a commit of their own.
@@ -545,6 +553,17 @@ class Dispatcher:
             self.db.setPoolSize(self.db.getPoolSize() + 1)
         return pool
 
+    def lease_lapsed(self, queue_name):
+        """Whether a sibling may have found this dispatcher dead in queue
+        ``queue_name`` by now: its last ping there that a poll committed is
+        older than its death interval (say, the process was paused, or cut
+        off from the database).  Its jobs there may then run elsewhere, so
+        its worker threads stop theirs (see :meth:`.workers.WorkerThread.lapsed`)
+        without waiting to hear it from the database.  Judged by this
+        machine's clock, as siblings judge deaths by theirs."""
+        lease = self._leases.get(queue_name)
+        return lease is not None and lease < utcnow()
+
     def next_lane(self, queue_name=""):
         """Where the next claim starts looking (thread-safe).
 
@@ -632,6 +651,14 @@ class Dispatcher:
             # away): the metrics miss this outcome, the thread goes on.
             events.warning("%s: the metrics could not count the outcome of job %s",
                            info["thread"], info["id"], exc_info=True)
+
+    def job_abandoned(self, info, reason):
+        """Record that a worker thread gave up its attempt at a job because
+        of ``reason``, committing nothing: what became of the job is for
+        its retry policy (or a sibling) to say."""
+        info["completed"] = utcnow()
+        info["failed"] = True
+        info["result"] = f"attempt abandoned: {reason}"
 
     # -- introspection ----------------------------------------------------------
 

@@ -31,8 +31,9 @@ class JobTimeoutError(Exception):
 
 class AttemptAbandoned(BaseException):
     """Raised by every commit a worker thread tries after its dispatcher
-    abandoned the attempt it runs (it overran its time limit and its
-    grace period: see :mod:`.timeouts`).
+    abandoned the attempt it runs: it overran its time limit and its
+    grace period (see :mod:`.timeouts`), or the dispatcher's lease lapsed
+    (see :meth:`.workers.WorkerThread.lapsed`).
 
     Derived from ``BaseException`` so that no ``except Exception`` of a job
     or of the engine retries the commit or stores it as a failure: the

@@ -107,9 +107,11 @@ def stop_requested():
     ``True`` once the dispatcher found that the job's attempt here was
     superseded: the worker was found dead (paused, partitioned, too slow)
     and the job was handed to its retry policy, which may run it
-    elsewhere.  This attempt's outcome will not be committed anyway: a
-    long job should check this now and then and return early.  Always
-    ``False`` outside worker threads.
+    elsewhere; or as soon as the dispatcher's lease lapsed, when a sibling
+    may have done so (see :meth:`.workers.WorkerThread.lapsed`).  This
+    attempt's outcome will not be committed anyway: a long job should
+    check this now and then and return early.  Always ``False`` outside
+    worker threads.
     """
     superseded = getattr(_state, "superseded", None)
     return superseded is not None and superseded()

@@ -60,6 +60,9 @@ STATISTICS = (
     ("jobs abandoned at their time limit", "asyncjobs_jobs_abandoned",
      "Timed-out jobs still running after their grace period, whose attempts "
      "the dispatcher abandoned (their threads replaced)"),
+    ("jobs stopped as their lease lapsed", "asyncjobs_jobs_lease_lapsed",
+     "Running jobs stopped and their attempts abandoned because the dispatcher's "
+     "lease lapsed (paused or cut off longer than its death interval)"),
 )
 
 #: The statistics keys of claim conflicts, by the class of the conflicting object.

@@ -128,6 +128,7 @@ class FencedManager(transaction.TransactionManager):
     would escape; neither the engine nor usual job code does that.)
     """
 
+    #: Why the attempt was abandoned (false: it was not).
     abandoned = False
     _refused = None
 
@@ -142,8 +143,8 @@ class FencedManager(transaction.TransactionManager):
         """Raise :class:`~.exceptions.AttemptAbandoned` if abandoned (for
         writes that do not go through this manager)."""
         if self.abandoned:
-            raise AttemptAbandoned("this worker thread's attempt was abandoned after "
-                                   "its time limit: nothing it does is committed")
+            raise AttemptAbandoned(f"this worker thread's attempt was abandoned because "
+                                   f"{self.abandoned}: nothing it does is committed")
 
 
 def install():

@@ -64,6 +64,11 @@ BATCH = 16
 #: and :meth:`WorkerThread.cancel_error`.
 VERIFY_EVERY = 1.0
 
+#: Why an attempt was abandoned: its time limit (see :mod:`.timeouts`), or
+#: its dispatcher's lease (see :meth:`WorkerThread.lapsed`).
+TIMED_OUT = "its job's time limit and grace period passed"
+LEASE_LAPSED = "its dispatcher's lease lapsed"
+
 
 class AgentWorkers:
     """The pool of worker threads for one agent; sized by the dispatcher."""
@@ -128,15 +133,29 @@ class AgentWorkers:
         from now on, and a new thread takes its place.  Returns whether it
         was abandoned."""
         with self._condition:
-            if thread.watch is not watch or thread not in self._threads:
+            if thread.watch is not watch or not self._drop(thread, watch.key, TIMED_OUT):
                 return False
-            thread.abandon(watch.key)
-            self._threads.remove(thread)
             while len(self._threads) < self._wanted:
                 replacement = WorkerThread(self)
                 self._threads.append(replacement)
                 replacement.start()
             return True
+
+    def abandon_lapsed(self, thread, key):
+        """Abandon the attempt ``thread`` (the calling thread) runs at job
+        ``key`` because the dispatcher's lease lapsed (see
+        :meth:`WorkerThread.lapsed`); return whether it was abandoned now.
+        The next poll starts the thread that takes its place: the job is
+        to stop first, without waiting for a thread to start."""
+        with self._condition:
+            return self._drop(thread, key, LEASE_LAPSED)
+
+    def _drop(self, thread, key, reason):
+        if thread not in self._threads:
+            return False
+        thread.abandon(key, reason)
+        self._threads.remove(thread)
+        return True
 
     def _should_exit(self, thread):
         with self._condition:
@@ -333,14 +352,15 @@ class WorkerThread(threading.Thread):
                 abort(manager)
                 connection.close()
                 if self.abandoned:
-                    events.warning("%s, abandoned after its job's time limit, ends; nothing "
-                                   "it did since was committed", self.name)
+                    events.warning("%s, abandoned because %s, ends; nothing it did since "
+                                   "was committed", self.name, self.fence.abandoned)
 
-    def abandon(self, key):
-        """Refuse this thread's commits from now on: the dispatcher gave up
-        on its attempt at job ``key`` (see :meth:`AgentWorkers.abandon`)."""
+    def abandon(self, key, reason):
+        """Refuse this thread's commits from now on: its attempt at job
+        ``key`` was given up because of ``reason`` (see
+        :meth:`AgentWorkers.abandon` and :meth:`lapsed`)."""
         self.abandoned = True
-        self.fence.abandoned = True
+        self.fence.abandoned = reason
         self.taken_over = key  # so stop_requested() tells the job
 
     def holding(self):
@@ -362,8 +382,31 @@ class WorkerThread(threading.Thread):
         key = self.current_job
         if key is None:
             return False
-        self._verify(key)
+        if self.taken_over != key and not self.lapsed(key):
+            self._verify(key)
         return self.taken_over == key
+
+    def lapsed(self, key):
+        """Whether this thread's attempt at job ``key`` must stop because its
+        dispatcher's lease lapsed (see :meth:`.dispatcher.Dispatcher.lease_lapsed`):
+        a sibling may have found the dispatcher dead and run the job
+        elsewhere already.  Then the attempt is abandoned at once, without
+        asking the database (a paused worker wakes up and stops before it
+        does anything more): the thread commits nothing from now on, a new
+        thread takes its place, and the job, still held here unless a
+        sibling took it over, is handed to its retry policy by the next
+        polls, as any job no thread works on (see
+        :meth:`AgentWorkers.recover_strays`).
+        """
+        if self.abandoned or not self.dispatcher.lease_lapsed(self.pool.queue_name):
+            return self.abandoned
+        if self.pool.abandon_lapsed(self, key):
+            self.note_cancel(key, AttemptAbandoned(
+                "the worker's lease lapsed while it ran this job (paused, or cut off "
+                "from the database for longer than its death interval)"))
+            self.dispatcher.statistics.add("jobs stopped as their lease lapsed")
+            self.dispatcher.wake()  # renews the lease if it can, replaces this thread
+        return True
 
     def cancel_error(self, job):
         """The error that ends ``job`` if this thread runs it and it was
@@ -377,7 +420,7 @@ class WorkerThread(threading.Thread):
         key = self.current_job
         if key is None or object_id(job) != key:
             return None
-        if self.cancel is None or self.cancel[0] != key:
+        if (self.cancel is None or self.cancel[0] != key) and not self.lapsed(key):
             self._verify(key)
         cancel = self.cancel
         return cancel[1] if cancel is not None and cancel[0] == key else None
@@ -678,8 +721,14 @@ class WorkerThread(threading.Thread):
         finally:
             self.watch = None
             self.current_job = None
-            if not self.abandoned:  # else the dispatcher records its outcome
+            if not self.abandoned:
                 self.dispatcher.job_finished(info, job)
+            elif self.fence.abandoned == LEASE_LAPSED:
+                self.dispatcher.job_abandoned(info, LEASE_LAPSED)
+                events.error("%r stopped in %s: its dispatcher's lease lapsed (its last ping "
+                             "is older than its death interval), so a sibling may run it "
+                             "already; nothing of this attempt is committed", job, self.name)
+            # else the dispatcher records the outcome of its time limit
             trace.info("%r completed in %s", job, self.name)
 
     def _fail_abandoned(self, job, manager, failure, ran=True):

@@ -149,6 +149,31 @@ def test_a_job_taken_over_elsewhere_is_asked_to_stop(dispatcher, queue):
     assert jobs.calls["long"] == 1
 
 
+def test_a_job_stops_at_once_when_its_dispatchers_lease_lapsed(
+        clock, queues, queue, start_dispatcher):
+    # As in a worker paused longer than its death interval: at its first
+    # question after waking the job stops, before anything is read from the
+    # database (a sibling may be running it already), and the attempt
+    # commits nothing.
+    dispatcher = start_dispatcher(poll_interval=60, ping_death_interval=5)
+    job = put(queue, Job(jobs.run_until_stopped, "lapsed"), retry_policy_factory="never")
+    assert jobs.event("lapsed running").wait(jobs.WAIT)
+    pool = dispatcher._pools["", "main"]
+    running = _running_thread(dispatcher)
+    clock.advance(seconds=6)
+    wait_until(lambda: jobs.calls["lapsed stopped"] == 1)
+    assert dispatcher.statistics["jobs stopped as their lease lapsed"] == 1
+    wait_until(lambda: not running.is_alive())
+    sync(queue)
+    assert job.status == status.ACTIVE  # the abandoned attempt committed nothing
+    wait_until(lambda: running not in pool.alive() and len(pool.alive()) == 3)  # replaced
+    # No sibling took it over: the next polls hand it to its retry policy,
+    # as any job no thread works on.
+    outcome = wait_until(lambda: dispatcher.wake() or (sync(queue), job.result)[1])
+    assert outcome.check(OutcomeUnknownError)
+    assert jobs.calls["lapsed"] == 1 and job.attempts == 1
+
+
 def test_every_rerun_in_the_same_worker_counts_as_an_attempt(dispatcher, queue):
     job = put(queue, Job(jobs.conflict_times, "twice", 2))
     assert wait_for_result(job) == "done"
