@@ -1,9 +1,10 @@
 """A callback that chooses between a success and a failure callable."""
 from persistent import Persistent
+from zope.interface import implementer
 
 from plone.app.asyncjobs.engine import failure as failures
-from plone.app.asyncjobs.engine.job import Job
-from plone.app.asyncjobs.engine.job import as_job
+from plone.app.asyncjobs.engine.interfaces import ICallbackChooser
+from plone.app.asyncjobs.engine.interfaces import IJob
 from plone.app.asyncjobs.engine.status import NEW
 
 
@@ -12,6 +13,7 @@ def passthrough(result):
     return result
 
 
+@implementer(ICallbackChooser)
 class SuccessFailureCallback(Persistent):
     """Placeholder callback that becomes ``success`` or ``failure`` once the
     parent job's result is known (see :meth:`Job.add_callbacks`).
@@ -27,8 +29,8 @@ class SuccessFailureCallback(Persistent):
     _policy_kind = "callback"
 
     def __init__(self, success=None, failure=None):
-        self.success = None if success is None else as_job(success)
-        self.failure = None if failure is None else as_job(failure)
+        self.success = None if success is None else IJob(success)
+        self.failure = None if failure is None else IJob(failure)
         self._callbacks = []
 
     @property
@@ -49,7 +51,7 @@ class SuccessFailureCallback(Persistent):
     def add_callback(self, callback, **options):
         if self.job is not None:
             return self.job.add_callback(callback, **options)
-        self._callbacks.append((as_job(callback), options))
+        self._callbacks.append((IJob(callback), options))
         self._p_changed = True
         return self._callbacks[-1][0]
 
@@ -60,7 +62,7 @@ class SuccessFailureCallback(Persistent):
         """Return the job to run for ``result``, choosing it on first call."""
         if self.job is None:
             side = self.failure if failures.is_failure(result) else self.success
-            job = side if side is not None else Job(passthrough)
+            job = side if side is not None else IJob(passthrough)
             job.parent = self.parent
             job._policy_kind = "callback"
             job.failure_log_level = self.failure_log_level

@@ -12,9 +12,9 @@ The composite job must itself be put in a queue.  Its list of inner jobs is
 extends the work.  Each step is safe to repeat, so interrupted composites
 resume where they were.
 """
+from plone.app.asyncjobs.engine.interfaces import IJob
 from plone.app.asyncjobs.engine.internal import internal
 from plone.app.asyncjobs.engine.job import Job
-from plone.app.asyncjobs.engine.job import as_job
 from plone.app.asyncjobs.engine.local import get_job
 from plone.app.asyncjobs.engine.status import CALLBACKS
 from plone.app.asyncjobs.engine.status import COMPLETED
@@ -37,8 +37,8 @@ def collect(*jobs):
 
 
 def _composite(start, jobs, postprocess):
-    inner = [as_job(job) for job in jobs]
-    final = as_job(postprocess if postprocess is not None else collect)
+    inner = [IJob(job) for job in jobs]
+    final = IJob(postprocess if postprocess is not None else collect)
     return Job(start, *inner, postprocess=final)
 
 

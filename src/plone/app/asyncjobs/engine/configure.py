@@ -17,7 +17,6 @@ and in any process that only queues jobs::
 (``put``'s own keyword arguments are options such as ``begin_after``: the
 job's arguments go to :class:`~.job.Job`.)
 """
-import types
 
 import transaction
 from persistent.interfaces import IPersistent
@@ -27,9 +26,7 @@ from zope.component import provideAdapter
 from plone.app.asyncjobs.engine.agent import Agent
 from plone.app.asyncjobs.engine.dispatcher import POLL_INTERVAL
 from plone.app.asyncjobs.engine.dispatcher import Dispatcher
-from plone.app.asyncjobs.engine.interfaces import IJob
 from plone.app.asyncjobs.engine.interfaces import IQueue
-from plone.app.asyncjobs.engine.job import Job
 from plone.app.asyncjobs.engine.log import events
 from plone.app.asyncjobs.engine.queue import KEY
 from plone.app.asyncjobs.engine.queue import Queue
@@ -39,14 +36,11 @@ from plone.app.asyncjobs.engine.transactions import retry_conflicts
 
 
 def base():
-    """Register the adapters Zope-style code expects (idempotent).
-
-    ``IJob(callable)`` wraps functions, methods and builtins in a
-    :class:`Job`; ``IQueue(obj)`` returns the default queue of the database
-    of a connection or of a stored persistent object.
+    """Register the adapters Zope-style code expects (idempotent):
+    ``IQueue(obj)`` returns the default queue of the database of a
+    connection or of a stored persistent object.  (``IJob(callable)``, a
+    :class:`~.job.Job` calling it, needs no registration: see :mod:`.job`.)
     """
-    for callable_type in (types.FunctionType, types.MethodType, types.BuiltinFunctionType):
-        provideAdapter(Job, (callable_type,), IJob)
     provideAdapter(get_queue, (IConnection,), IQueue)
     provideAdapter(_default_queue_of_object, (IPersistent,), IQueue)
 

@@ -58,6 +58,7 @@ from plone.app.asyncjobs.engine.instanceuuid import get_uuid
 from plone.app.asyncjobs.engine.jobmetrics import JobMetrics
 from plone.app.asyncjobs.engine.log import events
 from plone.app.asyncjobs.engine.log import trace
+from plone.app.asyncjobs.engine.naming import job_name
 from plone.app.asyncjobs.engine.queue import KEY
 from plone.app.asyncjobs.engine.queue import LANES
 from plone.app.asyncjobs.engine.slottimer import SlotTimer
@@ -598,7 +599,7 @@ class Dispatcher:
             "id": object_id(job),
             # The name only: the full call (with arguments) is recorded when
             # the job has run and its arguments are loaded anyway.
-            "call": job.call_name,
+            "call": job_name(job),
             "queue": pool.queue_name,
             "agent": pool.agent_name,
             "thread": thread_name,

@@ -25,6 +25,17 @@ class IInternalJob(IJob):
     """
 
 
+class ICallbackChooser(Interface):
+    """A callback that becomes one of two jobs once its parent job's result
+    is known: one for a success, one for a failure (see
+    :meth:`.job.Job.add_callbacks`)."""
+
+    job = Attribute("The chosen job; None until the result is known")
+
+    def choose(result):
+        """Return the job to call with ``result``, choosing it the first time."""
+
+
 class IQueue(Interface):
     """An ordered collection of pending jobs that agents claim from."""
 

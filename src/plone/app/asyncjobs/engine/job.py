@@ -20,12 +20,8 @@ threads share both commits among the short jobs of a batch
 (:mod:`.workers`, :mod:`.groupcommit`).
 """
 import logging
-import pickle
-import sys
-import types
 from datetime import datetime
 from datetime import timedelta
-from io import BytesIO
 
 import transaction
 import zope.event
@@ -35,11 +31,13 @@ from persistent.list import PersistentList
 from persistent.mapping import PersistentMapping
 from twisted.internet.defer import Deferred
 from zope.interface import implementer
+from zope.interface.interface import adapter_hooks
 
 from plone.app.asyncjobs.engine import failure as failures
 from plone.app.asyncjobs.engine import local
 from plone.app.asyncjobs.engine import retry
 from plone.app.asyncjobs.engine.clock import as_utc
+from plone.app.asyncjobs.engine.callback import SuccessFailureCallback
 from plone.app.asyncjobs.engine.clock import utcnow
 from plone.app.asyncjobs.engine.compat import ZcAsyncJobSpellings
 from plone.app.asyncjobs.engine.events import JobCompleted
@@ -54,12 +52,15 @@ from plone.app.asyncjobs.engine.exceptions import TimeoutError
 from plone.app.asyncjobs.engine.ids import load
 from plone.app.asyncjobs.engine.ids import object_id
 from plone.app.asyncjobs.engine.ids import short_repr
+from plone.app.asyncjobs.engine.interfaces import ICallbackChooser
 from plone.app.asyncjobs.engine.internal import internal
 from plone.app.asyncjobs.engine.interfaces import IAgent
 from plone.app.asyncjobs.engine.interfaces import IJob
 from plone.app.asyncjobs.engine.interfaces import IQueue
 from plone.app.asyncjobs.engine.log import events
 from plone.app.asyncjobs.engine.log import trace
+from plone.app.asyncjobs.engine.naming import abbreviated
+from plone.app.asyncjobs.engine.naming import job_name
 from plone.app.asyncjobs.engine.status import ACTIVE
 from plone.app.asyncjobs.engine.status import ASSIGNED
 from plone.app.asyncjobs.engine.status import CALLBACKS
@@ -72,6 +73,7 @@ from plone.app.asyncjobs.engine.transactions import OUTCOME
 from plone.app.asyncjobs.engine.transactions import abort
 from plone.app.asyncjobs.engine.transactions import count_conflict
 from plone.app.asyncjobs.engine.transactions import retry_forever
+from plone.app.asyncjobs.engine.validation import check_callable
 
 
 #: What ends an attempt at once, its changes aborted and its set-up torn
@@ -83,88 +85,8 @@ UNWIND = (*EXPLOSIVE, AttemptAbandoned)
 _NEW, _ACTIVE, _CALLBACKS, _COMPLETED = range(4)
 _STORED_STATUS = {_ACTIVE: ACTIVE, _CALLBACKS: CALLBACKS, _COMPLETED: COMPLETED}
 
-_REPR_LIMIT = 60
-
 # What a job records about its runs, as opposed to the work it describes.
 _TORN_DOWN = object()
-
-
-def check_callable(candidate):
-    """Return ``candidate`` if a worker process could call it, else raise.
-
-    Workers load the callable by reference, so it must be importable:
-    a module-level function, a builtin, a method of a picklable object
-    (persistent objects included), a callable picklable object, or a job.
-    Lambdas and functions defined inside functions are refused here, where
-    the mistake is made, rather than when a worker tries to load them.
-    """
-    if not callable(candidate):
-        raise TypeError(f"a job needs a callable, not {candidate!r}")
-    function = getattr(candidate, "__func__", candidate)
-    if isinstance(function, types.FunctionType):
-        qualname = function.__qualname__
-        if "<lambda>" in qualname or "<locals>" in qualname:
-            raise ValueError(
-                f"{qualname} cannot be a job: workers load callables by "
-                "name, so use a module-level function (pass values as "
-                "job arguments instead of closing over them)"
-            )
-        if function.__module__ == "__main__":
-            raise ValueError(
-                f"{qualname} is defined in the __main__ script; worker "
-                "processes cannot import it: move it to a module"
-            )
-        if function is candidate and not _importable(function):
-            raise ValueError(
-                f"{function.__module__}.{qualname} cannot be imported by name, "
-                "so a worker could not load it"
-            )
-    return candidate
-
-
-def _importable(function):
-    found = sys.modules.get(function.__module__)
-    for part in function.__qualname__.split("."):
-        found = getattr(found, part, None)
-    return found is function
-
-
-class _ReferencePickler(pickle.Pickler):
-    """Pickles like ZODB does: persistent objects become references."""
-
-    def persistent_id(self, obj):
-        if isinstance(obj, Persistent):
-            return id(obj)
-        return None
-
-
-def check_picklable(job):
-    """Raise ``ValueError`` naming the part of ``job`` that cannot be stored."""
-    parts = [("callable", job._callable)]
-    parts += [(f"argument {index}", value) for index, value in enumerate(job.args)]
-    parts += [(f"keyword argument {name!r}", value) for name, value in job.kwargs.items()]
-    for label, value in parts:
-        try:
-            _ReferencePickler(BytesIO(), protocol=3).dump(value)
-        except Exception as error:
-            raise ValueError(
-                f"cannot queue {job!r}: its {label} ({_short(value)}) cannot "
-                f"be stored in the database: {error}"
-            ) from error
-
-
-def as_job(item):
-    """Return ``item`` if it is a job, else a new :class:`Job` calling it."""
-    if IJob.providedBy(item):
-        return item
-    return Job(item)
-
-
-def _short(value):
-    if isinstance(value, Persistent):
-        return short_repr(value)
-    text = repr(value)
-    return text if len(text) <= _REPR_LIMIT else text[: _REPR_LIMIT - 3] + "..."
 
 
 @implementer(IJob)
@@ -408,28 +330,22 @@ class Job(Persistent, ZcAsyncJobSpellings):
         policy = self._retry_policy or retry.resolve(self.retry_policy_factory, self._policy_kind)
         return getattr(policy, "max_interruptions", 0) != 0
 
-    @property
-    def call_name(self):
-        """The dotted name of the callable (``object :method`` for methods)."""
-        if isinstance(self._callable, types.MethodType):
-            return f"{_short(self._callable.__self__)} :{self._callable.__name__}"
-        call = getattr(self._callable, "__qualname__", None) or _short(self._callable)
-        module = getattr(self._callable, "__module__", None)
-        return f"{module}.{call}" if module else call
-
     def __repr__(self):
+        described = ", ".join(self.described_arguments())
+        return f"<{short_repr(self)} ``{job_name(self)}({described})``>"
+
+    def described_arguments(self):
+        """The arguments as :meth:`__repr__` shows them, each abbreviated."""
         if getattr(self, "_v_arguments_unloadable", False):
             # Not again: log messages format this, and a failed load logs
             # too, which inside a logging handler can deadlock with
             # another thread doing the same.
-            arguments = ["<arguments cannot be loaded>"]
-        else:
-            try:
-                arguments = [_short(a) for a in self.args]
-                arguments += [f"{k}={_short(v)}" for k, v in self.kwargs.items()]
-            except Exception as error:  # say, an argument whose class is gone
-                arguments = [f"<arguments cannot be loaded: {type(error).__name__}>"]
-        return f"<{short_repr(self)} ``{self.call_name}({', '.join(arguments)})``>"
+            return ["<arguments cannot be loaded>"]
+        try:
+            return ([abbreviated(a) for a in self.args]
+                    + [f"{k}={abbreviated(v)}" for k, v in self.kwargs.items()])
+        except Exception as error:  # say, an argument whose class is gone
+            return [f"<arguments cannot be loaded: {type(error).__name__}>"]
 
     # -- hooks for subclasses ----------------------------------------------
 
@@ -454,8 +370,8 @@ class Job(Persistent, ZcAsyncJobSpellings):
         Callbacks log failures at CRITICAL and retry with the callback
         policy unless told otherwise.
         """
-        if getattr(callback, "choose", None) is None:  # not an add_callbacks proxy
-            callback = as_job(callback)
+        if not ICallbackChooser.providedBy(callback):
+            callback = IJob(callback)
         if callback.status != NEW:
             raise BadStatusError(f"a callback must be new; {callback!r} is {callback.status}")
         callback.parent = self
@@ -483,8 +399,6 @@ class Job(Persistent, ZcAsyncJobSpellings):
         Returns a proxy whose ``job`` is the chosen callback once chosen.
         A missing side passes the result through unchanged.
         """
-        from plone.app.asyncjobs.engine.callback import SuccessFailureCallback
-
         return self.add_callback(
             SuccessFailureCallback(success, failure),
             failure_log_level=failure_log_level,
@@ -492,9 +406,8 @@ class Job(Persistent, ZcAsyncJobSpellings):
         )
 
     def _run_callback(self, callback):
-        choose = getattr(callback, "choose", None)
-        if choose is not None:
-            callback = choose(self._result)
+        if ICallbackChooser.providedBy(callback):
+            callback = callback.choose(self._result)
         if callback._p_jar is None and self._p_jar is not None:
             # Run (and commit) it in this job's connection, not the thread's default.
             self._p_jar.add(callback)
@@ -1010,17 +923,30 @@ class Job(Persistent, ZcAsyncJobSpellings):
             level = self.failure_log_level or logging.ERROR
             events.log(level, "%r failed:\n%s", self, failures.traceback_text(result))
         elif self._status_id in (_CALLBACKS, _COMPLETED):
-            trace.info("%r succeeded with %s", self, _short(result))
+            trace.info("%r succeeded with %s", self, abbreviated(result))
 
     def _log_lost_outcome(self, result, commit_failure):
         if failures.is_failure(result):
             what = "failed with\n" + failures.traceback_text(result)
         else:
-            what = f"succeeded with {_short(result)}"
+            what = f"succeeded with {abbreviated(result)}"
         events.error(
             "%r could not commit its outcome (%s); the job %s",
             self, commit_failure.getErrorMessage(), what,
         )
+
+
+def _job_for(interface, candidate):
+    """Adapter hook: ``IJob(candidate)`` is a new :class:`Job` calling
+    ``candidate`` (a job adapts to itself), as in zc.async.  So modules that
+    make jobs of callables (callbacks, composites, queues) need not import
+    this one."""
+    if interface is IJob:
+        return Job(candidate)
+    return None
+
+
+adapter_hooks.append(_job_for)
 
 
 def _complete_later(result, database, oid, database_name):

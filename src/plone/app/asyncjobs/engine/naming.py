@@ -14,6 +14,8 @@ from plone.app.asyncjobs.engine.ids import short_repr
 
 #: How much of a repr is shown before it is cut.
 REPR_LIMIT = 10_000
+#: How much of a value a job's repr and error messages show.
+ABBREVIATED_LIMIT = 60
 
 
 def _qualified(value):
@@ -27,10 +29,10 @@ def _qualified(value):
 
 def dotted_name(function):
     """``module.qualname`` of a function or class; a method named by its
-    instance (:func:`brief_repr`) and its name; a description otherwise."""
+    instance (:func:`abbreviated`) and its name; a description otherwise."""
     if isinstance(function, types.MethodType):
-        return f"{brief_repr(function.__self__)}.{function.__name__}"
-    return _qualified(function) or brief_repr(function)
+        return f"{abbreviated(function.__self__)}.{function.__name__}"
+    return _qualified(function) or abbreviated(function)
 
 
 def callable_name(function):
@@ -73,3 +75,15 @@ def brief_repr(value):
     if isinstance(value, Persistent):
         return short_repr(value)
     return cut(repr(value))
+
+
+def abbreviated(value):
+    """A repr of ``value`` in at most :data:`ABBREVIATED_LIMIT` characters,
+    for a job's repr and error messages: stored objects named by class and
+    id, others cut with "..."."""
+    if isinstance(value, Persistent):
+        return short_repr(value)
+    text = repr(value)
+    if len(text) <= ABBREVIATED_LIMIT:
+        return text
+    return text[:ABBREVIATED_LIMIT - 3] + "..."

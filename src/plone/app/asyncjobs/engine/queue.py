@@ -60,16 +60,16 @@ from plone.app.asyncjobs.engine.dispatchers import Dispatchers
 from plone.app.asyncjobs.engine.history import CompletedJobs
 from plone.app.asyncjobs.engine.ids import object_id
 from plone.app.asyncjobs.engine.instanceuuid import configured_uuid
+from plone.app.asyncjobs.engine.interfaces import IJob
 from plone.app.asyncjobs.engine.interfaces import IQueue
 from plone.app.asyncjobs.engine.interfaces import IQueues
-from plone.app.asyncjobs.engine.job import as_job
-from plone.app.asyncjobs.engine.job import check_picklable
 from plone.app.asyncjobs.engine.log import events
 from plone.app.asyncjobs.engine.pickups import committed_at
 from plone.app.asyncjobs.engine.quota import Quotas
 from plone.app.asyncjobs.engine.status import NEW
 from plone.app.asyncjobs.engine.timeouts import set_timeout
 from plone.app.asyncjobs.engine.trees import descending
+from plone.app.asyncjobs.engine.validation import check_picklable
 
 
 #: The database root key of the :class:`Queues` mapping.
@@ -194,7 +194,7 @@ class Queue(Persistent):
         not exist or an argument that cannot be stored raise here, before
         anything is queued.
         """
-        job = as_job(item)
+        job = IJob(item)
         if job.status != NEW:
             raise ValueError(f"only a new job can be queued; {job!r} is {job.status}")
         if self._p_jar is None:

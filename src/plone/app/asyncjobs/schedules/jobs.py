@@ -11,7 +11,7 @@ import pkgutil
 from dataclasses import dataclass
 
 from plone.app.asyncjobs.engine.job import Job
-from plone.app.asyncjobs.engine.job import check_callable
+from plone.app.asyncjobs.engine.validation import check_callable
 from plone.app.asyncjobs.service.context import ExecutionContext
 from plone.app.asyncjobs.service.jobs import ContextJob
 from plone.app.asyncjobs.service.jobs import EventCallback

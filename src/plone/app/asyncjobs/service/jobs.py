@@ -19,15 +19,12 @@ from plone.app.asyncjobs.engine import failure as failures
 from plone.app.asyncjobs.engine.ids import short_repr
 from plone.app.asyncjobs.engine.interfaces import IInternalJob
 from plone.app.asyncjobs.engine.job import Job
-from plone.app.asyncjobs.engine.job import check_callable
-from plone.app.asyncjobs.engine.job import check_picklable
+from plone.app.asyncjobs.engine.validation import check_callable
+from plone.app.asyncjobs.engine.validation import check_picklable
 from plone.app.asyncjobs.interfaces import IContextJob
 from plone.app.asyncjobs.service.context import ExecutionContext
 from plone.app.asyncjobs.service.events import JobFailure
 from plone.app.asyncjobs.service.events import JobSuccess
-
-
-_REPR_LIMIT = 40
 
 
 @implementer(IContextJob)
@@ -83,16 +80,8 @@ class ContextJob(Job):
             )
         return self._p_jar
 
-    def __repr__(self):
-        func = self.func
-        name = getattr(func, "__qualname__", None) or _short(func)
-        module = getattr(func, "__module__", None)
-        if module:
-            name = f"{module}.{name}"
-        arguments = [self.execution.describe_context()]
-        arguments += [_short(a) for a in self.args]
-        arguments += [f"{k}={_short(v)}" for k, v in self.kwargs.items()]
-        return f"<{short_repr(self)} ``{name}({', '.join(arguments)})``>"
+    def described_arguments(self):
+        return [self.execution.describe_context(), *super().described_arguments()]
 
 
 @implementer(IInternalJob)
@@ -133,8 +122,3 @@ class EventCallback(Job):
 
     def __repr__(self):
         return f"<{short_repr(self)} ``notify the outcome of {self.parent!r}``>"
-
-
-def _short(value):
-    text = repr(value)
-    return text if len(text) <= _REPR_LIMIT else text[: _REPR_LIMIT - 3] + "..."

@@ -417,7 +417,7 @@ def test_a_method_of_a_persistent_object_is_a_job(dispatcher, queue, conn):
     counter = conn.root()["counter"] = jobs.Counter()
     commit(queue)
     job = put(queue, Job(counter.increment, 5))
-    assert ":increment(5)" in repr(job)
+    assert ").increment(5)" in repr(job)
     assert wait_for_result(job) == 5
     sync(counter)
     assert counter.value == 5

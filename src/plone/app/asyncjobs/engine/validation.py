@@ -1,0 +1,79 @@
+"""Checks that refuse a job a worker could not run, where it is made.
+
+A worker loads a job's callable by name and its arguments from the
+database: what it could not import or store is refused when the job is
+made or queued, with an error naming the part, rather than when a worker
+tries.
+"""
+import pickle
+import sys
+import types
+from io import BytesIO
+
+from persistent import Persistent
+
+from plone.app.asyncjobs.engine.naming import abbreviated
+
+
+def check_callable(candidate):
+    """Return ``candidate`` if a worker process could call it, else raise.
+
+    Workers load the callable by reference, so it must be importable:
+    a module-level function, a builtin, a method of a picklable object
+    (persistent objects included), a callable picklable object, or a job.
+    Lambdas and functions defined inside functions are refused here, where
+    the mistake is made, rather than when a worker tries to load them.
+    """
+    if not callable(candidate):
+        raise TypeError(f"a job needs a callable, not {candidate!r}")
+    function = getattr(candidate, "__func__", candidate)
+    if isinstance(function, types.FunctionType):
+        qualname = function.__qualname__
+        if "<lambda>" in qualname or "<locals>" in qualname:
+            raise ValueError(
+                f"{qualname} cannot be a job: workers load callables by "
+                "name, so use a module-level function (pass values as "
+                "job arguments instead of closing over them)"
+            )
+        if function.__module__ == "__main__":
+            raise ValueError(
+                f"{qualname} is defined in the __main__ script; worker "
+                "processes cannot import it: move it to a module"
+            )
+        if function is candidate and not _importable(function):
+            raise ValueError(
+                f"{function.__module__}.{qualname} cannot be imported by name, "
+                "so a worker could not load it"
+            )
+    return candidate
+
+
+def _importable(function):
+    found = sys.modules.get(function.__module__)
+    for part in function.__qualname__.split("."):
+        found = getattr(found, part, None)
+    return found is function
+
+
+class _ReferencePickler(pickle.Pickler):
+    """Pickles like ZODB does: persistent objects become references."""
+
+    def persistent_id(self, obj):
+        if isinstance(obj, Persistent):
+            return id(obj)
+        return None
+
+
+def check_picklable(job):
+    """Raise ``ValueError`` naming the part of ``job`` that cannot be stored."""
+    parts = [("callable", job._callable)]
+    parts += [(f"argument {index}", value) for index, value in enumerate(job.args)]
+    parts += [(f"keyword argument {name!r}", value) for name, value in job.kwargs.items()]
+    for label, value in parts:
+        try:
+            _ReferencePickler(BytesIO(), protocol=3).dump(value)
+        except Exception as error:
+            raise ValueError(
+                f"cannot queue {job!r}: its {label} ({abbreviated(value)}) cannot "
+                f"be stored in the database: {error}"
+            ) from error
