@@ -1,4 +1,5 @@
 """Small helpers shared by the engine tests (import by absolute name)."""
+import random
 
 
 def commit(obj):
@@ -10,3 +11,20 @@ def sync(obj):
     """See what other connections committed (begin a new transaction)."""
     obj._p_jar.transaction_manager.begin()
 
+
+def claim_one_per_lane(queue, clock, make_job, count=64, **options):
+    """Put ``make_job(number)`` for ``number`` in ``range(count)``, each due a
+    second after the previous one, with ``options``; commit; claim one job
+    from each lane in turn; return the numbers in claim order.  Lanes and
+    claim windows are random: seeded here, so the order is repeatable."""
+    state = random.getstate()
+    random.seed(20260101)
+    try:
+        for number in range(count):
+            queue.put(make_job(number), **options)
+            clock.advance(seconds=1)
+        commit(queue)
+        claimed = [queue.claim(lane=number) for number in range(count)]
+    finally:
+        random.setstate(state)
+    return [job.args[0] for job in claimed]

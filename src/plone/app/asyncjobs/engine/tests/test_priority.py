@@ -1,5 +1,4 @@
 """Priorities: among due jobs, higher priority is claimed first."""
-import random
 from datetime import timedelta
 
 import pytest
@@ -11,6 +10,7 @@ from plone.app.asyncjobs.engine.job import Job
 from plone.app.asyncjobs.engine.queue import LANES
 from plone.app.asyncjobs.engine.testing.waiting import wait_for_result
 from plone.app.asyncjobs.engine.tests import jobs
+from plone.app.asyncjobs.engine.tests.support import claim_one_per_lane
 from plone.app.asyncjobs.engine.tests.support import commit
 
 
@@ -29,17 +29,7 @@ def test_due_jobs_of_higher_priority_are_claimed_first(queue, clock):
 
 
 def test_equal_priorities_keep_due_order(queue, clock):
-    state = random.getstate()
-    random.seed(20260101)  # lanes and claim windows are random; make them repeatable
-    try:
-        for number in range(64):
-            queue.put(Job(jobs.echo, number), priority=2)
-            clock.advance(seconds=1)
-        commit(queue)
-        claimed = [queue.claim(lane=number) for number in range(64)]
-    finally:
-        random.setstate(state)
-    positions = [job.args[0] for job in claimed]
+    positions = claim_one_per_lane(queue, clock, lambda number: Job(jobs.echo, number), priority=2)
     assert sorted(positions) == list(range(64))
     # As without priorities (see test_queue): about due order.
     assert sum(positions[:32]) < sum(positions[32:])

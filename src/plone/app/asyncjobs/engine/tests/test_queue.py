@@ -1,5 +1,4 @@
 """Queues: transactional put, ordering, removal, claims and input checks."""
-import random
 import threading
 from datetime import timedelta
 
@@ -14,6 +13,7 @@ from plone.app.asyncjobs.engine.queue import Queue
 from plone.app.asyncjobs.engine.queue import Queues
 from plone.app.asyncjobs.engine.testing.waiting import wait_for_result
 from plone.app.asyncjobs.engine.tests import jobs
+from plone.app.asyncjobs.engine.tests.support import claim_one_per_lane
 from plone.app.asyncjobs.engine.tests.support import commit
 from plone.app.asyncjobs.engine.tests.support import sync
 
@@ -168,17 +168,7 @@ def test_claim_returns_an_expired_job_whatever_the_filter(queue, clock):
 
 
 def test_claims_spread_over_lanes_keep_about_due_order(queue, clock):
-    state = random.getstate()
-    random.seed(20260101)  # lanes and claim windows are random; make them repeatable
-    try:
-        for number in range(64):
-            queue.put(Job(jobs.echo, number))
-            clock.advance(seconds=1)
-        commit(queue)
-        claimed = [queue.claim(lane=number) for number in range(64)]
-    finally:
-        random.setstate(state)
-    positions = [job.args[0] for job in claimed]
+    positions = claim_one_per_lane(queue, clock, lambda number: Job(jobs.echo, number))
     assert sorted(positions) == list(range(64))
     assert queue.claim() is None and len(queue) == 0
     # Not FIFO, but close: early claims take early jobs.
