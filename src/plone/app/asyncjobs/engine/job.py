@@ -36,8 +36,8 @@ from zope.interface.interface import adapter_hooks
 from plone.app.asyncjobs.engine import failure as failures
 from plone.app.asyncjobs.engine import local
 from plone.app.asyncjobs.engine import retry
-from plone.app.asyncjobs.engine.clock import as_utc
 from plone.app.asyncjobs.engine.callback import SuccessFailureCallback
+from plone.app.asyncjobs.engine.clock import as_utc
 from plone.app.asyncjobs.engine.clock import utcnow
 from plone.app.asyncjobs.engine.compat import ZcAsyncJobSpellings
 from plone.app.asyncjobs.engine.events import JobCompleted
@@ -52,9 +52,9 @@ from plone.app.asyncjobs.engine.exceptions import TimeoutError
 from plone.app.asyncjobs.engine.ids import load
 from plone.app.asyncjobs.engine.ids import object_id
 from plone.app.asyncjobs.engine.ids import short_repr
-from plone.app.asyncjobs.engine.interfaces import ICallbackChooser
 from plone.app.asyncjobs.engine.internal import internal
 from plone.app.asyncjobs.engine.interfaces import IAgent
+from plone.app.asyncjobs.engine.interfaces import ICallbackChooser
 from plone.app.asyncjobs.engine.interfaces import IJob
 from plone.app.asyncjobs.engine.interfaces import IQueue
 from plone.app.asyncjobs.engine.log import events

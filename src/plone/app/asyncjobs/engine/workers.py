@@ -299,8 +299,6 @@ class WorkerThread(threading.Thread):
         self.cancel = None
         #: The time limit of the job this thread runs (see :mod:`.timeouts`).
         self.watch = None
-        #: Whether the dispatcher abandoned the attempt this thread runs.
-        self.abandoned = False
         #: This thread's transaction manager (see :class:`.timeouts.FencedManager`).
         self.fence = None
         #: When :meth:`_verify` last asked the database (monotonic).
@@ -353,13 +351,17 @@ class WorkerThread(threading.Thread):
                 connection.close()
                 if self.abandoned:
                     events.warning("%s, abandoned because %s, ends; nothing it did since "
-                                   "was committed", self.name, self.fence.abandoned)
+                                   "was committed", self.name, self.abandoned)
+
+    @property
+    def abandoned(self):
+        """Why this thread's attempt was abandoned (see :meth:`abandon`), or ``False``."""
+        return self.fence.abandoned if self.fence is not None else False
 
     def abandon(self, key, reason):
         """Refuse this thread's commits from now on: its attempt at job
         ``key`` was given up because of ``reason`` (see
         :meth:`AgentWorkers.abandon` and :meth:`lapsed`)."""
-        self.abandoned = True
         self.fence.abandoned = reason
         self.taken_over = key  # so stop_requested() tells the job
 
@@ -399,7 +401,7 @@ class WorkerThread(threading.Thread):
         :meth:`AgentWorkers.recover_strays`).
         """
         if self.abandoned or not self.dispatcher.lease_lapsed(self.pool.queue_name):
-            return self.abandoned
+            return bool(self.abandoned)
         if self.pool.abandon_lapsed(self, key):
             self.note_cancel(key, AttemptAbandoned(
                 "the worker's lease lapsed while it ran this job (paused, or cut off "
@@ -723,7 +725,7 @@ class WorkerThread(threading.Thread):
             self.current_job = None
             if not self.abandoned:
                 self.dispatcher.job_finished(info, job)
-            elif self.fence.abandoned == LEASE_LAPSED:
+            elif self.abandoned == LEASE_LAPSED:
                 self.dispatcher.job_abandoned(info, LEASE_LAPSED)
                 events.error("%r stopped in %s: its dispatcher's lease lapsed (its last ping "
                              "is older than its death interval), so a sibling may run it "
