@@ -81,9 +81,9 @@ def raw_commit_rate(db, commits):
 
 
 def enqueue(db, count, begin_after=None, priorities=(0,), unique_keys=None):
-    """Queue ``count`` no-op jobs, 100 per commit; return jobs/s.  Each job
-    gets a priority drawn from ``priorities``, and with ``unique_keys``
-    (a prefix) a unique key of its own."""
+    """Queue ``count`` no-op jobs with ``Queue.put``, 100 per commit;
+    return jobs/s.  Each job gets a priority drawn from ``priorities``, and
+    with ``unique_keys`` (a prefix) a unique key of its own."""
     manager = transaction.TransactionManager()
     connection = db.open(transaction_manager=manager)
     queue = configure.get_queue(connection)
@@ -93,6 +93,22 @@ def enqueue(db, count, begin_after=None, priorities=(0,), unique_keys=None):
             key = None if unique_keys is None else f"{unique_keys}-{number}"
             queue.put(Job(jobs.noop), begin_after=begin_after,
                       priority=random.choice(priorities), unique_key=key)
+        manager.commit()
+    elapsed = time.perf_counter() - started
+    connection.close()
+    return count / elapsed
+
+
+def enqueue_many(db, count, begin_after, per_commit=1000):
+    """Queue ``count`` no-op jobs with ``Queue.put_many``, ``per_commit``
+    per commit; return jobs/s."""
+    manager = transaction.TransactionManager()
+    connection = db.open(transaction_manager=manager)
+    queue = configure.get_queue(connection)
+    started = time.perf_counter()
+    for first in range(0, count, per_commit):
+        queue.put_many([Job(jobs.noop) for _ in range(first, min(first + per_commit, count))],
+                       begin_after=begin_after)
         manager.commit()
     elapsed = time.perf_counter() - started
     connection.close()
@@ -194,6 +210,7 @@ def measure(name, config, db, directory, options, full):
     later = utcnow() + timedelta(days=1)
     enqueued = enqueue(db, options.jobs, begin_after=later)
     unique = full and enqueue(db, options.jobs, begin_after=later, unique_keys="bench")
+    many = enqueue_many(db, options.jobs, begin_after=later)
     drains = [(workers, *drain(config, db, directory / "workers", workers,
                                options.jobs, options.agent_size))
               for workers in options.workers]
@@ -206,6 +223,8 @@ def measure(name, config, db, directory, options, full):
           f"  (start {raw_at_start:.0f}, end {raw_at_end:.0f}; the higher is the baseline)")
     print(f"enqueue, 100 no-op jobs per commit:           {enqueued:8.0f} jobs/s"
           f"  ({enqueued / raw:.2f} x raw)")
+    print(f"enqueue, put_many of 1000 jobs per commit:    {many:8.0f} jobs/s"
+          f"  ({many / raw:.2f} x raw)")
     if unique:
         print(f"enqueue, each job with its own unique key:    {unique:8.0f} jobs/s"
               f"  (the key costs {1 / unique - 1 / enqueued:+.6f} s per put,"

@@ -228,7 +228,7 @@ def describe(job, detail=False, traceback=False):
 def _details(job, traceback):
     # A cancelled job's "traceback" is the cancel call's: its reason says it all.
     failed = outcome_of(job.result) == FAILED
-    retry_of = job.annotations.get(admin.RETRY_OF)
+    retry_of = job.get_annotation(admin.RETRY_OF)
     policy = job.retry_policy
     return {
         "args": [shorten(value) for value in job.args],

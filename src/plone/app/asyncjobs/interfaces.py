@@ -167,6 +167,15 @@ class IAsyncService(Interface):
         ``api.queue_job`` end here.
         """
 
+    def put_many(jobs, queue=None, quota_names=None, begin_after=None, begin_by=None,
+                 retry_policy=None, context=None, priority=None, timeout=None):
+        """Put each of ``jobs`` (from :meth:`wrapJob`) in ``queue`` with the
+        same options, as :meth:`put` would, and return the list of them:
+        the way to queue thousands of jobs in one transaction.  An error
+        in the options or in a job raises (and the transaction should be
+        aborted, as a request does).  ``api.queue_jobs`` ends here.
+        """
+
     def put_composite(combine, job_infos, queue=None, quota_names=None,
                       begin_after=None, begin_by=None, retry_policy=None):
         """Queue ``combine(*jobs)`` of the jobs for ``job_infos``

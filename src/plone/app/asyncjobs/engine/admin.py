@@ -85,7 +85,7 @@ def _retry_copy(job):
 
 def retries(job):
     """The integer oids of the retries of ``job``, oldest first."""
-    oids = job.annotations.get(RETRIED_AS, ())
+    oids = job.get_annotation(RETRIED_AS, ())
     return (oids,) if isinstance(oids, int) else tuple(oids)
 
 

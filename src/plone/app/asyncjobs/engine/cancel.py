@@ -36,4 +36,4 @@ def request_cancel(job, reason):
 
 def cancel_request(job):
     """``(when, reason)`` of the cancel request made for ``job``, or ``None``."""
-    return job.annotations.get(CANCEL_REQUEST)
+    return job.get_annotation(CANCEL_REQUEST)

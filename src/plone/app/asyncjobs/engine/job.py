@@ -28,11 +28,11 @@ import zope.event
 from BTrees.OOBTree import OOBTree
 from persistent import Persistent
 from persistent.list import PersistentList
-from persistent.mapping import PersistentMapping
 from twisted.internet.defer import Deferred
 from zope.interface import implementer
 from zope.interface.interface import adapter_hooks
 
+from plone.app.asyncjobs.engine import arguments
 from plone.app.asyncjobs.engine import failure as failures
 from plone.app.asyncjobs.engine import local
 from plone.app.asyncjobs.engine import retry
@@ -94,13 +94,15 @@ class Job(Persistent, ZcAsyncJobSpellings):
     """A persistent call of ``callable(*args, **kwargs)``.
 
     ``args`` and ``kwargs`` stay mutable until the job runs; arguments given
-    when calling the job are appended (keyword arguments override).
+    when calling the job are appended (keyword arguments override).  See
+    :mod:`.arguments` for where they are stored.
     Subclasses may override :meth:`set_up` and :meth:`tear_down`.
     """
 
     _status_id = _NEW
     _result = None
     _callbacks = None  # created by the first add_callback: most jobs have none
+    _annotations = None  # created on first use: see annotations
     _deferred = False  # waiting for a Deferred the callable returned
     _begin_after = None
     _begin_by = None
@@ -161,9 +163,46 @@ class Job(Persistent, ZcAsyncJobSpellings):
         self._callable = check_callable(callable)
         if IJob.providedBy(callable) and callable.parent is None:
             callable.parent = self
-        self.args = PersistentList(args)
-        self.kwargs = PersistentMapping(kwargs)
-        self.annotations = OOBTree()
+        self.args, self.kwargs = arguments.containers(self, args, kwargs)
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        for name in ("args", "kwargs"):
+            if name in state:
+                state[name] = arguments.plain(state[name])
+        return state
+
+    def __setstate__(self, state):
+        state = dict(state)
+        for name in ("args", "kwargs"):
+            if name in state:
+                state[name] = arguments.owned(self, state[name])
+        if "annotations" in state:  # stored by an earlier version
+            state["_annotations"] = state.pop("annotations")
+        super().__setstate__(state)
+
+    @property
+    def annotations(self):
+        """A BTree of data about the job, for applications and the engine.
+
+        It is created on first use, which changes the job: code that only
+        reads uses :meth:`get_annotation`.  A job has it from its start on
+        (:meth:`mark_active`), so that annotations written while it runs,
+        say from another connection (:func:`.local.set_live_annotation`, a
+        cancel request), change only the tree, never the job's own record.
+        """
+        return self._ensure_annotations()
+
+    def _ensure_annotations(self):
+        if self._annotations is None:
+            self._annotations = OOBTree()
+        return self._annotations
+
+    def get_annotation(self, name, default=None):
+        """``annotations[name]``, or ``default``; changes nothing."""
+        if self._annotations is None:
+            return default
+        return self._annotations.get(name, default)
 
     @classmethod
     def bind(cls, callable, *args, **kwargs):
@@ -470,13 +509,15 @@ class Job(Persistent, ZcAsyncJobSpellings):
         self.active_start = utcnow()
         self.attempts += 1
         self.holder = local.holder()
+        self._ensure_annotations()
 
     def load_arguments(self):
         """Load the arguments now; ``False`` if they cannot be loaded (then
         :meth:`__repr__` no longer tries: see there)."""
         try:
-            self.args._p_activate()
-            self.kwargs._p_activate()
+            for part in (self.args, self.kwargs):
+                if isinstance(part, Persistent):
+                    part._p_activate()
         except Exception:
             self._v_arguments_unloadable = True
             return False
@@ -812,9 +853,7 @@ class Job(Persistent, ZcAsyncJobSpellings):
         if getattr(callable, "__self__", None) is self:
             callable = getattr(new, callable.__name__)
         new._callable = callable
-        new.args = PersistentList(self.args)
-        new.kwargs = PersistentMapping(self.kwargs)
-        new.annotations = OOBTree()
+        new.args, new.kwargs = arguments.containers(new, self.args, self.kwargs)
         for callback in self.callbacks:
             new.add_callback(callback.copy())
         return new

@@ -24,6 +24,7 @@ from plone.app.asyncjobs.engine.transactions import retry_forever
 
 
 _state = threading.local()
+_MISSING = object()
 
 
 def _require(name):
@@ -244,8 +245,9 @@ def get_live_annotation(name, default=None, timeout=0, poll=1, job=None):
     with _side_connection(job) as (manager, stored):
         while True:
             manager.begin()
-            if name in stored.annotations:
-                return stored.annotations[name]
+            value = stored.get_annotation(name, _MISSING)
+            if value is not _MISSING:
+                return value
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return default

@@ -55,7 +55,7 @@ def progress_of(job):
     Reads what the caller's connection sees: sync (begin a transaction) to
     see newer reports.
     """
-    report = job.annotations.get(PROGRESS_KEY)
+    report = job.get_annotation(PROGRESS_KEY)
     if report is None:
         return None
     return Progress(*report)

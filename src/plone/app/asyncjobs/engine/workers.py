@@ -18,6 +18,7 @@ import time
 from datetime import timedelta
 
 import transaction
+from persistent import Persistent
 from ZODB.POSException import ConflictError
 
 from plone.app.asyncjobs.engine import failure as failures
@@ -690,8 +691,10 @@ class WorkerThread(threading.Thread):
                                 [object_id(job) for job in claimed], exc_info=True)
                 continue  # its claim was aborted: try the next job
             statistics.add("claims", len(claimed))
-            # Load the jobs' arguments in one round trip while the first starts.
-            connection.prefetch(*(part for job in claimed for part in (job.args, job.kwargs)))
+            # Load the arguments stored apart (see .arguments) in one round
+            # trip while the first job starts.
+            connection.prefetch(*(part for job in claimed for part in (job.args, job.kwargs)
+                                  if isinstance(part, Persistent)))
             return True, claimed
         return False, []
 

@@ -81,7 +81,7 @@ def put_successor(queue, result):
     predecessor can be retried (copied, callbacks included): the copy of
     this callback has no annotations and queues nothing.
     """
-    job = local.get_job().annotations.get(SUCCESSOR)
+    job = local.get_job().get_annotation(SUCCESSOR)
     if job is not None and job.status == NEW:
         queue.put(job)
 

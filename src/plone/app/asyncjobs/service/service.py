@@ -174,6 +174,18 @@ class AsyncService:
             timeout=timeout,
         )
 
+    def put_many(self, jobs, queue=None, quota_names=None, begin_after=None, begin_by=None,
+                 retry_policy=None, context=None, priority=None, timeout=None):
+        """Put each of ``jobs`` in ``queue`` as :meth:`put` would, with the
+        same options looked up once; return the list of the jobs."""
+        target = self._queue(queue, context)
+        names = self._quota_names(target, quota_names)
+        policy = retry_policy or default_retry_policy()
+        return [put_in_order(target, job, begin_after=begin_after, begin_by=begin_by,
+                             quota_names=names, retry_policy_factory=policy,
+                             priority=priority, timeout=timeout)
+                for job in jobs]
+
     def put_composite(self, combine, job_infos, queue=None, quota_names=None,
                       begin_after=None, begin_by=None, retry_policy=None):
         """Queue ``combine(*jobs)`` (``serial`` or ``parallel``) of the jobs

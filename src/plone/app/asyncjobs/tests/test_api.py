@@ -118,3 +118,24 @@ def test_wait_for_all_jobs_reports_failures(portal):
     assert failed in done
     assert jobs_api.is_failure(failed.result)
     assert "tolerated" in jobs_api.traceback_text(failed.result)
+
+
+def test_queue_jobs_queues_a_job_per_info_with_common_options(portal):
+    queue = add_queue(jobs_api.get_queues(), "bulk")
+    queue.quotas.create("one", size=1)
+    queued = jobs_api.queue_jobs(
+        [jobs_api.make_job(jobs.add, portal, number, b=1) for number in range(5)],
+        queue="bulk", quota_names=("one",), priority=3, retry_policy="never")
+    assert all(IContextJob.providedBy(job) for job in queued)
+    assert [wait_for_result(job) for job in queued] == [1, 2, 3, 4, 5]
+    assert {(job.priority, job.quota_names, job.retry_policy_factory) for job in queued} == {
+        (3, ("one",), "never")}
+    # A quota of size one keeps the order of one transaction's jobs.
+    starts = [job.active_start for job in queued]
+    assert starts == sorted(starts)
+
+
+def test_queue_jobs_refuses_bad_options_at_the_call(portal):
+    with pytest.raises(ValueError, match="unknown retry policy"):
+        jobs_api.queue_jobs([jobs_api.make_job(jobs.add, portal, 1)], retry_policy="sometimes")
+    assert jobs_api.queue_jobs([]) == []

@@ -56,9 +56,10 @@ def wait_for_start(job, seconds=10):
 
 def wait_for_annotation(job, name, seconds=10):
     """Wait until ``job.annotations`` has ``name``; return its value."""
-    wait_until(lambda: name in job.annotations, seconds, sync=_sync(job),
-               describe=lambda: f"waiting for annotation {name!r} of {job!r}")
-    return job.annotations[name]
+    missing = object()
+    wait_until(lambda: job.get_annotation(name, missing) is not missing, seconds,
+               sync=_sync(job), describe=lambda: f"waiting for annotation {name!r} of {job!r}")
+    return job.get_annotation(name)
 
 
 def wait_for_poll(dispatcher, count=1, seconds=10):

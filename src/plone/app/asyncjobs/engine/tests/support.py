@@ -14,7 +14,8 @@ def sync(obj):
 
 def claim_one_per_lane(queue, clock, make_job, count=64, **options):
     """Put ``make_job(number)`` for ``number`` in ``range(count)``, each due a
-    second after the previous one, with ``options``; commit; claim one job
+    second after the previous one, with ``options``, each in a transaction
+    of its own (so that they spread over the lanes); claim one job
     from each lane in turn; return the numbers in claim order.  Lanes and
     claim windows are random: seeded here, so the order is repeatable."""
     state = random.getstate()
@@ -22,8 +23,8 @@ def claim_one_per_lane(queue, clock, make_job, count=64, **options):
     try:
         for number in range(count):
             queue.put(make_job(number), **options)
+            commit(queue)
             clock.advance(seconds=1)
-        commit(queue)
         claimed = [queue.claim(lane=number) for number in range(count)]
     finally:
         random.setstate(state)

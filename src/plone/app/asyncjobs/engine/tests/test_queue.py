@@ -9,6 +9,8 @@ from plone.app.asyncjobs.engine import configure
 from plone.app.asyncjobs.engine import status
 from plone.app.asyncjobs.engine.instanceuuid import get_uuid
 from plone.app.asyncjobs.engine.job import Job
+from plone.app.asyncjobs.engine.queue import LANE_RUN
+from plone.app.asyncjobs.engine.queue import LANES
 from plone.app.asyncjobs.engine.queue import Queue
 from plone.app.asyncjobs.engine.queue import Queues
 from plone.app.asyncjobs.engine.testing.waiting import wait_for_result
@@ -271,3 +273,52 @@ def test_a_job_returned_not_first_goes_back_among_jobs_due_when_it_was(queue, re
     assert earlier._queue_key[0] is not None and earlier.begin_after == due
     assert later._queue_key[0] is None
     assert list(queue) == [later, earlier]
+
+
+def lanes_of(jobs_):
+    return [job._queue_key[0] for job in jobs_]
+
+
+def test_the_jobs_of_one_transaction_go_to_lanes_in_runs(queue):
+    # One bucket rewritten per run, not one per lane (see LANE_RUN).
+    first = [queue.put(Job(jobs.echo, number)) for number in range(3 * LANE_RUN)]
+    runs = [lanes_of(first[start:start + LANE_RUN])
+            for start in range(0, len(first), LANE_RUN)]
+    assert all(len(set(run)) == 1 for run in runs)
+    commit(queue)
+    # A new transaction starts a new run: over many, all lanes fill.
+    lanes = set()
+    for number in range(200):
+        lanes.update(lanes_of([queue.put(Job(jobs.echo, number))]))
+        commit(queue)
+    assert lanes == set(range(LANES))
+
+
+def test_put_many_queues_jobs_and_callables_with_common_options(queue, clock):
+    later = clock.now + timedelta(hours=1)
+    queued = queue.put_many([Job(jobs.echo, 1), jobs.boom], begin_after=later, priority=2)
+    assert [job.status for job in queued] == [status.PENDING] * 2
+    assert [job.begin_after for job in queued] == [later, later]
+    assert [job.priority for job in queued] == [2, 2]
+    assert queued[1].callable is jobs.boom and len(queue) == 2
+
+
+def test_put_many_checks_everything_before_queuing_anything(queue):
+    good = Job(jobs.echo, 1)
+    with pytest.raises(ValueError, match="its argument 0"):
+        queue.put_many([good, Job(jobs.echo, threading.Lock())])
+    with pytest.raises(ValueError, match="only a new job"):
+        queue.put_many([Job(jobs.echo, 2), queue.put(Job(jobs.echo, 3))])
+    with pytest.raises(ValueError, match="unknown quota name"):
+        queue.put_many([Job(jobs.echo, 4)], quota_names=("no such quota",))
+    assert [job.args[0] for job in queue] == [3] and good.status == status.NEW
+
+
+def test_put_many_gives_the_holder_of_a_unique_key_in_place_of_a_duplicate(queue):
+    holder = queue.put(Job(jobs.echo, 0), unique_key="k0")
+    first, second = Job(jobs.echo, 1), Job(jobs.echo, 2)
+    first.unique_key = second.unique_key = "k1"
+    duplicate = Job(jobs.echo, 3)
+    duplicate.unique_key = "k0"
+    assert queue.put_many([first, second, duplicate]) == [first, first, holder]
+    assert len(queue) == 2
