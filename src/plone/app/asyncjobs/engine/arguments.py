@@ -79,10 +79,8 @@ class _Budget:
 def plain(container):
     """A plain ``list`` or ``dict`` copy of an owned container, to store in
     its owner's record; any other container as it is."""
-    if type(container) is OwnedList:
-        return list(container)
-    if type(container) is OwnedDict:
-        return dict(container)
+    if isinstance(container, _Owned):
+        return container.plain_type(container)
     return container
 
 
@@ -95,38 +93,37 @@ def owned(owner, stored):
     return stored
 
 
-class OwnedList(list):
-    """A list kept in the record of its owner, a persistent object, which
-    every change marks changed.  Copied or pickled, it is a plain list."""
+class _Owned:
+    """A container kept in the record of its owner, a persistent object,
+    which every change marks changed.  Copied or pickled, it is a plain
+    container of its :attr:`plain_type`."""
 
-    __slots__ = ("_owner",)
-
-    def __init__(self, owner, items=()):
-        super().__init__(items)
-        self._owner = owner
-
-    def __reduce__(self):
-        return list, (list(self),)
-
-    def __copy__(self):
-        return list(self)
-
-
-class OwnedDict(dict):
-    """A dict kept in the record of its owner, a persistent object, which
-    every change marks changed.  Copied or pickled, it is a plain dict."""
-
-    __slots__ = ("_owner",)
+    __slots__ = ()
+    plain_type = None
 
     def __init__(self, owner, items=()):
         super().__init__(items)
         self._owner = owner
 
     def __reduce__(self):
-        return dict, (dict(self),)
+        return self.plain_type, (self.plain_type(self),)
 
     def __copy__(self):
-        return dict(self)
+        return self.plain_type(self)
+
+
+class OwnedList(_Owned, list):
+    """A list kept in its owner's record (see :class:`_Owned`)."""
+
+    __slots__ = ("_owner",)
+    plain_type = list
+
+
+class OwnedDict(_Owned, dict):
+    """A dict kept in its owner's record (see :class:`_Owned`)."""
+
+    __slots__ = ("_owner",)
+    plain_type = dict
 
 
 def _changing(method):
@@ -143,7 +140,7 @@ def _changing(method):
 def _mark_changes(cls, names):
     """Make the methods ``names`` of ``cls`` mark its owner changed."""
     for name in names:
-        setattr(cls, name, _changing(getattr(cls.__bases__[0], name)))
+        setattr(cls, name, _changing(getattr(cls.plain_type, name)))
 
 
 _mark_changes(OwnedList, ("__setitem__", "__delitem__", "__iadd__", "__imul__", "append",
