@@ -310,11 +310,22 @@ class Dispatcher:
             return
         # Wake first (the job is most likely due now), then look for the
         # timers: a job in another's lane, or one queued for later.
-        own = {name for name, lane in rung if self._owns_lane(name, lane)}
-        for (queue_name, _), pool in list(self._pools.items()):
-            if queue_name in own:
-                pool.wake(pickups.PUSH, threads=1)
+        self._wake({name for name, lane in rung if self._owns_lane(name, lane)},
+                   pickups.PUSH)
         self._look(None)
+
+    def _answer_timer(self, queue_name):
+        """The due timer: a job of ``queue_name`` is due now.  Wake first,
+        as for a ring: looking at the queues takes longer than the claim."""
+        self._due_timer = None
+        self._wake({queue_name}, pickups.TIMER)
+        self._look(None)
+
+    def _wake(self, queue_names, how):
+        """Wake one thread of every pool of the queues ``queue_names``."""
+        for (queue_name, _), pool in list(self._pools.items()):
+            if queue_name in queue_names:
+                pool.wake(how, threads=1)
 
     def _owns_lane(self, queue_name, lane):
         own = self._own_lanes.get(queue_name)
@@ -333,7 +344,7 @@ class Dispatcher:
         manager = self._connection.transaction_manager
         now = to_microseconds(utcnow())
         backup = int(BACKUP_DELAY * 1_000_000)
-        doorbells, due_queues, next_due = {}, [], None
+        doorbells, due_queues, next_due, next_head = {}, set(), None, None
         try:
             manager.begin()
             queues = self._connection.root().get(KEY)
@@ -348,9 +359,12 @@ class Dispatcher:
                     if not self._owns_lane(name, lane):
                         due += backup
                     if due <= now:
-                        due_queues.append(name)
+                        due_queues.add(name)
                     elif next_due is None or due < next_due:
-                        next_due = due
+                        next_due, next_head = due, (name, queue, lane)
+            if next_head is not None:
+                # So that the claim at the due time finds them in the cache.
+                next_head[1].prefetch_head(next_head[2])
         except Exception:
             events.error("dispatcher %s could not look at its queues; the next "
                          "poll will", self.uuid, exc_info=True)
@@ -361,15 +375,14 @@ class Dispatcher:
             abort(manager)
         self._doorbells = doorbells
         if how is not None:
-            for (queue_name, _), pool in list(self._pools.items()):
-                if queue_name in due_queues:
-                    pool.wake(how, threads=1)
+            self._wake(due_queues, how)
         if self._due_timer is not None and self._due_timer.active():
             self._due_timer.cancel()
         self._due_timer = None
         if next_due is not None:
-            delay = (next_due - now) / 1_000_000 + TIMER_SLACK
-            self._due_timer = self.reactor.callLater(delay, self._look, pickups.TIMER)
+            # From now: looking took time.
+            delay = max(0, next_due - to_microseconds(utcnow())) / 1_000_000 + TIMER_SLACK
+            self._due_timer = self.reactor.callLater(delay, self._answer_timer, next_head[0])
 
     def deactivate(self):
         """Stop: let running jobs finish (up to ``shutdown_grace`` seconds),

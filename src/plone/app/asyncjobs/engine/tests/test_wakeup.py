@@ -87,6 +87,34 @@ def test_a_scheduled_job_starts_by_timer_when_due(queue, start_dispatcher):
     assert dispatcher.job_info(object_id(job)[0])["started"] >= job.begin_after
 
 
+def record_prefetches(monkeypatch, db):
+    """Record the oids the connections of ``db`` ask to prefetch."""
+    asked = []
+    monkeypatch.setattr(db.storage, "prefetch", lambda oids, tid: asked.extend(oids),
+                        raising=False)
+    return asked
+
+
+def test_prefetch_head_loads_what_claiming_the_first_job_of_a_lane_changes(
+        queue, db, monkeypatch):
+    later = utcnow() + timedelta(hours=1)
+    first = queue.put(Job(jobs.add, 1, 1), begin_after=later)
+    queue.put(Job(jobs.add, 1, 2), begin_after=later + timedelta(seconds=1))
+    commit(queue)
+    asked = record_prefetches(monkeypatch, db)
+    queue.prefetch_head(first._queue_key[0])
+    assert asked == [first._p_oid, queue._length._p_oid]
+
+
+def test_a_dispatcher_setting_its_timer_prefetches_the_job_due(
+        queue, db, start_dispatcher, monkeypatch):
+    asked = record_prefetches(monkeypatch, db)
+    start_dispatcher(poll_interval=RARELY)
+    job = queue.put(Job(jobs.add, 1, 1), begin_after=utcnow() + timedelta(hours=1))
+    commit(queue)
+    wait_until(lambda: job._p_oid in asked, describe=lambda: "for the job's prefetch")
+
+
 def test_one_queued_job_does_not_wake_every_idle_thread(queue, start_dispatcher):
     dispatcher = start_dispatcher(poll_interval=RARELY, agent_size=5)
 
