@@ -6,6 +6,7 @@ with :class:`plone.app.asyncjobs.engine.testing.clock.Clock`, which calls
 :func:`set_time_source`.
 """
 from datetime import datetime
+from datetime import timedelta
 from datetime import timezone
 
 
@@ -50,3 +51,9 @@ def to_microseconds(value):
     """Return the aware ``value`` as integer microseconds since the epoch."""
     delta = value - EPOCH
     return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def from_microseconds(value):
+    """Return the aware UTC datetime ``value`` microseconds after the epoch
+    (the inverse of :func:`to_microseconds`)."""
+    return EPOCH + timedelta(microseconds=value)

@@ -38,6 +38,8 @@ from plone.app.asyncjobs.engine import local
 from plone.app.asyncjobs.engine import retry
 from plone.app.asyncjobs.engine.callback import SuccessFailureCallback
 from plone.app.asyncjobs.engine.clock import as_utc
+from plone.app.asyncjobs.engine.clock import from_microseconds
+from plone.app.asyncjobs.engine.clock import to_microseconds
 from plone.app.asyncjobs.engine.clock import utcnow
 from plone.app.asyncjobs.engine.compat import ZcAsyncJobSpellings
 from plone.app.asyncjobs.engine.events import JobCompleted
@@ -279,13 +281,27 @@ class Job(Persistent, ZcAsyncJobSpellings):
     @property
     def begin_after(self):
         """Earliest start, an aware UTC datetime; set by ``put`` if not before."""
-        return self._begin_after
+        stored = self._begin_after
+        if stored is None or isinstance(stored, datetime):  # datetime: an earlier version's
+            return stored
+        return from_microseconds(stored)
 
     @begin_after.setter
     def begin_after(self, value):
         if self.status != NEW:
             raise BadStatusError(f"cannot change begin_after of a {self.status} job")
-        self._begin_after = None if value is None else as_utc(value, "begin_after")
+        self.set_due(None if value is None else as_utc(value, "begin_after"))
+
+    def set_due(self, when):
+        """Set ``begin_after`` to the aware ``when`` (or ``None``), whatever
+        the status: for the queue, which makes the job pending.  Stored as
+        integer microseconds, a fraction of a datetime's pickle."""
+        self._begin_after = None if when is None else to_microseconds(when)
+
+    def due_microseconds(self):
+        """``begin_after`` as microseconds since the epoch (``None`` if unset)."""
+        stored = self._begin_after
+        return to_microseconds(stored) if isinstance(stored, datetime) else stored
 
     @property
     def begin_by(self):
@@ -332,7 +348,7 @@ class Job(Persistent, ZcAsyncJobSpellings):
         """``begin_after + begin_by``, or ``None`` without a deadline."""
         if self._begin_by is None or self._begin_after is None:
             return None
-        return self._begin_after + self._begin_by
+        return self.begin_after + self._begin_by
 
     def deadline_passed(self, now=None):
         deadline = self.deadline

@@ -247,7 +247,7 @@ class Queue(Persistent):
         if begin_after is not None:
             job.begin_after = begin_after
         elif job.begin_after is None:
-            job._begin_after = utcnow()
+            job.set_due(utcnow())
         if begin_by is not None:
             job.begin_by = begin_by
         check_picklable(job)
@@ -268,7 +268,9 @@ class Queue(Persistent):
                 return holder
         if job._p_jar is None:
             self._p_jar.add(job)
-        job.assigner_uuid = configured_uuid()
+        uuid = configured_uuid()
+        if uuid is not None:  # None is the default: not stored
+            job.assigner_uuid = uuid
         self._insert(job, self._next_lane())
         return job
 
@@ -288,7 +290,7 @@ class Queue(Persistent):
         if job._p_jar is None:
             self._p_jar.add(job)
         if job.begin_after is None:
-            job._begin_after = utcnow()
+            job.set_due(utcnow())
         self._insert(job, None)
 
     def requeue(self, job, when, first=True):
@@ -299,7 +301,7 @@ class Queue(Persistent):
             self.put_back(job)
         else:
             if when is not None:
-                job._begin_after = when
+                job.set_due(when)
             self._insert(job, random.randrange(LANES))
 
     def _tree(self, where):
@@ -329,7 +331,7 @@ class Queue(Persistent):
         return (job.priority, lane)
 
     def _insert(self, job, lane):
-        key = (to_microseconds(job.begin_after), object_id(job)[0])
+        key = (job.due_microseconds(), object_id(job)[0])
         where = self._where(job, lane)
         self._tree(where)[key] = job
         job._queue_key = (where, key)

@@ -9,6 +9,7 @@ import zope.event
 
 from plone.app.asyncjobs.engine import status
 from plone.app.asyncjobs.engine.callback import SuccessFailureCallback
+from plone.app.asyncjobs.engine.clock import to_microseconds
 from plone.app.asyncjobs.engine.configure import get_queue
 from plone.app.asyncjobs.engine.events import JobCompleted
 from plone.app.asyncjobs.engine.exceptions import BadStatusError
@@ -322,6 +323,23 @@ def test_begin_after_is_stored_in_utc(queue):
     assert job.begin_after == start
     assert job.begin_after.tzinfo == timezone.utc
     assert job.begin_after.hour == 10
+
+
+def test_begin_after_is_stored_as_integer_microseconds(queue):
+    start = datetime(2030, 1, 1, 12, 0, 0, 123456, tzinfo=timezone.utc)
+    job = queue.put(Job(jobs.add, 1, 2), begin_after=start)
+    assert job.__getstate__()["_begin_after"] == to_microseconds(start)
+    assert job.begin_after == start and job.due_microseconds() == to_microseconds(start)
+
+
+def test_a_begin_after_stored_as_a_datetime_by_an_earlier_version_still_reads(queue):
+    start = datetime(2030, 1, 1, 12, 0, tzinfo=timezone.utc)
+    job = queue.put(Job(jobs.add, 1, 2), begin_after=start)
+    job._begin_after = start  # as stored before
+    assert job.begin_after == start
+    assert job.due_microseconds() == to_microseconds(start)
+    job.begin_by = timedelta(minutes=5)
+    assert job.deadline == start + timedelta(minutes=5)
 
 
 def test_an_expired_job_fails_with_timeout_instead_of_running(dispatcher, queue):
