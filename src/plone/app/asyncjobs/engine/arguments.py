@@ -20,6 +20,7 @@ The choice is made when the job is made, from the arguments given then;
 both kinds behave as a list and a dict.
 """
 import datetime
+import math
 from decimal import Decimal
 
 from persistent import Persistent
@@ -47,6 +48,13 @@ def containers(owner, args, kwargs):
             budget.admits(name) and budget.admits(value) for name, value in kwargs.items()):
         return OwnedList(owner, args), OwnedDict(owner, kwargs)
     return PersistentList(args), PersistentMapping(kwargs)
+
+
+def is_plain(value):
+    """Whether ``value`` is plain data, of any size: the kinds of values an
+    owned container takes, which pickle without fail (persistent objects
+    as references)."""
+    return _Budget(math.inf).admits(value)
 
 
 class _Budget:
@@ -82,6 +90,13 @@ def plain(container):
     if isinstance(container, _Owned):
         return container.plain_type(container)
     return container
+
+
+def is_empty_plain(stored):
+    """Whether ``stored``, a value :func:`plain` returned, is an empty
+    ``list`` or ``dict``: its owner may leave it out of its record and
+    pass a new one to :func:`owned` when loaded."""
+    return type(stored) in (list, dict) and not stored
 
 
 def owned(owner, stored):

@@ -172,13 +172,14 @@ class Job(Persistent, ZcAsyncJobSpellings):
         for name in ("args", "kwargs"):
             if name in state:
                 state[name] = arguments.plain(state[name])
+                if arguments.is_empty_plain(state[name]):
+                    del state[name]  # most jobs have no keyword arguments
         return state
 
     def __setstate__(self, state):
         state = dict(state)
-        for name in ("args", "kwargs"):
-            if name in state:
-                state[name] = arguments.owned(self, state[name])
+        state["args"] = arguments.owned(self, state.get("args", []))
+        state["kwargs"] = arguments.owned(self, state.get("kwargs", {}))
         if "annotations" in state:  # stored by an earlier version
             state["_annotations"] = state.pop("annotations")
         super().__setstate__(state)
@@ -231,6 +232,8 @@ class Job(Persistent, ZcAsyncJobSpellings):
         stored = self._status_id
         if stored != _NEW:
             return _STORED_STATUS[stored]
+        if self.parent is None:
+            return NEW
         if IQueue.providedBy(self.parent):
             return PENDING
         if IAgent.providedBy(self.parent):

@@ -12,6 +12,7 @@ from io import BytesIO
 
 from persistent import Persistent
 
+from plone.app.asyncjobs.engine import arguments
 from plone.app.asyncjobs.engine.naming import abbreviated
 
 
@@ -49,6 +50,10 @@ def check_callable(candidate):
 
 
 def _importable(function):
+    """Whether ``function`` (a function or a builtin) is found by its name:
+    then it is pickled by reference, without fail."""
+    if not isinstance(function, (types.FunctionType, types.BuiltinFunctionType)):
+        return False
     found = sys.modules.get(function.__module__)
     for part in function.__qualname__.split("."):
         found = getattr(found, part, None)
@@ -65,11 +70,17 @@ class _ReferencePickler(pickle.Pickler):
 
 
 def check_picklable(job):
-    """Raise ``ValueError`` naming the part of ``job`` that cannot be stored."""
+    """Raise ``ValueError`` naming the part of ``job`` that cannot be stored.
+
+    Only the parts that might fail are pickled to find out: not a function
+    importable by name, nor plain-data arguments (see :mod:`.arguments`).
+    """
     parts = [("callable", job._callable)]
     parts += [(f"argument {index}", value) for index, value in enumerate(job.args)]
     parts += [(f"keyword argument {name!r}", value) for name, value in job.kwargs.items()]
     for label, value in parts:
+        if _importable(value) if label == "callable" else arguments.is_plain(value):
+            continue
         try:
             _ReferencePickler(BytesIO(), protocol=3).dump(value)
         except Exception as error:

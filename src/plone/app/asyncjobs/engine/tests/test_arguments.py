@@ -12,6 +12,7 @@ from persistent.mapping import PersistentMapping
 from plone.app.asyncjobs.engine.arguments import INLINE_LIMIT
 from plone.app.asyncjobs.engine.arguments import OwnedDict
 from plone.app.asyncjobs.engine.arguments import OwnedList
+from plone.app.asyncjobs.engine.arguments import is_plain
 from plone.app.asyncjobs.engine.job import Job
 from plone.app.asyncjobs.engine.tests import jobs
 from plone.app.asyncjobs.engine.tests.support import commit
@@ -40,6 +41,23 @@ def test_a_job_with_plain_arguments_is_one_new_record(queue, conn):
     assert stored_objects(conn) == before + 1
     assert type(job.args) is OwnedList and type(job.kwargs) is OwnedDict
     assert job._annotations is None
+
+
+def test_a_job_without_arguments_leaves_them_out_of_its_record(queue, conn, connect):
+    job = queue.put(Job(jobs.reset))
+    commit(queue)
+    assert "args" not in job.__getstate__() and "kwargs" not in job.__getstate__()
+    loaded = connect().get(job._p_oid)
+    assert type(loaded.args) is OwnedList and loaded.args._owner is loaded
+    assert type(loaded.kwargs) is OwnedDict and loaded.kwargs._owner is loaded
+    loaded.kwargs["late"] = 1
+    commit(loaded)
+    assert connect().get(job._p_oid).kwargs == {"late": 1}
+
+
+def test_is_plain_accepts_what_owned_containers_take_at_any_size():
+    assert is_plain(["x" * (INLINE_LIMIT * 2), (1, None), {"a": WHEN}, jobs.Counter()])
+    assert not is_plain(Point(1, 2)) and not is_plain([1, {"a": Point(1, 2)}])
 
 
 def test_changes_to_arguments_kept_in_the_job_are_stored(queue, conn, connect):

@@ -91,6 +91,11 @@ def test_a_retried_job_keeps_its_priority(queue, record, clock):
     assert job.copy().priority == 4
 
 
+def test_the_default_priority_stays_out_of_the_job_record(queue):
+    assert "priority" not in queue.put(Job(jobs.reset), priority=0).__getstate__()
+    assert queue.put(Job(jobs.reset), priority=2).__getstate__()["priority"] == 2
+
+
 @pytest.mark.parametrize("bad", ["1", 1.5, True, None.__class__])
 def test_a_priority_must_be_an_integer(queue, bad):
     with pytest.raises(TypeError, match="priority must be an integer"):

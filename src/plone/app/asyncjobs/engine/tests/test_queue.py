@@ -207,6 +207,17 @@ def test_an_unpicklable_argument_is_refused_at_put_naming_job_and_argument(queue
     assert len(other_queue) == 0
 
 
+def test_what_cannot_be_stored_is_refused_even_where_a_job_keeps_plain_data(queue):
+    # Plain-data arguments are not pickled to check them; anything else is.
+    job = Job(jobs.echo, "plain")
+    job.args.append(threading.Lock())
+    with pytest.raises(ValueError, match="its argument 1"):
+        queue.put(job)
+    with pytest.raises(ValueError, match="its callable"):
+        queue.put(Job(threading.Lock().acquire))
+    assert len(queue) == 0
+
+
 def test_an_argument_that_is_a_persistent_object_is_fine(queue, conn):
     counter = conn.root()["counter"] = jobs.Counter()
     job = queue.put(Job(jobs.increment, counter, 2))
