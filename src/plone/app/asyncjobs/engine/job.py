@@ -33,6 +33,7 @@ from zope.interface import implementer
 from zope.interface.interface import adapter_hooks
 
 from plone.app.asyncjobs.engine import arguments
+from plone.app.asyncjobs.engine import compact
 from plone.app.asyncjobs.engine import failure as failures
 from plone.app.asyncjobs.engine import local
 from plone.app.asyncjobs.engine import retry
@@ -118,10 +119,13 @@ class Job(Persistent, ZcAsyncJobSpellings):
     #: See :mod:`plone.app.asyncjobs.engine.retry`.
     retry_policy_factory = None
     #: UUID of the process that queued the job, if it has one.
-    assigner_uuid = None
-    #: When the job last became ACTIVE, and when its result was stored.
-    active_start = None
-    active_end = None
+    assigner_uuid = compact.uuid_value("_assigner_uuid")
+    _assigner_uuid = None
+    #: When the job last became ACTIVE, and when its result was stored
+    #: (aware UTC datetimes).
+    active_start = compact.instant("_active_start")
+    active_end = compact.instant("_active_end")
+    _active_start = _active_end = None
     #: How many times the job was started: every run of its callable
     #: counts, reruns after a conflict or a lost connection too, and a run
     #: whose start was lost with its worker (see :meth:`interrupted`).  At
@@ -182,6 +186,7 @@ class Job(Persistent, ZcAsyncJobSpellings):
         state["kwargs"] = arguments.owned(self, state.get("kwargs", {}))
         if "annotations" in state:  # stored by an earlier version
             state["_annotations"] = state.pop("annotations")
+        compact.rename_legacy(type(self), state)
         super().__setstate__(state)
 
     @property
@@ -284,10 +289,7 @@ class Job(Persistent, ZcAsyncJobSpellings):
     @property
     def begin_after(self):
         """Earliest start, an aware UTC datetime; set by ``put`` if not before."""
-        stored = self._begin_after
-        if stored is None or isinstance(stored, datetime):  # datetime: an earlier version's
-            return stored
-        return from_microseconds(stored)
+        return compact.loaded(self._begin_after, int, from_microseconds)
 
     @begin_after.setter
     def begin_after(self, value):
@@ -298,7 +300,7 @@ class Job(Persistent, ZcAsyncJobSpellings):
     def set_due(self, when):
         """Set ``begin_after`` to the aware ``when`` (or ``None``), whatever
         the status: for the queue, which makes the job pending.  Stored as
-        integer microseconds, a fraction of a datetime's pickle."""
+        integer microseconds (see :mod:`.compact`)."""
         self._begin_after = None if when is None else to_microseconds(when)
 
     def due_microseconds(self):
