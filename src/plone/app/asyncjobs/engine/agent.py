@@ -88,19 +88,23 @@ class Agent(Persistent):
         jobs = self.claim_jobs(1, now=now, lane=lane, finished=finished, exclude=exclude)
         return jobs[0] if jobs else None
 
-    def claim_jobs(self, count, now=None, lane=None, finished=(), exclude=frozenset()):
+    def claim_jobs(self, count, now=None, lane=None, finished=(), exclude=frozenset(),
+                   running=None):
         """Take up to ``count`` jobs for one worker thread, in claim order.
 
         A thread running short jobs claims several per commit and runs them
         one after another; the ones it has not started are ``ASSIGNED``
         and go back to the queue if the worker dies.  See :meth:`claim_job`.
+        ``running``: how many jobs of this agent other threads run now, if
+        the caller knows (a worker thread does); else it is counted from
+        the statuses of the held jobs, which loads them all.
         """
         dispatcher_record = self.parent
         if finished:
             self.sweep(finished)
         if not dispatcher_record.activated or dispatcher_record.dead or dispatcher_record.paused:
             return []
-        if self._running() >= self.size:
+        if (self._running() if running is None else running) >= self.size:
             return []
         claimed = []
         while len(claimed) < count:
@@ -120,7 +124,7 @@ class Agent(Persistent):
         return sum(1 for job in self._held.jobs()
                    if job.status in (ACTIVE, CALLBACKS) and not job.waiting)
 
-    def sweep(self, jobs=None, completed_before=None):
+    def sweep(self, jobs=None, completed_before=None, skip=frozenset()):
         """Move completed held jobs to the history; return how many moved.
 
         Jobs commit their completion without touching the agent (see
@@ -129,10 +133,12 @@ class Agent(Persistent):
         the job it finished with its next claim (``jobs``); the dispatcher's
         poll sweeps what is left, only jobs completed before
         ``completed_before``, so that the two rarely sweep the same job at
-        once.
+        once, and not the jobs whose ``(oid, database)`` is in ``skip``
+        (those worker threads have in hand), so as not to load them.
         """
-        candidates = list(self._held.jobs()) if jobs is None else jobs
-        done = [job for job in candidates
+        if jobs is None:
+            jobs = [job for job in self._held.jobs() if object_id(job) not in skip]
+        done = [job for job in jobs
                 if job.status == COMPLETED and self.holds(job)
                 and (completed_before is None or job.active_end < completed_before)]
         for job in done:

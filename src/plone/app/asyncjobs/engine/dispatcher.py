@@ -492,9 +492,9 @@ class Dispatcher:
             leftovers = utcnow() - max(2 * timedelta(seconds=self.poll_interval),
                                        LEFTOVER_AGE)
             for agent_name, agent in record.items():
-                agent.sweep(completed_before=leftovers)
-                wanted.add((name, agent_name))
                 pool = self._pool(name, agent_name)
+                agent.sweep(completed_before=leftovers, skip=pool.in_hand())
+                wanted.add((name, agent_name))
                 pool.set_size(0 if record.paused else agent.size)
                 pool.stop_superseded(agent)
                 if pool.recover_strays(agent, self._strays[name, agent_name]):

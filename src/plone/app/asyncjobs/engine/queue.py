@@ -87,7 +87,7 @@ KEY = "plone.app.asyncjobs"
 #: How many trees pending jobs are spread over.
 LANES = 16
 
-#: A claim picks at random among this many of a lane's first eligible jobs.
+#: A claim picks at random among this many of a lane's first due jobs.
 CLAIM_WINDOW = 4
 
 #: How many jobs in a row a transaction puts in one lane: about half a
@@ -427,11 +427,11 @@ class Queue(Persistent):
         A job whose ``begin_by`` deadline has passed is returned whatever
         the filter says, so that the claiming worker fails it; quotas and
         the filter decide for the others.  Handed-back jobs come first;
-        then, priority by priority from the highest, one of the first
-        :data:`CLAIM_WINDOW` eligible jobs of lane number ``lane`` (default:
-        a random one), or else of the first lane, in random order, that
-        has one.  Concurrent claimers of one process
-        pass different lanes.  Jobs whose ``(oid, database)`` is in ``exclude``
+        then, priority by priority from the highest, an eligible job among
+        the first :data:`CLAIM_WINDOW` due jobs (or the next ones, if none
+        is) of lane number ``lane`` (default: a random one), or else of the
+        first lane, in random order, that has one.  Concurrent claimers of
+        one process pass different lanes.  Jobs whose ``(oid, database)`` is in ``exclude``
         are skipped, as are pending jobs that cannot be read (logged).
         """
         eligible = _Eligibility(self, filter, to_microseconds(now or utcnow()), exclude)
@@ -441,9 +441,8 @@ class Queue(Persistent):
         order = [start] + random.sample([n for n in range(LANES) if n != start], LANES - 1)
         lanes = [self._handed_back] + [lanes[n] for _, lanes in self._lane_sets() for n in order]
         for lane in lanes:
-            candidates = eligible.first(lane, CLAIM_WINDOW)
-            if candidates:
-                job = random.choice(candidates)
+            job = eligible.choose(lane, CLAIM_WINDOW)
+            if job is not None:
                 # For the pickup latency (see .pickups): the job's last
                 # commit, which made it pending, is known until this one.
                 job._v_pending_since = committed_at(job._p_serial)
@@ -531,7 +530,7 @@ class Queue(Persistent):
 
 
 class _Eligibility:
-    """Finds, in one lane, the first jobs a claim may take."""
+    """Chooses, in one lane, the job a claim takes."""
 
     def __init__(self, queue, filter, now_us, exclude):
         self.queue = queue
@@ -539,16 +538,34 @@ class _Eligibility:
         self.now_us = now_us
         self.exclude = exclude
 
-    def first(self, lane, count):
-        found = []
+    def choose(self, lane, window):
+        """An eligible job among the first ``window`` due jobs of ``lane``,
+        at random, else among the next ``window``, and so on; or ``None``.
+
+        Only the jobs looked at are loaded, in random order, until one is
+        eligible: usually one, where checking the whole window would load
+        every job in it, and load each again after another thread claims
+        it."""
+        candidates = []
         for (due, _), job in lane.jobs():
             if due > self.now_us and lane is not self.queue._handed_back:
                 break
+            candidates.append(job)
+            if len(candidates) == window:
+                chosen = self._any_eligible(candidates)
+                if chosen is not None:
+                    return chosen
+                candidates = []
+        return self._any_eligible(candidates)
+
+    def _any_eligible(self, candidates):
+        random.shuffle(candidates)
+        for job in candidates:
             try:
                 if self.exclude and object_id(job) in self.exclude:
                     continue
                 if job.deadline_passed():
-                    return [job]
+                    return job  # whatever the filter says: see claim()
                 if not self.queue.quotas.admits(job):
                     continue
                 if self.filter is not None and not self.filter(job):
@@ -559,10 +576,8 @@ class _Eligibility:
                 events.critical("cannot read pending job %s in queue %r; skipping it",
                                 object_id(job), self.queue.name, exc_info=True)
                 continue
-            found.append(job)
-            if len(found) == count:
-                break
-        return found
+            return job
+        return None
 
 
 def check_priority(priority):

@@ -183,6 +183,10 @@ class AgentWorkers:
                 self.waiting -= 1
             return self._woken_by if woken else POLL
 
+    def running(self):
+        """How many of the pool's living threads run a job now."""
+        return sum(1 for thread in self.alive() if thread.current_job is not None)
+
     def in_hand(self):
         """``(oid, database)`` of the jobs the pool's living threads hold:
         claimed, and neither finished (their outcomes committed) nor
@@ -290,6 +294,9 @@ class WorkerThread(threading.Thread):
         #: :meth:`AgentWorkers.recover_strays`): added before the claim
         #: commits, removed once finished or handed back.
         self.in_hand = set()
+        #: The jobs this thread finished since its last claim, which its
+        #: next claim moves to its agent's history.
+        self._finished = []
         #: ``(oid, database)`` of a job the dispatcher found taken over
         #: elsewhere while this thread ran it (see :meth:`superseded`).
         self.taken_over = None
@@ -318,7 +325,6 @@ class WorkerThread(threading.Thread):
                           self.cancel_error)
         self.holder = local.holder()
         batch = collections.deque()
-        self._finished = []
         self._last_duration = None
         try:
             while not self.abandoned and not self.pool._should_exit(self):
@@ -368,10 +374,11 @@ class WorkerThread(threading.Thread):
 
     def holding(self):
         """``(oid, database)`` of the jobs this thread holds (any thread):
-        those in hand, and those whose outcomes wait for a group commit."""
+        those in hand, those whose outcomes wait for a group commit, and
+        those finished that its next claim moves to the history."""
         group = getattr(self, "group", None)
         waiting = group.pending() if group is not None else []
-        return set(self.in_hand) | {object_id(job) for job in waiting}
+        return set(self.in_hand) | {object_id(job) for job in [*waiting, *self._finished]}
 
     def superseded(self):
         """Whether the job this thread runs was taken over elsewhere (called
@@ -648,7 +655,8 @@ class WorkerThread(threading.Thread):
                         return False, []
                     claimed = agent.claim_jobs(
                         count, lane=self.dispatcher.next_lane(self.pool.queue_name),
-                        finished=finished, exclude=self.dispatcher.unclaimable)
+                        finished=finished, exclude=self.dispatcher.unclaimable,
+                        running=self.pool.running())
                     if claimed and claimed[0].may_start_early():
                         claimed[0].mark_active()
                     keys = {object_id(job) for job in claimed}

@@ -4,11 +4,14 @@ from datetime import timedelta
 
 import pytest
 
+from plone.app.asyncjobs.engine import configure
 from plone.app.asyncjobs.engine import failure
 from plone.app.asyncjobs.engine import status
 from plone.app.asyncjobs.engine.agent import Agent
 from plone.app.asyncjobs.engine.history import CompletedJobs
+from plone.app.asyncjobs.engine.ids import object_id
 from plone.app.asyncjobs.engine.job import Job
+from plone.app.asyncjobs.engine.queue import CLAIM_WINDOW
 from plone.app.asyncjobs.engine.tests import jobs
 from plone.app.asyncjobs.engine.tests.support import commit
 
@@ -146,6 +149,47 @@ def test_sweep_moves_completed_jobs_to_the_history(queue, dispatcher_record):
     assert list(agent.completed) == [job]
     assert job in agent.completed and agent.completed.first() is job
     assert agent.sweep() == 0
+
+
+def ghosts(connection, jobs_):
+    """The jobs of ``jobs_`` that ``connection`` has not loaded."""
+    return {job for job in jobs_ if connection.get(job._p_oid)._p_changed is None}
+
+
+def test_a_claim_told_how_many_jobs_run_loads_no_held_job(queue, dispatcher_record, connect):
+    add_agent(dispatcher_record, size=3)
+    fill(queue, 5)
+    held = dispatcher_record["main"].claim_jobs(4)
+    commit(queue)
+    connection = connect()
+    agent = connection.get(dispatcher_record._p_oid)["main"]
+    assert agent.claim_jobs(1, running=3) == []
+    assert ghosts(connection, held) == set(held)
+    assert len(agent.claim_jobs(1, running=2)) == 1
+    assert ghosts(connection, held) == set(held)  # counted, they would be loaded
+
+
+def test_sweep_leaves_the_jobs_to_skip_unloaded(queue, dispatcher_record, connect):
+    agent = add_agent(dispatcher_record)
+    job, other = fill(queue, 2)
+    agent.claim_jobs(2)
+    commit(queue)
+    job()
+    commit(job)
+    connection = connect()
+    agent = connection.get(dispatcher_record._p_oid)["main"]
+    assert agent.sweep(skip={object_id(job)}) == 0
+    assert ghosts(connection, [job]) == {job}
+    assert agent.sweep() == 1
+
+
+def test_a_claim_takes_a_job_of_its_window_loading_only_that_one(queue, connect):
+    queued = [queue.put(Job(jobs.echo, n)) for n in range(8)]  # one lane: a run
+    commit(queue)
+    connection = connect()
+    claimed = configure.get_queue(connection).claim()
+    assert claimed._p_oid in {job._p_oid for job in queued[:CLAIM_WINDOW]}
+    assert len(ghosts(connection, queued)) == len(queued) - 1
 
 
 def test_a_claim_sweeps_the_job_the_claimer_finished(queue, dispatcher_record):
