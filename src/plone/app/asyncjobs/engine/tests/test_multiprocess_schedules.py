@@ -10,7 +10,6 @@ import os
 import signal
 from datetime import timedelta
 
-import pytest
 import transaction
 
 from plone.app.asyncjobs.engine import configure
