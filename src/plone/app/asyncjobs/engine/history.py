@@ -97,6 +97,22 @@ def history_key(completed, job):
     return (-to_microseconds(completed), object_id(job)[0] or id(job))
 
 
+def _key_of(job):
+    """The key ``job`` is kept under if it is in a history: the one its end
+    (``active_end``) gives, unless it was added with another completion
+    time, which it then keeps (``_history_key``)."""
+    key = getattr(job, "_history_key", None)
+    if key is None:
+        end = getattr(job, "active_end", None)
+        key = None if end is None else history_key(end, job)
+    return key
+
+
+def _forget_key(job):
+    if getattr(job, "_history_key", None) is not None:
+        job._history_key = None
+
+
 class CompletedJobs(Persistent):
     """Completed jobs, iterable newest first."""
 
@@ -120,7 +136,9 @@ class CompletedJobs(Persistent):
         now = utcnow()
         self._rotate(now)
         key = history_key(completed or now, job)
-        job._history_key = key
+        if key != _key_of(job):
+            job._history_key = key
+        # Otherwise the job is not written again just to keep its key.
         self._generations[0].add(key, job)
 
     def _rotate(self, now):
@@ -135,11 +153,11 @@ class CompletedJobs(Persistent):
 
     def remove(self, job):
         """Forget ``job``; raise ``LookupError`` if it is not in this history."""
-        key = getattr(job, "_history_key", None)
+        key = _key_of(job)
         for generation in self._generations:
             if key is not None and generation.get(key) is job:
                 generation.remove(key)
-                job._history_key = None
+                _forget_key(job)
                 return
         raise LookupError(f"{job!r} is not in this history")
 
@@ -152,7 +170,7 @@ class CompletedJobs(Persistent):
             for tree in (generation.succeeded, generation.failed):
                 keys = list(tree.keys(min=limit, excludemin=True))
                 for key in keys:
-                    generation.remove(key)._history_key = None
+                    _forget_key(generation.remove(key))
                 removed += len(keys)
         return removed
 
@@ -187,7 +205,7 @@ class CompletedJobs(Persistent):
         return len(self) > 0
 
     def __contains__(self, job):
-        key = getattr(job, "_history_key", None)
+        key = _key_of(job)
         return key is not None and any(
             generation.get(key) is job for generation in self._generations)
 

@@ -202,6 +202,21 @@ def test_a_claim_sweeps_the_job_the_claimer_finished(queue, dispatcher_record):
     assert len(agent) == 0 and job in agent.completed
 
 
+def test_moving_a_job_to_the_history_does_not_write_the_job(queue, dispatcher_record):
+    # Its key in the history comes from its end: the claim that sweeps it
+    # writes the history, not the job again.
+    agent = add_agent(dispatcher_record)
+    job = fill(queue, 1)[0]
+    agent.claim_job()
+    commit(queue)
+    job()
+    commit(job)
+    assert agent.sweep() == 1
+    assert not job._p_changed and job in agent.completed
+    agent.completed.remove(job)
+    assert not job._p_changed and job not in agent.completed
+
+
 # -- the history itself ----------------------------------------------------------
 
 def completed_job(conn, name):
@@ -236,6 +251,9 @@ def test_history_takes_the_completion_time_when_given(conn, clock):
     history.add(earlier, clock.now - timedelta(minutes=5))
     assert list(history) == [later, earlier]
     assert list(history.since(clock.now - timedelta(minutes=1))) == [later]
+    assert earlier in history and later in history
+    history.remove(earlier)
+    assert earlier not in history and list(history) == [later]
 
 
 def test_history_rotates_and_stays_bounded(conn, clock):
