@@ -436,11 +436,7 @@ class Queue(Persistent):
         """
         eligible = _Eligibility(self, filter, to_microseconds(now or utcnow()), exclude)
         start = random.randrange(LANES) if lane is None else lane % LANES
-        # Other lanes in random order: claimers whose own lanes are empty
-        # should not all move on to the same next lane.
-        order = [start] + random.sample([n for n in range(LANES) if n != start], LANES - 1)
-        lanes = [self._handed_back] + [lanes[n] for _, lanes in self._lane_sets() for n in order]
-        for lane in lanes:
+        for lane in self._claim_order(start):
             job = eligible.choose(lane, CLAIM_WINDOW)
             if job is not None:
                 # For the pickup latency (see .pickups): the job's last
@@ -451,6 +447,20 @@ class Queue(Persistent):
                     self.quotas.enter(job)
                 return job
         return default
+
+    def _claim_order(self, start):
+        """The trees a claim looks in, in turn: the handed-back jobs, then
+        per priority lane number ``start`` and the other lanes."""
+        yield self._handed_back
+        others = None
+        for _, lanes in self._lane_sets():
+            yield lanes[start]
+            if others is None:  # drawn only when the first lane has nothing
+                # In random order: claimers whose own lanes are empty should
+                # not all move on to the same next lane.
+                others = random.sample([n for n in range(LANES) if n != start], LANES - 1)
+            for number in others:
+                yield lanes[number]
 
     def has_due_jobs(self, now=None):
         """Tell cheaply whether some pending job is due."""
