@@ -12,12 +12,13 @@ def sync(obj):
     obj._p_jar.transaction_manager.begin()
 
 
-def claim_one_per_lane(queue, clock, make_job, count=64, **options):
+def claim_one_per_lane(queue, clock, make_job, count=256, **options):
     """Put ``make_job(number)`` for ``number`` in ``range(count)``, each due a
     second after the previous one, with ``options``, each in a transaction
     of its own (so that they spread over the lanes); claim one job
-    from each lane in turn; return the numbers in claim order.  Lanes and
-    claim windows are random: seeded here, so the order is repeatable."""
+    from each lane in turn; return the numbers in claim order.  The
+    default count makes lanes much longer than a claim window, as due
+    order is only kept then.  Claim windows are random: seeded here."""
     state = random.getstate()
     random.seed(20260101)
     try:

@@ -30,9 +30,9 @@ def test_due_jobs_of_higher_priority_are_claimed_first(queue, clock):
 
 def test_equal_priorities_keep_due_order(queue, clock):
     positions = claim_one_per_lane(queue, clock, lambda number: Job(jobs.echo, number), priority=2)
-    assert sorted(positions) == list(range(64))
+    assert sorted(positions) == list(range(256))
     # As without priorities (see test_queue): about due order.
-    assert sum(positions[:32]) < sum(positions[32:])
+    assert sum(positions[:128]) < sum(positions[128:])
 
 
 def test_handed_back_jobs_still_come_first(queue):

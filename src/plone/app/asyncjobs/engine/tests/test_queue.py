@@ -171,11 +171,11 @@ def test_claim_returns_an_expired_job_whatever_the_filter(queue, clock):
 
 def test_claims_spread_over_lanes_keep_about_due_order(queue, clock):
     positions = claim_one_per_lane(queue, clock, lambda number: Job(jobs.echo, number))
-    assert sorted(positions) == list(range(64))
+    assert sorted(positions) == list(range(256))
     assert queue.claim() is None and len(queue) == 0
     # Not FIFO, but close: early claims take early jobs.
-    assert sum(positions[:32]) < sum(positions[32:])
-    assert positions != list(range(64))
+    assert sum(positions[:128]) < sum(positions[128:])
+    assert positions != list(range(256))
 
 
 @pytest.mark.parametrize("callable_, error, message", [
@@ -297,12 +297,21 @@ def test_the_jobs_of_one_transaction_go_to_lanes_in_runs(queue):
             for start in range(0, len(first), LANE_RUN)]
     assert all(len(set(run)) == 1 for run in runs)
     commit(queue)
-    # A new transaction starts a new run: over many, all lanes fill.
-    lanes = set()
-    for number in range(200):
-        lanes.update(lanes_of([queue.put(Job(jobs.echo, number))]))
+    # A new transaction starts a new run, in the next lane: the runs of a
+    # process take the lanes in turn.
+    lanes = []
+    for number in range(LANES):
+        lanes += lanes_of([queue.put(Job(jobs.echo, number))])
         commit(queue)
-    assert lanes == set(range(LANES))
+    assert sorted(lanes) == list(range(LANES))
+
+
+def test_concurrent_transactions_of_one_process_put_in_different_lanes(queue, connect):
+    # An append that splits a lane's bucket conflicts with every concurrent
+    # write to that lane.
+    queues = [configure.get_queue(connect()) for _ in range(LANES)]
+    jobs_ = [other.put(Job(jobs.echo, number)) for number, other in enumerate(queues)]
+    assert sorted(lanes_of(jobs_)) == list(range(LANES))
 
 
 def test_put_many_queues_jobs_and_callables_with_common_options(queue, clock):
