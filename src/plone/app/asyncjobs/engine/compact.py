@@ -18,17 +18,11 @@ from plone.app.asyncjobs.engine.clock import from_microseconds
 from plone.app.asyncjobs.engine.clock import to_microseconds
 
 
-def loaded(stored, compact_type, expand):
-    """The value of a compact attribute stored as ``stored``:
-    ``expand(stored)`` if it is of ``compact_type``, else ``stored`` as it
-    is (``None``, or a value an earlier version stored)."""
-    return expand(stored) if isinstance(stored, compact_type) else stored
-
-
 class CompactAttribute:
     """A data descriptor: a value is kept as ``compress(value)``, of
     ``compact_type``, in the instance attribute ``stored_name``, and read
-    back with ``expand``.  ``None`` is kept as it is."""
+    back with ``expand``.  ``None`` is kept as it is, and so is a stored
+    value of another type (one an earlier version stored) when read."""
 
     def __init__(self, stored_name, compact_type, compress, expand):
         self.stored_name = stored_name
@@ -39,7 +33,8 @@ class CompactAttribute:
     def __get__(self, instance, owner=None):
         if instance is None:
             return self
-        return loaded(getattr(instance, self.stored_name), self.compact_type, self.expand)
+        stored = getattr(instance, self.stored_name)
+        return self.expand(stored) if isinstance(stored, self.compact_type) else stored
 
     def __set__(self, instance, value):
         setattr(instance, self.stored_name, None if value is None else self.compress(value))
@@ -64,8 +59,9 @@ def rename_legacy(cls, state):
     """Move, in the ``state`` dict being loaded into an instance of
     ``cls``, values stored under the public name of one of its compact
     attributes to the attribute's stored name."""
-    for name in _compact_attributes(cls).keys() & state.keys():
-        state[_compact_attributes(cls)[name]] = state.pop(name)
+    stored_names = _compact_attributes(cls)
+    for name in stored_names.keys() & state.keys():
+        state[stored_names[name]] = state.pop(name)
 
 
 @functools.cache

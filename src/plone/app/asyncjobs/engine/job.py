@@ -39,7 +39,6 @@ from plone.app.asyncjobs.engine import local
 from plone.app.asyncjobs.engine import retry
 from plone.app.asyncjobs.engine.callback import SuccessFailureCallback
 from plone.app.asyncjobs.engine.clock import as_utc
-from plone.app.asyncjobs.engine.clock import from_microseconds
 from plone.app.asyncjobs.engine.clock import to_microseconds
 from plone.app.asyncjobs.engine.clock import utcnow
 from plone.app.asyncjobs.engine.compat import ZcAsyncJobSpellings
@@ -108,6 +107,8 @@ class Job(Persistent, ZcAsyncJobSpellings):
     _annotations = None  # created on first use: see annotations
     _deferred = False  # waiting for a Deferred the callable returned
     _begin_after = None
+    #: ``begin_after`` as stored; set by the queue whatever the status.
+    _due = compact.instant("_begin_after")
     _begin_by = None
     _quota_names = ()
     _retry_policy = None
@@ -289,7 +290,7 @@ class Job(Persistent, ZcAsyncJobSpellings):
     @property
     def begin_after(self):
         """Earliest start, an aware UTC datetime; set by ``put`` if not before."""
-        return compact.loaded(self._begin_after, int, from_microseconds)
+        return self._due
 
     @begin_after.setter
     def begin_after(self, value):
@@ -301,7 +302,7 @@ class Job(Persistent, ZcAsyncJobSpellings):
         """Set ``begin_after`` to the aware ``when`` (or ``None``), whatever
         the status: for the queue, which makes the job pending.  Stored as
         integer microseconds (see :mod:`.compact`)."""
-        self._begin_after = None if when is None else to_microseconds(when)
+        self._due = when
 
     def due_microseconds(self):
         """``begin_after`` as microseconds since the epoch (``None`` if unset)."""

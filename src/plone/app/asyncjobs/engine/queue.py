@@ -443,8 +443,9 @@ class Queue(Persistent):
         the first :data:`CLAIM_WINDOW` due jobs (or the next ones, if none
         is) of lane number ``lane`` (default: a random one), or else of the
         first lane, in random order, that has one.  Concurrent claimers of
-        one process pass different lanes.  Jobs whose ``(oid, database)`` is in ``exclude``
-        are skipped, as are pending jobs that cannot be read (logged).
+        one process pass different lanes.  Jobs whose ``(oid, database)``
+        is in ``exclude`` are skipped, as are pending jobs that cannot be
+        read (logged).
         """
         eligible = _Eligibility(self, filter, to_microseconds(now or utcnow()), exclude)
         start = random.randrange(LANES) if lane is None else lane % LANES

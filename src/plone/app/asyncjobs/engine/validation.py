@@ -75,11 +75,13 @@ def check_picklable(job):
     Only the parts that might fail are pickled to find out: not a function
     importable by name, nor plain-data arguments (see :mod:`.arguments`).
     """
-    parts = [("callable", job._callable)]
-    parts += [(f"argument {index}", value) for index, value in enumerate(job.args)]
-    parts += [(f"keyword argument {name!r}", value) for name, value in job.kwargs.items()]
-    for label, value in parts:
-        if _importable(value) if label == "callable" else arguments.is_plain(value):
+    parts = [("callable", job._callable, _importable)]
+    parts += [(f"argument {index}", value, arguments.is_plain)
+              for index, value in enumerate(job.args)]
+    parts += [(f"keyword argument {name!r}", value, arguments.is_plain)
+              for name, value in job.kwargs.items()]
+    for label, value, stores_safely in parts:
+        if stores_safely(value):
             continue
         try:
             _ReferencePickler(BytesIO(), protocol=3).dump(value)
