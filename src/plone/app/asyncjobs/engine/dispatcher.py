@@ -91,6 +91,13 @@ POLL_INTERVAL = 10
 #: claim takes even on a loaded machine, or both would claim the job.
 BACKUP_DELAY = 1.0
 
+#: Seconds a dispatcher waits, after waking a thread for a ring or a timer,
+#: before it looks at its queues for the timers of jobs due later: the look
+#: would compete for the processor with the claim it just woke (it took
+#: most of the pickup latency's spread over ZEO), and the rings arriving
+#: meanwhile share it.
+LOOK_DELAY = 0.01
+
 #: Seconds the due timer fires after a job's due time, so that the
 #: claim's clock has passed it.
 TIMER_SLACK = 0.001
@@ -219,6 +226,7 @@ class Dispatcher:
         self._rung = set()
         self._ring_pending = False
         self._due_timer = None
+        self._next_look = None
         #: Queues the slots of recurring jobs (see :mod:`.schedules`).
         self._slots = None
         #: Enforces the time limits of running jobs (see :mod:`.timeouts`).
@@ -308,24 +316,33 @@ class Dispatcher:
             # been shared out anew.
             self._look(pickups.PUSH)
             return
-        # Wake first (the job is most likely due now), then look for the
-        # timers: a job in another's lane, or one queued for later.
-        self._wake({name for name, lane in rung if self._owns_lane(name, lane)},
+        # Wake first (the job is most likely due now), then, once the claim
+        # is under way, look for the timers: a job in another's lane, or
+        # one queued for later.
+        self._wake({name: lane for name, lane in rung if self._owns_lane(name, lane)},
                    pickups.PUSH)
-        self._look(None)
+        self._look_soon()
 
-    def _answer_timer(self, queue_name):
-        """The due timer: a job of ``queue_name`` is due now.  Wake first,
-        as for a ring: looking at the queues takes longer than the claim."""
+    def _answer_timer(self, queue_name, lane):
+        """The due timer: a job of ``queue_name`` in lane ``lane`` is due now.
+        Wake first, as for a ring: looking at the queues takes longer than
+        the claim."""
         self._due_timer = None
-        self._wake({queue_name}, pickups.TIMER)
-        self._look(None)
+        self._wake({queue_name: lane}, pickups.TIMER)
+        self._look_soon()
 
-    def _wake(self, queue_names, how):
-        """Wake one thread of every pool of the queues ``queue_names``."""
+    def _look_soon(self):
+        """Look at the queues (waking nobody) :data:`LOOK_DELAY` seconds
+        from now, once for every ring and timer answered until then."""
+        if self._next_look is None or not self._next_look.active():
+            self._next_look = self.reactor.callLater(LOOK_DELAY, self._look, None)
+
+    def _wake(self, lanes, how):
+        """Wake one thread of every pool of the queues named in ``lanes``, a
+        mapping to the number of a lane with a job due, or ``None``."""
         for (queue_name, _), pool in list(self._pools.items()):
-            if queue_name in queue_names:
-                pool.wake(how, threads=1)
+            if queue_name in lanes:
+                pool.wake(how, threads=1, lane=lanes[queue_name])
 
     def _owns_lane(self, queue_name, lane):
         own = self._own_lanes.get(queue_name)
@@ -375,14 +392,15 @@ class Dispatcher:
             abort(manager)
         self._doorbells = doorbells
         if how is not None:
-            self._wake(due_queues, how)
+            self._wake(dict.fromkeys(due_queues), how)
         if self._due_timer is not None and self._due_timer.active():
             self._due_timer.cancel()
         self._due_timer = None
         if next_due is not None:
             # From now: looking took time.
             delay = max(0, next_due - to_microseconds(utcnow())) / 1_000_000 + TIMER_SLACK
-            self._due_timer = self.reactor.callLater(delay, self._answer_timer, next_head[0])
+            self._due_timer = self.reactor.callLater(
+                delay, self._answer_timer, next_head[0], next_head[2])
 
     def deactivate(self):
         """Stop: let running jobs finish (up to ``shutdown_grace`` seconds),
@@ -394,10 +412,9 @@ class Dispatcher:
         if not self.activated:
             return
         self.activated = None
-        if self._next_poll is not None and self._next_poll.active():
-            self._next_poll.cancel()
-        if self._due_timer is not None and self._due_timer.active():
-            self._due_timer.cancel()
+        for call in (self._next_poll, self._due_timer, self._next_look):
+            if call is not None and call.active():
+                call.cancel()
         self.time_limits.stop()
         self._slots.stop()
         if self._listener is not None:

@@ -449,6 +449,7 @@ class Queue(Persistent):
         """
         eligible = _Eligibility(self, filter, to_microseconds(now or utcnow()), exclude)
         start = random.randrange(LANES) if lane is None else lane % LANES
+        self._prefetch_changed(start)
         for lane in self._claim_order(start):
             job = eligible.choose(lane, CLAIM_WINDOW)
             if job is not None:
@@ -460,6 +461,19 @@ class Queue(Persistent):
                     self.quotas.enter(job)
                 return job
         return default
+
+    def _prefetch_changed(self, start):
+        """Start loading, together, what a claim starting with lane number
+        ``start`` reads first and other transactions changed: those of its
+        trees and the queue's length that are ghosts.  Loaded when the claim
+        comes to them, each would cost a round trip to the storage server."""
+        if self._p_jar is None:
+            return
+        changed = [item for item in (self._handed_back, self._length,
+                                     *(lanes[start] for _, lanes in self._lane_sets()))
+                   if item._p_changed is None]
+        if len(changed) > 1:
+            self._p_jar.prefetch(*changed)
 
     def _claim_order(self, start):
         """The trees a claim looks in, in turn: the handed-back jobs, then

@@ -83,6 +83,7 @@ class AgentWorkers:
         self._threads = []
         self._wakes = 0
         self._woken_by = POLL
+        self._woken_for = None
         self.waiting = 0
         #: Held while a thread claims: the claims of one pool write the same
         #: objects (the agent's held jobs, the front of its history), and
@@ -111,12 +112,15 @@ class AgentWorkers:
                 thread.start()
             self._condition.notify_all()
 
-    def wake(self, how=POLL, threads=None):
+    def wake(self, how=POLL, threads=None, lane=None):
         """Make waiting threads try to claim a job now: all of them, or up
-        to ``threads``; ``how`` says why (see :mod:`.pickups`)."""
+        to ``threads``; ``how`` says why (see :mod:`.pickups`); ``lane``,
+        if known, is the number of a lane with a job due: the claim of the
+        first thread to wake starts there."""
         with self._condition:
             self._wakes += 1
             self._woken_by = how
+            self._woken_for = lane
             if threads is None:
                 self._condition.notify_all()
             else:
@@ -172,16 +176,18 @@ class AgentWorkers:
             return self._wakes
 
     def _wait(self, wakes_seen, timeout):
-        """Wait for a wake; return how the thread was woken (see :mod:`.pickups`)."""
+        """Wait for a wake; return how the thread was woken (see
+        :mod:`.pickups`) and the lane its claim should start with, if known."""
         with self._condition:
-            if self._wakes != wakes_seen:
-                return self._woken_by
-            self.waiting += 1
-            try:
-                woken = self._condition.wait(timeout)
-            finally:
-                self.waiting -= 1
-            return self._woken_by if woken else POLL
+            if self._wakes == wakes_seen:
+                self.waiting += 1
+                try:
+                    if not self._condition.wait(timeout):
+                        return POLL, None
+                finally:
+                    self.waiting -= 1
+            lane, self._woken_for = self._woken_for, None
+            return self._woken_by, lane
 
     def running(self):
         """How many of the pool's living threads run a job now."""
@@ -290,6 +296,8 @@ class WorkerThread(threading.Thread):
         self.found_nothing = True
         #: How this thread came to its next claim (see :mod:`.pickups`).
         self.pickup = POLL
+        #: The lane its next claim starts with, if the wake said.
+        self._start_lane = None
         #: ``(oid, database)`` of the jobs this thread holds (see
         #: :meth:`AgentWorkers.recover_strays`): added before the claim
         #: commits, removed once finished or handed back.
@@ -494,7 +502,8 @@ class WorkerThread(threading.Thread):
                 self._finished = []
             self.found_nothing = not claimed
             if not claimed:
-                self.pickup = self.pool._wait(wakes, self.dispatcher.poll_interval)
+                self.pickup, self._start_lane = self.pool._wait(
+                    wakes, self.dispatcher.poll_interval)
                 return None
             self.pool.relay()
             batch.extend(claimed)
@@ -644,7 +653,11 @@ class WorkerThread(threading.Thread):
         """
         statistics = self.dispatcher.statistics
         self.group.flush()
+        hinted, self._start_lane = self._start_lane, None
         for attempt in range(1, CLAIM_ATTEMPTS + 1):
+            # A retry after a conflict starts in another lane.
+            lane = (hinted if attempt == 1 and hinted is not None
+                    else self.dispatcher.next_lane(self.pool.queue_name))
             claimed = []
             try:
                 with self.pool.claiming:
@@ -654,7 +667,7 @@ class WorkerThread(threading.Thread):
                         manager.abort()
                         return False, []
                     claimed = agent.claim_jobs(
-                        count, lane=self.dispatcher.next_lane(self.pool.queue_name),
+                        count, lane=lane,
                         finished=finished, exclude=self.dispatcher.unclaimable,
                         running=self.pool.running())
                     if claimed and claimed[0].may_start_early():

@@ -91,7 +91,8 @@ def test_a_filtered_listing_stops_at_its_scan_limit_and_says_where(queue, agent)
 
 
 def test_running_jobs_are_listed_latest_start_first(queue, agent, clock):
-    first, second = queue.put(Job(jobs.echo, 1)), queue.put(Job(jobs.echo, 2))
+    for number in (1, 2):
+        queue.put(Job(jobs.echo, number))
     commit(queue)
     claimed = agent.claim_jobs(2)
     for job in claimed:

@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 import transaction
 import ZODB
+from twisted.internet import threads
 from ZODB.mvccadapter import MVCCAdapter
 
 from plone.app.asyncjobs.engine import pickups
@@ -115,6 +116,42 @@ def test_a_dispatcher_setting_its_timer_prefetches_the_job_due(
     wait_until(lambda: job._p_oid in asked, describe=lambda: "for the job's prefetch")
 
 
+def test_a_claim_prefetches_together_what_others_changed(queue, db, monkeypatch):
+    job = queue.put(Job(jobs.add, 1, 1))
+    commit(queue)
+    lane = job._queue_key[0]
+    tree = queue._lanes[lane]
+    for changed in (tree, queue._length):
+        changed._p_deactivate()
+    asked = record_prefetches(monkeypatch, db)
+    assert queue.claim(lane=lane) is job
+    # One request for both, rather than a round trip each as the claim
+    # comes to them.
+    assert sorted(asked) == sorted([tree._p_oid, queue._length._p_oid])
+
+
+def test_a_push_claim_starts_in_the_lane_that_rang(queue, start_dispatcher, monkeypatch):
+    dispatcher = start_dispatcher(poll_interval=RARELY, agent_size=1)
+    wait_until(lambda: all(pool.waiting for pool in dispatcher._pools.values()),
+               describe=lambda: "for the threads to wait")
+    started = []
+    claim = Queue.claim
+
+    def recording_claim(self, *args, lane=None, **options):
+        started.append(lane)
+        return claim(self, *args, lane=lane, **options)
+
+    monkeypatch.setattr(Queue, "claim", recording_claim)
+    job = queue.put(Job(jobs.add, 1, 1))
+    lane = job._queue_key[0]
+    # The dispatcher's own turn would start in another lane.
+    monkeypatch.setattr(dispatcher, "next_lane", lambda queue_name: (lane + 1) % LANES)
+    commit(queue)
+    wait_for_result(job, seconds=30)
+    assert pickup_of(dispatcher, job) == pickups.PUSH
+    assert started[0] == lane
+
+
 def test_one_queued_job_does_not_wake_every_idle_thread(queue, start_dispatcher):
     dispatcher = start_dispatcher(poll_interval=RARELY, agent_size=5)
 
@@ -131,6 +168,25 @@ def test_one_queued_job_does_not_wake_every_idle_thread(queue, start_dispatcher)
     # finds nothing; and the first finds nothing after its job.  Waking
     # all five would make four more empty claims.
     assert dispatcher.statistics["empty claims"] - empty_before <= 2
+
+
+def test_rings_answered_together_share_one_later_look(queue, start_dispatcher, monkeypatch):
+    dispatcher = start_dispatcher(poll_interval=RARELY)
+    looks = []
+    monkeypatch.setattr(dispatcher, "_look", looks.append)
+
+    def answer_three_rings():
+        scheduled = set()
+        for _ in range(3):
+            dispatcher._answer_ring()
+            scheduled.add(dispatcher._next_look)
+        return list(looks), scheduled
+
+    # Not at once: the look would compete with the claims the rings woke.
+    looked_at_once, scheduled = threads.blockingCallFromThread(
+        dispatcher.reactor, answer_three_rings)
+    assert looked_at_once == [] and len(scheduled) == 1
+    wait_until(lambda: looks == [None], describe=lambda: f"for one look, not {looks}")
 
 
 class Deaf:
