@@ -101,8 +101,17 @@ def test_configure_zcml_starts_no_worker(portal, uuid_file, stops_runtime):
     assert not uuid_file.exists()
 
 
+@pytest.fixture
+def freezes(monkeypatch):
+    """Record the worker's calls of freeze_start_up instead of freezing the
+    heap of the test process."""
+    calls = []
+    monkeypatch.setattr(runtime, "freeze_start_up", lambda: calls.append(True))
+    return calls
+
+
 def test_single_db_zcml_starts_a_dispatcher_on_process_starting(
-        portal, integration, uuid_file, load_zcml, stops_runtime):
+        portal, integration, uuid_file, load_zcml, freezes, stops_runtime):
     load_zcml("single_db.zcml")
     assert queryUtility(IWorkerRole) is SINGLE_DB
     assert runtime.current() is None, "loading the ZCML alone starts nothing"
@@ -115,6 +124,7 @@ def test_single_db_zcml_starts_a_dispatcher_on_process_starting(
     assert str(dispatcher.uuid) == uuid_file.read_text().splitlines()[0]
     assert dispatcher.poll_interval == POLL_INTERVAL
     assert signal.getsignal(signal.SIGTERM) == started._on_signal
+    assert freezes == [True]
     job = jobs_api.queue_job(jobs.add, portal, 2, 3)
     assert wait_for_result(job) == 5
     assert dispatcher.job_info(u64(job._p_oid))["completed"]
@@ -124,6 +134,17 @@ def test_single_db_zcml_starts_a_dispatcher_on_process_starting(
     transaction.begin()
     record = jobs_api.get_queue(context=portal).dispatchers[dispatcher.uuid]
     assert not record.activated
+
+
+def test_gc_freeze_off_leaves_the_collector_alone(
+        portal, integration, uuid_file, load_zcml, freezes, monkeypatch, stops_runtime):
+    load_zcml("single_db.zcml")
+    stop_dispatcher(integration["asyncjobsDispatcher"])
+    monkeypatch.setattr(runtime, "worker_settings",
+                        lambda: WorkerSettings.from_section({"gc-freeze": "off"}))
+    notify(ProcessStarting())
+    assert runtime.current() is not None
+    assert freezes == []
 
 
 def test_zconsole_scripts_do_not_start_the_worker(
@@ -258,6 +279,10 @@ def test_worker_settings_from_zope_conf():
     assert WorkerSettings.from_section({"default-timeout": "0"}).default_timeout == 0
     with pytest.raises(ValueError, match="timeout-grace must be at least 0"):
         WorkerSettings.from_section({"timeout-grace": "-1"})
+    assert settings.gc_freeze
+    assert not WorkerSettings.from_section({"gc-freeze": " Off "}).gc_freeze
+    with pytest.raises(ValueError, match="gc-freeze must be on or off, got 'no'"):
+        WorkerSettings.from_section({"gc-freeze": "no"})
     with pytest.raises(ValueError, match="unknown keys \\['pol-interval'\\]"):
         WorkerSettings.from_section({"pol-interval": "1"})
 

@@ -11,6 +11,7 @@
         shutdown-grace 10
         queues reports mail
         metrics-port 9464
+        gc-freeze on
     </product-config>
 
 All keys are optional:
@@ -55,7 +56,12 @@ All keys are optional:
 ``metrics-host``
     the interface the metrics endpoint binds to instead of 127.0.0.1 (it
     has no authentication: keep it off public networks); only with
-    ``metrics-port``.
+    ``metrics-port``;
+``gc-freeze``
+    ``on`` (the default) or ``off``: whether the worker exempts the objects
+    of its start-up from the garbage collector's later full collections,
+    which stop every thread while they go over them (see
+    :mod:`plone.app.asyncjobs.engine.gcfreeze`).
 
 The monitor server is configured apart, in ``<product-config
 zc.z3monitor>`` (``port`` or ``bind``), as with plone.app.async.
@@ -82,6 +88,7 @@ class WorkerSettings:
     queue_names: tuple = ("",)
     metrics_host: str = "127.0.0.1"
     metrics_port: int = None
+    gc_freeze: bool = True
 
     @classmethod
     def from_section(cls, section):
@@ -89,7 +96,8 @@ class WorkerSettings:
         section = dict(section or {})
         settings = cls()
         known = {"poll-interval", "agent-size", "default-quota-size", "default-timeout",
-                 "timeout-grace", "shutdown-grace", "queues", "metrics-port", "metrics-host"}
+                 "timeout-grace", "shutdown-grace", "queues", "metrics-port", "metrics-host",
+                 "gc-freeze"}
         unknown = sorted(set(section) - known)
         if unknown:
             raise ValueError(
@@ -122,6 +130,12 @@ class WorkerSettings:
                 raise ValueError(f"<product-config {PRODUCT_CONFIG}>: metrics-host needs "
                                  f"metrics-port")
             settings.metrics_host = section["metrics-host"].strip()
+        if "gc-freeze" in section:
+            value = section["gc-freeze"].strip().lower()
+            if value not in ("on", "off"):
+                raise ValueError(f"<product-config {PRODUCT_CONFIG}>: gc-freeze must be "
+                                 f"on or off, got {section['gc-freeze']!r}")
+            settings.gc_freeze = value == "on"
         return settings
 
 

@@ -14,6 +14,10 @@ thread:
 * the worker's metrics endpoint (:mod:`.metrics`), with the dispatcher, if
   ``<product-config plone.app.asyncjobs>`` has ``metrics-port``.
 
+A worker then exempts the objects of its start-up from the garbage
+collector's full collections (:mod:`plone.app.asyncjobs.engine.gcfreeze`),
+unless ``gc-freeze off``.
+
 ``bin/instance run`` / ``bin/instance debug`` never fire the event.
 ``zconsole run`` / ``zconsole debug`` do (they call ``make_wsgi_app``), so
 the worker role is ignored when ``Zope2.utilities.zconsole`` has been
@@ -41,6 +45,7 @@ from zope.component import queryUtility
 from plone.app.asyncjobs.engine.configure import AgentFactory
 from plone.app.asyncjobs.engine.configure import install_queues
 from plone.app.asyncjobs.engine.dispatcher import Dispatcher
+from plone.app.asyncjobs.engine.gcfreeze import freeze_start_up
 from plone.app.asyncjobs.engine.instanceuuid import ENVIRONMENT_VARIABLE
 from plone.app.asyncjobs.engine.instanceuuid import get_uuid
 from plone.app.asyncjobs.engine.instanceuuid import uuid_path
@@ -96,8 +101,11 @@ def process_starting(event):
         return None
     import Zope2
 
-    return start(Zope2.DB, role=role, monitor_address=monitor_address,
-                 settings=worker_settings() if role is not None else None)
+    settings = worker_settings() if role is not None else None
+    runtime = start(Zope2.DB, role=role, monitor_address=monitor_address, settings=settings)
+    if settings is not None and settings.gc_freeze:
+        freeze_start_up()
+    return runtime
 
 
 def start(db, role=None, monitor_address=None, settings=None, uuid=None,

@@ -34,6 +34,7 @@ import transaction
 from ZODB.POSException import ConflictError
 
 from plone.app.asyncjobs.engine import configure
+from plone.app.asyncjobs.engine.gcfreeze import freeze_start_up
 from plone.app.asyncjobs.engine.job import Job
 from plone.app.asyncjobs.engine.log import events
 from plone.app.asyncjobs.engine.transactions import retry_conflicts
@@ -197,6 +198,7 @@ def _run_worker(options):
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     signal.signal(signal.SIGINT, lambda *_: stopping.set())
     wait_for_poll(dispatcher, seconds=60)
+    freeze_start_up()
     Path(options.ready_file).write_text(str(os.getpid()))
     while not stopping.wait(1):
         pass
