@@ -313,6 +313,20 @@ class Schedules(Container):
         """Remove the schedule ``name`` (its queued jobs stay queued)."""
         del self._items[name]
 
+    def rename(self, name, schedule):
+        """Give the record of the schedule ``name`` the declaration
+        ``schedule``, under that one's name, keeping its state (slots
+        queued, pause, runs); return the record.  ``KeyError`` if there is
+        no schedule ``name``, ``ValueError`` if another holds the new name."""
+        record = self._items[name]
+        if schedule.name != name and schedule.name in self._items:
+            raise ValueError(f"a schedule {schedule.name!r} exists already")
+        del self._items[name]
+        record.schedule = schedule
+        self._items[schedule.name] = record
+        events.info("schedule %r renamed %r", name, schedule.name)
+        return record
+
 
 def _home(connection):
     """The connection to the database that holds the queues."""

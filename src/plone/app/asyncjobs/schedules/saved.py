@@ -26,6 +26,7 @@ Where it is kept
     user.  ZCML schedule names may not contain ``@``, so the names of the
     two kinds never clash, nor those of two sites.
 """
+import dataclasses
 import json
 import re
 from dataclasses import dataclass
@@ -268,18 +269,61 @@ def save(site, queues, name, data, replace):
     return record
 
 
+def _installed(site_path, connection):
+    """The engine's schedules and the names of those saved in the site at
+    ``site_path``."""
+    found = schedules.find(connection)
+    names = [record.name for record in (found.values() if found is not None else ())
+             if is_saved(record) and tuple(record.schedule.job_factory.site_path) == site_path]
+    return found, names
+
+
 def uninstall(site, connection):
     """Remove the engine schedules saved in ``site`` (its registry record
     goes with the add-on's other settings); return their names.  Their
     queued jobs stay, as every job does."""
-    found = schedules.find(connection)
     site_path = tuple(site.getPhysicalPath())
-    names = [record.name for record in (found.values() if found is not None else ())
-             if is_saved(record) and tuple(record.schedule.job_factory.site_path) == site_path]
+    found, names = _installed(site_path, connection)
     for name in names:
         found.remove(name)
         logger.info("schedule %r removed with the add-on from %s", name, "/".join(site_path))
     return names
+
+
+def site_moving(site, event):
+    """Subscriber: the schedules saved in a site go with it.
+
+    A site deleted (or the folder it is in) takes them along: its registry
+    goes with it, so nothing would show or stop them any more; their
+    queued jobs stay, as every job does.  A site renamed or moved keeps
+    them under its new path, with their state and their user (one of the
+    site's own users is looked up at its new place).  A copy of a site has
+    the declarations but runs nothing until they are saved in it, as for
+    any record changed by other means than saving.  Done before the move,
+    while the old path is still there, in its transaction."""
+    if event.oldParent is None or event.oldParent._p_jar is None:
+        return  # being added, or never stored
+    old_path = tuple(site.getPhysicalPath())
+    found, names = _installed(old_path, event.oldParent._p_jar)
+    if event.newParent is None:
+        for name in names:
+            found.remove(name)
+            logger.info("schedule %r removed with the site %s", name, "/".join(old_path))
+        return
+    below_moved = old_path[len(event.object.getPhysicalPath()):]
+    new_path = (*event.newParent.getPhysicalPath(), event.newName, *below_moved)
+    for name in names:
+        schedule = found[name].schedule
+        factory = schedule.job_factory
+        user_folder = factory.user_folder_path
+        if user_folder is not None and tuple(user_folder[:len(old_path)]) == old_path:
+            user_folder = (*new_path, *user_folder[len(old_path):])
+        moved = dataclasses.replace(
+            schedule, name=engine_name(new_path, name.rpartition("@")[0]),
+            job_factory=dataclasses.replace(factory, site_path=new_path,
+                                            user_folder_path=user_folder))
+        found.rename(name, moved)
+        logger.info("schedule %r moves with its site to %s", name, "/".join(new_path))
 
 
 def delete(site, queues, name):

@@ -13,6 +13,7 @@ from plone.app.testing import logout
 from plone.app.testing import setRoles
 from plone.registry.interfaces import IRegistry
 from zope.component import getUtility
+from zope.component.hooks import setSite
 from zope.configuration.exceptions import ConfigurationError
 
 from plone.app.asyncjobs import access
@@ -25,6 +26,7 @@ from plone.app.asyncjobs.schedules import saved
 from plone.app.asyncjobs.schedules import schedulables
 from plone.app.asyncjobs.schedules import zcml
 from plone.app.asyncjobs.schedules.schedulables import Schedulable
+from plone.app.asyncjobs.testing import OTHER_SITE_ID
 from plone.app.asyncjobs.testing import wait_for_result
 from plone.app.asyncjobs.tests import jobs
 from plone.app.asyncjobs.tests.test_controlpanel import open_browser
@@ -196,6 +198,35 @@ def test_deleting_removes_the_declaration_and_the_engine_schedule(portal, offere
     assert "nightly@plone" not in engine_schedules.find(portal._p_jar)
     with pytest.raises(LookupError):
         saved.delete(portal, queues, "nightly")
+
+
+def test_saved_schedules_move_with_their_site_and_go_when_it_is_deleted(two_sites, offered):
+    app = two_sites["app"]
+    queues = jobs_api.get_queues(app["plone"])
+    for site_id, user_id in (("plone", "siteadmin"), (OTHER_SITE_ID, "otheradmin")):
+        site = app[site_id]
+        setSite(site)
+        login(site, user_id)
+        saved.save(site, queues, "nightly", DAILY, replace=False)
+        logout()
+    record = engine_schedules.get_record(app._p_jar, "nightly@other")
+    record.pause()
+    transaction.commit()
+    login(app, SITE_OWNER_NAME)
+    app.manage_renameObject(OTHER_SITE_ID, "renamed")
+    transaction.commit()
+    found = engine_schedules.find(app._p_jar)
+    assert sorted(found.keys()) == ["nightly@plone", "nightly@renamed"]
+    # The same record: its state (here, the pause) goes along.
+    assert found["nightly@renamed"] is record and record.paused
+    factory = record.schedule.job_factory
+    assert factory.site_path == ("", "renamed")
+    assert factory.user_id == "otheradmin"
+    assert factory.user_folder_path == ("", "renamed", "acl_users")
+    assert saved.saved_name(record, app["renamed"]) == "nightly"
+    app.manage_delObjects(["renamed"])
+    transaction.commit()
+    assert list(engine_schedules.find(app._p_jar).keys()) == ["nightly@plone"]
 
 
 def test_saved_schedules_are_paused_resumed_and_run_by_their_editors(portal, offered):

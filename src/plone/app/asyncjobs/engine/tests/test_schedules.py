@@ -1,4 +1,5 @@
 """Recurring jobs: slots, misfire policies, exactly one job per slot."""
+import dataclasses
 from datetime import datetime
 from datetime import timedelta
 from datetime import timezone
@@ -191,6 +192,22 @@ def test_a_job_that_cannot_be_queued_is_recorded_not_retried(install, conn, queu
     assert queue_now(conn) == T0 + timedelta(minutes=2)
     [(slot, job, note)] = record.last_runs()
     assert job is None and note == "not queued: LookupError: no queue 'missing'"
+
+
+def test_a_renamed_schedule_keeps_its_state(install, conn, queue, clock):
+    record = install(every(60))
+    clock.advance(seconds=61)
+    queue_now(conn)
+    record.pause()
+    found = schedules.find(conn)
+    install(dataclasses.replace(every(60), name="other"))
+    with pytest.raises(ValueError, match="'other' exists already"):
+        found.rename("s", dataclasses.replace(every(60), name="other"))
+    with pytest.raises(KeyError):
+        found.rename("missing", dataclasses.replace(every(60), name="new"))
+    assert found.rename("s", dataclasses.replace(every(60), name="new")) is record
+    assert sorted(found.keys()) == ["new", "other"] and record.name == "new"
+    assert record.paused and record.last_slot == T0 + timedelta(minutes=1)
 
 
 def test_run_now_queues_a_job_outside_the_slots(install, conn, queue, clock):
