@@ -496,7 +496,7 @@ class WorkerThread(threading.Thread):
         empty; ``None`` if there was none (after waiting for a wake)."""
         if not batch:
             wakes = self.pool._wakes_seen()
-            committed, claimed = self._claim(
+            committed, claimed, more = self._claim(
                 connection, manager, self._finished, self._batch_size(self._last_duration))
             if committed:
                 self._finished = []
@@ -505,7 +505,10 @@ class WorkerThread(threading.Thread):
                 self.pickup, self._start_lane = self.pool._wait(
                     wakes, self.dispatcher.poll_interval)
                 return None
-            self.pool.relay()
+            if more:
+                # A job queued later rings again: waking another thread
+                # now would only make it claim nothing.
+                self.pool.relay()
             batch.extend(claimed)
         return batch.popleft()
 
@@ -649,7 +652,9 @@ class WorkerThread(threading.Thread):
 
         The same commit moves ``finished`` (the jobs this thread completed
         since its last claim) to its agent's history; grouped outcomes still
-        waiting are committed before.  Returns ``(committed, claimed jobs)``.
+        waiting are committed before.  Returns ``(committed, claimed jobs,
+        more)``: ``more`` is false if the claim took every job its queue
+        had, so that no other thread need look.
         """
         statistics = self.dispatcher.statistics
         self.group.flush()
@@ -665,7 +670,7 @@ class WorkerThread(threading.Thread):
                     agent = self._agent(connection)
                     if agent is None:
                         manager.abort()
-                        return False, []
+                        return False, [], False
                     claimed = agent.claim_jobs(
                         count, lane=lane,
                         finished=finished, exclude=self.dispatcher.unclaimable,
@@ -673,6 +678,7 @@ class WorkerThread(threading.Thread):
                     if claimed and claimed[0].may_start_early():
                         claimed[0].mark_active()
                     keys = {object_id(job) for job in claimed}
+                    more = bool(claimed) and len(agent.queue) > 0
                     self.in_hand.update(keys)
                     try:
                         manager.commit()
@@ -681,7 +687,7 @@ class WorkerThread(threading.Thread):
                         raise
                 if not claimed:
                     statistics.add("empty claims")
-                    return True, []
+                    return True, [], False
             except ConflictError as conflict:
                 manager.abort()
                 statistics.add("claim conflicts")
@@ -695,13 +701,13 @@ class WorkerThread(threading.Thread):
                 self.dispatcher.connectivity.broken()
                 events.info("%s could not claim a job: disconnected", self.name)
                 time.sleep(backoff(attempt))
-                return False, []
+                return False, [], False
             except Exception:
                 abort(manager)
                 if not claimed:
                     events.critical("%s could not claim a job", self.name, exc_info=True)
                     time.sleep(backoff(attempt))
-                    return False, []
+                    return False, [], False
                 # A job this process cannot store (say, its callable cannot be
                 # imported here) must not block the others: leave it pending,
                 # visible to operators, and stop trying it in this process.
@@ -716,8 +722,8 @@ class WorkerThread(threading.Thread):
             # trip while the first job starts.
             connection.prefetch(*(part for job in claimed for part in (job.args, job.kwargs)
                                   if isinstance(part, Persistent)))
-            return True, claimed
-        return False, []
+            return True, claimed, more
+        return False, [], False
 
     def _perform(self, job, manager):
         job.load_arguments()  # before any log message shows them
