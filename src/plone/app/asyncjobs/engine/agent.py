@@ -106,6 +106,8 @@ class Agent(Persistent):
             return []
         if (self._running() if running is None else running) >= self.size:
             return []
+        if count > 1 and self.chooser is None and lane is not None:
+            self.queue.prefetch_claimable(count, lane, now)
         claimed = []
         while len(claimed) < count:
             if self.chooser is not None:

@@ -475,6 +475,30 @@ class Queue(Persistent):
         if len(changed) > 1:
             self._p_jar.prefetch(*changed)
 
+    def prefetch_claimable(self, count, lane, now=None):
+        """Start loading, in one request, the jobs that claiming ``count``
+        jobs, starting with lane number ``lane``, looks at: the first due
+        ones (``count`` and a claim window more) of the handed-back jobs and
+        of that lane of each priority, those not loaded yet.  Loaded as the
+        claims come to them, each would cost a round trip to the storage
+        server while the claim holds its pool's turn."""
+        if self._p_jar is None:
+            return
+        now_us = to_microseconds(now or utcnow())
+        start = lane % LANES
+        self._prefetch_changed(start)
+        wanted = count + CLAIM_WINDOW - 1
+        ghosts = []
+        for tree in (self._handed_back, *(lanes[start] for _, lanes in self._lane_sets())):
+            for (due, _), job in tree.jobs():
+                if wanted == 0 or (due > now_us and tree is not self._handed_back):
+                    break
+                wanted -= 1
+                if job._p_changed is None:
+                    ghosts.append(job)
+        if ghosts:
+            self._p_jar.prefetch(*ghosts)
+
     def _claim_order(self, start):
         """The trees a claim looks in, in turn: the handed-back jobs, then
         per priority lane number ``start`` and the other lanes."""

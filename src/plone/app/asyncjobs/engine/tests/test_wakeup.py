@@ -4,6 +4,7 @@ The dispatchers here poll once a minute, so a job that completes within
 the tests' waits was started by push or by the due timer.  Over real ZEO
 and PostgreSQL, see test_multiprocess.py.
 """
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -128,6 +129,29 @@ def test_a_claim_prefetches_together_what_others_changed(queue, db, monkeypatch)
     # One request for both, rather than a round trip each as the claim
     # comes to them.
     assert sorted(asked) == sorted([tree._p_oid, queue._length._p_oid])
+
+
+def test_a_batch_claim_prefetches_the_jobs_it_chooses_among(
+        queue, db, record, monkeypatch):
+    agent = record(uuid.UUID(int=7))["main"]
+    for number in range(12):
+        queue.put(Job(jobs.add, 1, number))
+    commit(queue)
+    lane = max(range(LANES), key=lambda number: len(queue._lanes[number]))
+    pending = [job for _, job in queue._lanes[lane].jobs()]
+    assert len(pending) >= 6
+    for job in pending:
+        job._p_deactivate()
+    asked = record_prefetches(monkeypatch, db)
+    # Two jobs are taken at random among the first four, then among the
+    # next four: the first five due jobs, in one request.
+    queue.prefetch_claimable(2, lane)
+    assert asked == [job._p_oid for job in pending[:5]]
+    for job in pending:
+        job._p_deactivate()
+    asked.clear()
+    assert len(agent.claim_jobs(3, lane=lane)) == 3
+    assert asked == [job._p_oid for job in pending[:6]]
 
 
 def test_a_push_claim_starts_in_the_lane_that_rang(queue, start_dispatcher, monkeypatch):
