@@ -469,17 +469,16 @@ class Queue(Persistent):
         comes to them, each would cost a round trip to the storage server."""
         if self._p_jar is None:
             return
-        changed = [item for item in (self._handed_back, self._length,
-                                     *(lanes[start] for _, lanes in self._lane_sets()))
+        changed = [item for item in (self._length, *self._first_trees(start))
                    if item._p_changed is None]
         if len(changed) > 1:
             self._p_jar.prefetch(*changed)
 
     def prefetch_claimable(self, count, lane, now=None):
         """Start loading, in one request, the jobs that claiming ``count``
-        jobs, starting with lane number ``lane``, looks at: the first due
-        ones (``count`` and a claim window more) of the handed-back jobs and
-        of that lane of each priority, those not loaded yet.  Loaded as the
+        jobs, starting with lane number ``lane``, looks at: the first
+        ``count + CLAIM_WINDOW - 1`` due jobs of the handed-back jobs and of
+        that lane of each priority, those not loaded yet.  Loaded as the
         claims come to them, each would cost a round trip to the storage
         server while the claim holds its pool's turn."""
         if self._p_jar is None:
@@ -489,7 +488,7 @@ class Queue(Persistent):
         self._prefetch_changed(start)
         wanted = count + CLAIM_WINDOW - 1
         ghosts = []
-        for tree in (self._handed_back, *(lanes[start] for _, lanes in self._lane_sets())):
+        for tree in self._first_trees(start):
             for (due, _), job in tree.jobs():
                 if wanted == 0 or (due > now_us and tree is not self._handed_back):
                     break
@@ -498,6 +497,11 @@ class Queue(Persistent):
                     ghosts.append(job)
         if ghosts:
             self._p_jar.prefetch(*ghosts)
+
+    def _first_trees(self, start):
+        """The trees a claim starting with lane number ``start`` reads
+        first: the handed-back jobs, then that lane of each priority."""
+        return (self._handed_back, *(lanes[start] for _, lanes in self._lane_sets()))
 
     def _claim_order(self, start):
         """The trees a claim looks in, in turn: the handed-back jobs, then
