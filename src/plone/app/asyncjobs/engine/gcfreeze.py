@@ -21,8 +21,9 @@ def freeze_start_up():
     """Collect, then exempt every object left from later collections;
     return how many objects are exempt (see the module documentation).
 
-    Call it in a worker process once it has started (its dispatcher
-    polled): a second call exempts what came since as well.
+    Call it in a worker process once it has loaded what it keeps (its
+    code, configuration and dispatcher): a second call exempts what came
+    since as well.
     """
     gc.collect()
     gc.freeze()

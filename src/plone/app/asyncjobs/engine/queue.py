@@ -489,14 +489,20 @@ class Queue(Persistent):
         wanted = count + CLAIM_WINDOW - 1
         ghosts = []
         for tree in self._first_trees(start):
-            for (due, _), job in tree.jobs():
-                if wanted == 0 or (due > now_us and tree is not self._handed_back):
-                    break
+            for job in itertools.islice(self._due_jobs(tree, now_us), wanted):
                 wanted -= 1
                 if job._p_changed is None:
                     ghosts.append(job)
         if ghosts:
             self._p_jar.prefetch(*ghosts)
+
+    def _due_jobs(self, tree, now_us):
+        """The jobs of ``tree`` due at ``now_us`` (µs), in due order; a
+        handed-back job is always due."""
+        for (due, _), job in tree.jobs():
+            if due > now_us and tree is not self._handed_back:
+                return
+            yield job
 
     def _first_trees(self, start):
         """The trees a claim starting with lane number ``start`` reads
@@ -612,9 +618,7 @@ class _Eligibility:
         every job in it, and load each again after another thread claims
         it."""
         candidates = []
-        for (due, _), job in lane.jobs():
-            if due > self.now_us and lane is not self.queue._handed_back:
-                break
+        for job in self.queue._due_jobs(lane, self.now_us):
             candidates.append(job)
             if len(candidates) == window:
                 chosen = self._any_eligible(candidates)

@@ -278,16 +278,21 @@ def _installed(site_path, connection):
     return found, names
 
 
+def _remove_all(site_path, connection, why):
+    """Remove the engine schedules saved in the site at ``site_path``;
+    return their names."""
+    found, names = _installed(site_path, connection)
+    for name in names:
+        found.remove(name)
+        logger.info("schedule %r removed %s %s", name, why, "/".join(site_path))
+    return names
+
+
 def uninstall(site, connection):
     """Remove the engine schedules saved in ``site`` (its registry record
     goes with the add-on's other settings); return their names.  Their
     queued jobs stay, as every job does."""
-    site_path = tuple(site.getPhysicalPath())
-    found, names = _installed(site_path, connection)
-    for name in names:
-        found.remove(name)
-        logger.info("schedule %r removed with the add-on from %s", name, "/".join(site_path))
-    return names
+    return _remove_all(tuple(site.getPhysicalPath()), connection, "with the add-on from")
 
 
 def site_moving(site, event):
@@ -304,12 +309,10 @@ def site_moving(site, event):
     if event.oldParent is None or event.oldParent._p_jar is None:
         return  # being added, or never stored
     old_path = tuple(site.getPhysicalPath())
-    found, names = _installed(old_path, event.oldParent._p_jar)
     if event.newParent is None:
-        for name in names:
-            found.remove(name)
-            logger.info("schedule %r removed with the site %s", name, "/".join(old_path))
+        _remove_all(old_path, event.oldParent._p_jar, "with the site")
         return
+    found, names = _installed(old_path, event.oldParent._p_jar)
     below_moved = old_path[len(event.object.getPhysicalPath()):]
     new_path = (*event.newParent.getPhysicalPath(), event.newName, *below_moved)
     for name in names:
