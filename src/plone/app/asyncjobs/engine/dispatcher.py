@@ -22,9 +22,11 @@ dispatchers (see :meth:`next_lane`): when a transaction queues a job in
 one of its own lanes, a dispatcher wakes one thread of each agent of that
 queue at once; a job in another's lane it answers for only if the job is
 still pending :data:`BACKUP_DELAY` seconds later, so that one job does not
-make every worker race for it.  A timer wakes threads when the next job
-queued for later becomes due.  The poll stays as the safety net, for rings
-that get lost.
+make every worker race for it.  A job queued for later rings its queue's
+schedule doorbell instead, which wakes no thread: the dispatcher looks at
+its queues at once and sets its due timer, which wakes threads when the
+next job queued for later becomes due.  The poll stays as the safety net,
+for rings that get lost.
 
 The dispatcher keeps, in memory only, the recent polls and jobs for
 monitoring (:meth:`status_info`, :meth:`job_info`, :meth:`iter_polls`,
@@ -144,6 +146,8 @@ def _describe(describe, value, **options):
 
 #: Stands for a lane in rings that tell of changed dispatcher records.
 _SIBLINGS = object()
+# The "lane" a queue's schedule doorbell stands for: jobs queued for later.
+_SCHEDULED = object()
 
 
 class PollInfo(dict):
@@ -227,6 +231,8 @@ class Dispatcher:
         self._ring_pending = False
         self._due_timer = None
         self._next_look = None
+        #: How the pending delayed look wakes threads (see :meth:`_look_soon`).
+        self._look_later_how = None
         #: Queues the slots of recurring jobs (see :mod:`.schedules`).
         self._slots = None
         #: Enforces the time limits of running jobs (see :mod:`.timeouts`).
@@ -316,12 +322,19 @@ class Dispatcher:
             # been shared out anew.
             self._look(pickups.PUSH)
             return
+        scheduled = any(lane is _SCHEDULED for _, lane in rung)
+        due_now = {name: lane for name, lane in rung
+                   if lane is not _SCHEDULED and self._owns_lane(name, lane)}
+        if scheduled and not due_now:
+            # No claim of this process to make way for: set the timer at
+            # once (or wake threads, if the job is due already).
+            self._look(pickups.TIMER)
+            return
         # Wake first (the job is most likely due now), then, once the claim
         # is under way, look for the timers: a job in another's lane, or
-        # one queued for later.
-        self._wake({name: lane for name, lane in rung if self._owns_lane(name, lane)},
-                   pickups.PUSH)
-        self._look_soon()
+        # one queued for later (which may be due by then).
+        self._wake(due_now, pickups.PUSH)
+        self._look_soon(pickups.TIMER if scheduled else None)
 
     def _answer_timer(self, queue_name, lane):
         """The due timer: a job of ``queue_name`` in lane ``lane`` is due now.
@@ -331,11 +344,18 @@ class Dispatcher:
         self._wake({queue_name: lane}, pickups.TIMER)
         self._look_soon()
 
-    def _look_soon(self):
-        """Look at the queues (waking nobody) :data:`LOOK_DELAY` seconds
-        from now, once for every ring and timer answered until then."""
+    def _look_soon(self, how=None):
+        """Look at the queues :data:`LOOK_DELAY` seconds from now, once for
+        every ring and timer answered until then; the look wakes threads
+        for due jobs (with ``how``) if one of the calls passed a ``how``."""
+        if how is not None:
+            self._look_later_how = how
         if self._next_look is None or not self._next_look.active():
-            self._next_look = self.reactor.callLater(LOOK_DELAY, self._look, None)
+            self._next_look = self.reactor.callLater(LOOK_DELAY, self._look_later)
+
+    def _look_later(self):
+        how, self._look_later_how = self._look_later_how, None
+        self._look(how)
 
     def _wake(self, lanes, how):
         """Wake one thread of every pool of the queues named in ``lanes``, a
@@ -368,6 +388,8 @@ class Dispatcher:
             for name, queue in (queues.items() if queues is not None else ()):
                 for lane, doorbell in enumerate(queue.doorbells or ()):
                     doorbells[doorbell._p_oid] = (name, None if lane == LANES else lane)
+                if queue.schedule_doorbell is not None:
+                    doorbells[queue.schedule_doorbell._p_oid] = (name, _SCHEDULED)
                 # A sibling activating or stopping changes these.
                 for record in (queue.dispatchers._items, *queue.dispatchers.values()):
                     doorbells[record._p_oid] = (name, _SIBLINGS)

@@ -52,6 +52,9 @@ Every transaction that makes a job pending also changes the *doorbell* of
 its lane (see :attr:`Queue.doorbells`), a counter whose concurrent changes
 ZODB merges: dispatchers watch them to start new jobs at once (see
 :mod:`.wakeup`), each answering first for the lanes it claims from first.
+A job that is not due yet rings the queue's :attr:`Queue.schedule_doorbell`
+instead: dispatchers answer it by setting their due timers, so that no
+thread wakes to find nothing it may claim.
 """
 import heapq
 import itertools
@@ -176,6 +179,10 @@ class Queue(Persistent):
     #: ``None`` in queues stored before they existed, until a dispatcher
     #: adds them (:meth:`install_doorbells`).
     doorbells = None
+    #: A ``BTrees.Length.Length`` counting the jobs queued for later (not
+    #: due when queued); ``None`` in queues stored before it existed, until
+    #: a dispatcher adds it (:meth:`install_doorbells`).
+    schedule_doorbell = None
     #: ``priority -> LANES lanes`` for the priorities other than 0 that
     #: were used; created on first use.
     _priority_lanes = None
@@ -356,15 +363,27 @@ class Queue(Persistent):
         job.parent = self
         self._length.change(1)
         self._take_unique_key(job)
-        if self.doorbells is not None:
-            doorbell = self.doorbells[LANES if lane is None else lane]
+        doorbell = self._doorbell(lane, key[0])
+        if doorbell is not None:
             doorbell.change(1)
             wakeup.announce(self._p_jar, doorbell)
+
+    def _doorbell(self, lane, due_us):
+        """The doorbell that a job due at ``due_us`` (µs) put in lane number
+        ``lane`` (``None``: handed back) rings, if the queue has doorbells."""
+        if self.doorbells is None:
+            return None
+        if (lane is not None and self.schedule_doorbell is not None
+                and due_us > to_microseconds(utcnow())):
+            return self.schedule_doorbell
+        return self.doorbells[LANES if lane is None else lane]
 
     def install_doorbells(self):
         """Give a queue stored before doorbells existed its doorbells."""
         if self.doorbells is None:
             self.doorbells = tuple(Length() for _ in range(LANES + 1))
+        if self.schedule_doorbell is None:
+            self.schedule_doorbell = Length()
 
     @property
     def completed(self):

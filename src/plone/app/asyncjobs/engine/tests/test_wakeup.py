@@ -4,6 +4,7 @@ The dispatchers here poll once a minute, so a job that completes within
 the tests' waits was started by push or by the due timer.  Over real ZEO
 and PostgreSQL, see test_multiprocess.py.
 """
+import threading
 import uuid
 from datetime import timedelta
 
@@ -14,6 +15,7 @@ from twisted.internet import threads
 from ZODB.mvccadapter import MVCCAdapter
 
 from plone.app.asyncjobs.engine import pickups
+from plone.app.asyncjobs.engine import queue as queue_module
 from plone.app.asyncjobs.engine import wakeup
 from plone.app.asyncjobs.engine.clock import utcnow
 from plone.app.asyncjobs.engine.ids import object_id
@@ -50,6 +52,18 @@ def test_put_rings_the_doorbell_of_the_job_s_lane(queue):
     assert rings(queue) == expected
 
 
+def test_a_job_queued_for_later_rings_the_schedule_doorbell_instead(queue):
+    later = utcnow() + timedelta(hours=1)
+    queue.put(Job(jobs.add, 1, 2), begin_after=later)
+    requeued = Job(jobs.add, 3, 4)
+    queue._p_jar.add(requeued)
+    queue.requeue(requeued, later)
+    due = queue.put(Job(jobs.add, 5, 6), begin_after=utcnow() - timedelta(seconds=1))
+    commit(queue)
+    assert queue.schedule_doorbell() == 2
+    assert rings(queue) == [1 if lane == due._queue_key[0] else 0 for lane in range(LANES + 1)]
+
+
 def test_a_job_handed_back_rings_the_last_doorbell(queue):
     queue.put_back(Job(jobs.add, 1, 2))
     commit(queue)
@@ -57,15 +71,23 @@ def test_a_job_handed_back_rings_the_last_doorbell(queue):
 
 
 def test_a_dispatcher_gives_an_older_queue_its_doorbells(queue, start_dispatcher):
-    del queue.doorbells  # as stored before doorbells existed
+    del queue.doorbells, queue.schedule_doorbell  # as stored before they existed
     commit(queue)
-    assert queue.doorbells is None
+    assert queue.doorbells is queue.schedule_doorbell is None
     job = queue.put(Job(jobs.add, 1, 1))
     commit(queue)
     start_dispatcher(poll_interval=RARELY)
     assert wait_for_result(job) == 2  # found by the first poll
     sync(queue)
     assert rings(queue) == [0] * (LANES + 1)
+    assert queue.schedule_doorbell() == 0
+
+
+def test_a_queue_with_lane_doorbells_only_rings_them_for_later_jobs_too(queue):
+    del queue.schedule_doorbell  # as stored before it existed
+    job = queue.put(Job(jobs.add, 1, 2), begin_after=utcnow() + timedelta(hours=1))
+    commit(queue)
+    assert rings(queue)[job._queue_key[0]] == 1
 
 
 def test_a_queued_job_starts_by_push_without_waiting_for_a_poll(queue, start_dispatcher):
@@ -87,6 +109,42 @@ def test_a_scheduled_job_starts_by_timer_when_due(queue, start_dispatcher):
     assert wait_for_result(job, seconds=30) == 2
     assert pickup_of(dispatcher, job) == pickups.TIMER
     assert dispatcher.job_info(object_id(job)[0])["started"] >= job.begin_after
+
+
+def wakes(dispatcher):
+    return sum(pool._wakes_seen() for pool in dispatcher._pools.values())
+
+
+def test_a_job_queued_for_later_wakes_no_thread_before_it_is_due(queue, start_dispatcher):
+    dispatcher = start_dispatcher(poll_interval=RARELY)
+    wait_until(lambda: all(pool.waiting for pool in dispatcher._pools.values()),
+               describe=lambda: "for the threads to wait")
+    woken = wakes(dispatcher)
+    job = queue.put(Job(jobs.add, 1, 1), begin_after=utcnow() + timedelta(hours=1))
+    commit(queue)
+    # The ring is answered by setting the due timer, for this job...
+    wait_until(lambda: dispatcher._due_timer is not None and dispatcher._due_timer.active(),
+               describe=lambda: "for the due timer")
+    # ...and by nothing else: a thread woken now could claim nothing.
+    assert wakes(dispatcher) == woken
+    assert dispatcher.statistics["rings"] >= 1
+
+
+def test_a_job_due_when_its_schedule_ring_is_answered_starts_at_once(
+        queue, start_dispatcher, monkeypatch):
+    dispatcher = start_dispatcher(poll_interval=RARELY)
+    # The producer's clock is behind the worker's: the job it queues for
+    # later is due by the time the dispatcher answers the ring (as a job
+    # due in a few milliseconds is).
+    producer = threading.current_thread()
+    lag = timedelta(minutes=1)
+    monkeypatch.setattr(queue_module, "utcnow", lambda: utcnow() - (
+        lag if threading.current_thread() is producer else timedelta(0)))
+    job = queue.put(Job(jobs.add, 2, 2), begin_after=utcnow())
+    commit(queue)
+    assert queue.schedule_doorbell() == 1
+    assert wait_for_result(job, seconds=30) == 4
+    assert pickup_of(dispatcher, job) == pickups.TIMER
 
 
 def record_prefetches(monkeypatch, db):
