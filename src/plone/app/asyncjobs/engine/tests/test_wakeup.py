@@ -125,6 +125,7 @@ def test_a_job_queued_for_later_wakes_no_thread_before_it_is_due(queue, start_di
     # The ring is answered by setting the due timer, for this job...
     wait_until(lambda: dispatcher._due_timer is not None and dispatcher._due_timer.active(),
                describe=lambda: "for the due timer")
+    assert dispatcher._due_timer.args == (queue.name, job._queue_key[0])
     # ...and by nothing else: a thread woken now could claim nothing.
     assert wakes(dispatcher) == woken
     assert dispatcher.statistics["rings"] >= 1
