@@ -106,11 +106,13 @@ class AgentWorkers:
                 # Like a wake, so that a thread between a claim and its wait
                 # (which misses the notification) does not wait before exiting.
                 self._wakes += 1
+                # Only then: every poll sets the size, and waking every idle
+                # thread at each poll made each of them claim nothing.
+                self._condition.notify_all()
             while len(self._threads) < size:
                 thread = WorkerThread(self)
                 self._threads.append(thread)
                 thread.start()
-            self._condition.notify_all()
 
     def wake(self, how=POLL, threads=None, lane=None):
         """Make waiting threads try to claim a job now: all of them, or up
@@ -503,7 +505,7 @@ class WorkerThread(threading.Thread):
             self.found_nothing = not claimed
             if not claimed:
                 self.pickup, self._start_lane = self.pool._wait(
-                    wakes, self.dispatcher.poll_interval)
+                    wakes, self.dispatcher.idle_wait())
                 return None
             if more:
                 # A job queued later rings again: waking another thread

@@ -18,11 +18,14 @@ from plone.app.asyncjobs.engine import pickups
 from plone.app.asyncjobs.engine import queue as queue_module
 from plone.app.asyncjobs.engine import wakeup
 from plone.app.asyncjobs.engine.clock import utcnow
+from plone.app.asyncjobs.engine.dispatcher import IDLE_POLLS
 from plone.app.asyncjobs.engine.ids import object_id
 from plone.app.asyncjobs.engine.job import Job
 from plone.app.asyncjobs.engine.queue import LANES
 from plone.app.asyncjobs.engine.queue import Queue
+from plone.app.asyncjobs.engine.testing.waiting import wait_for_poll
 from plone.app.asyncjobs.engine.testing.waiting import wait_for_result
+from plone.app.asyncjobs.engine.workers import AgentWorkers
 from plone.app.asyncjobs.engine.testing.waiting import wait_until
 from plone.app.asyncjobs.engine.testing.zeo import ZEOServer
 from plone.app.asyncjobs.engine.tests import jobs
@@ -295,6 +298,40 @@ def test_the_poll_still_picks_jobs_up_when_the_push_channel_is_broken(
     commit(queue)
     assert wait_for_result(job, seconds=30) == 8
     assert pickup_of(dispatcher, job) == pickups.POLL
+
+
+def idle_waits(monkeypatch):
+    """Record the timeouts of the waits of idle worker threads."""
+    waits = []
+    wait = AgentWorkers._wait
+
+    def recording_wait(self, wakes_seen, timeout):
+        waits.append(timeout)
+        return wait(self, wakes_seen, timeout)
+
+    monkeypatch.setattr(AgentWorkers, "_wait", recording_wait)
+    return waits
+
+
+@pytest.mark.parametrize("push, polls", [(True, IDLE_POLLS), (False, 1)])
+def test_idle_threads_claim_on_their_own_rarely_with_push(
+        queue, start_dispatcher, monkeypatch, push, polls):
+    waits = idle_waits(monkeypatch)
+    dispatcher = start_dispatcher(poll_interval=RARELY, push=push)
+    wait_until(lambda: waits, describe=lambda: "for an idle thread to wait")
+    # With push, every due job wakes a thread: by a ring, the due timer or
+    # (as without push) the poll.  A thread's own claim is a last resort.
+    assert set(waits) == {polls * dispatcher.poll_interval}
+
+
+def test_a_poll_finding_no_due_job_wakes_no_idle_thread(queue, start_dispatcher, monkeypatch):
+    dispatcher = start_dispatcher(poll_interval=0.05)
+    monkeypatch.setattr(dispatcher, "idle_wait", lambda: RARELY)
+    wait_until(lambda: all(pool.waiting == 3 for pool in dispatcher._pools.values()),
+               describe=lambda: "for the threads to wait")
+    empty = dispatcher.statistics["empty claims"]
+    wait_for_poll(dispatcher, count=5)
+    assert dispatcher.statistics["empty claims"] == empty
 
 
 def test_without_push_the_dispatcher_does_not_listen(queue, start_dispatcher):
