@@ -5,10 +5,14 @@ Everything is measured in the same run on the same machine:
 1. the raw commit rate of tiny transactions of one ZEO client, at the
    start and at the end of the run; the higher of the two is the baseline
    of the ratios;
-2. the enqueue rate (no-op jobs, 100 per commit);
-3. the drain rate with 1 and with 2 worker processes: the jobs are queued
-   with a start time a little in the future, the workers are idle and
-   ready; the clock runs from that start time until every job completed;
+2. the enqueue rate (no-op jobs, 100 per commit), and the rate of storing
+   the same jobs, 100 per commit, without queuing them: the floor of one
+   record per job, which the enqueue rate is also given as a ratio to;
+3. the drain rate with 1 and with 2 worker processes (default settings:
+   poll interval :data:`~plone.app.asyncjobs.engine.dispatcher.POLL_INTERVAL`):
+   the jobs are queued with a start time a little in the future, the
+   workers are idle and ready; the clock runs from that start time until
+   every job completed;
 4. conflicts per job: claim conflicts (counted by the workers) and
    conflicts of result commits (recorded by the jobs' retry policies);
 5. priorities: the 2-worker drain again, the jobs with priorities drawn
@@ -49,6 +53,7 @@ from persistent.mapping import PersistentMapping
 
 from plone.app.asyncjobs.engine import configure
 from plone.app.asyncjobs.engine.clock import utcnow
+from plone.app.asyncjobs.engine.dispatcher import POLL_INTERVAL
 from plone.app.asyncjobs.engine.job import Job
 from plone.app.asyncjobs.engine.status import COMPLETED
 from plone.app.asyncjobs.engine.testing import jobs
@@ -60,8 +65,6 @@ from plone.app.asyncjobs.engine.testing.zeo import ZEOServer
 
 #: Time to queue the jobs before they are due (plus 1 s per 1000 jobs).
 START_DELAY = timedelta(seconds=3)
-#: The workers' poll interval (seconds): how soon an idle thread looks again.
-POLL_INTERVAL = 0.1
 #: The priorities of the mixed-priority drain, drawn at random per job.
 PRIORITIES = (0, 1, 2, 3)
 
@@ -93,6 +96,21 @@ def enqueue(db, count, begin_after=None, priorities=(0,), unique_keys=None):
             key = None if unique_keys is None else f"{unique_keys}-{number}"
             queue.put(Job(jobs.noop), begin_after=begin_after,
                       priority=random.choice(priorities), unique_key=key)
+        manager.commit()
+    elapsed = time.perf_counter() - started
+    connection.close()
+    return count / elapsed
+
+
+def store_jobs(db, count):
+    """Store ``count`` no-op jobs, 100 per commit, without queuing them:
+    the records alone; return jobs/s."""
+    manager = transaction.TransactionManager()
+    connection = db.open(transaction_manager=manager)
+    started = time.perf_counter()
+    for first in range(0, count, 100):
+        for _ in range(first, min(first + 100, count)):
+            connection.add(Job(jobs.noop))
         manager.commit()
     elapsed = time.perf_counter() - started
     connection.close()
@@ -208,6 +226,7 @@ def measure(name, config, db, directory, options, full):
     configure.install_queues(db)
     raw_at_start = raw_commit_rate(db, options.commits)
     later = utcnow() + timedelta(days=1)
+    records = store_jobs(db, options.jobs)
     enqueued = enqueue(db, options.jobs, begin_after=later)
     unique = full and enqueue(db, options.jobs, begin_after=later, unique_keys="bench")
     many = enqueue_many(db, options.jobs, begin_after=later)
@@ -221,8 +240,10 @@ def measure(name, config, db, directory, options, full):
     print(f"== {name}")
     print(f"raw commit rate, 1 client, tiny transactions: {raw:8.0f} commits/s"
           f"  (start {raw_at_start:.0f}, end {raw_at_end:.0f}; the higher is the baseline)")
+    print(f"job records alone, 100 per commit (no queue): {records:8.0f} jobs/s"
+          f"  ({records / raw:.2f} x raw)")
     print(f"enqueue, 100 no-op jobs per commit:           {enqueued:8.0f} jobs/s"
-          f"  ({enqueued / raw:.2f} x raw)")
+          f"  ({enqueued / raw:.2f} x raw, {enqueued / records:.2f} x the records alone)")
     print(f"enqueue, put_many of 1000 jobs per commit:    {many:8.0f} jobs/s"
           f"  ({many / raw:.2f} x raw)")
     if unique:

@@ -20,6 +20,7 @@ from datetime import timedelta
 import transaction
 from persistent import Persistent
 from ZODB.POSException import ConflictError
+from ZODB.POSException import ReadConflictError
 
 from plone.app.asyncjobs.engine import failure as failures
 from plone.app.asyncjobs.engine import local
@@ -45,6 +46,7 @@ from plone.app.asyncjobs.engine.transactions import EXPLOSIVE
 from plone.app.asyncjobs.engine.transactions import DISCONNECTED
 from plone.app.asyncjobs.engine.transactions import abort
 from plone.app.asyncjobs.engine.transactions import backoff
+from plone.app.asyncjobs.engine.transactions import conflict_pause
 from plone.app.asyncjobs.engine.transactions import retry_conflicts
 from plone.app.asyncjobs.engine.transactions import retry_forever
 
@@ -247,7 +249,16 @@ class AgentWorkers:
             key = thread.current_job
             if key is None or thread.taken_over == key:
                 continue
-            job = load(agent._p_jar, *key)
+            claimed_in = thread.claim_serial
+            try:
+                job = load(agent._p_jar, *key)
+                job._p_activate()
+            except ReadConflictError:
+                continue  # queued after this view of the database began
+            if claimed_in is not None and job._p_serial < claimed_in:
+                # This view of the database predates the claim (the poll
+                # began before it committed): it cannot tell.
+                continue
             thread.note_cancel_request(key, cancel_request(job))
             current = agent.holds(job) and (job.holder == thread.holder
                                             or job.status == ASSIGNED)
@@ -310,6 +321,9 @@ class WorkerThread(threading.Thread):
         #: ``(oid, database)`` of a job the dispatcher found taken over
         #: elsewhere while this thread ran it (see :meth:`superseded`).
         self.taken_over = None
+        #: The transaction id of the commit that claimed this thread's
+        #: current batch (see :meth:`AgentWorkers.stop_superseded`).
+        self.claim_serial = None
         #: This thread's token (see :func:`.local.bind_worker`).
         self.holder = None
         #: ``(key, error)`` of the request to stop the job this thread
@@ -504,8 +518,14 @@ class WorkerThread(threading.Thread):
                 self._finished = []
             self.found_nothing = not claimed
             if not claimed:
-                self.pickup, self._start_lane = self.pool._wait(
-                    wakes, self.dispatcher.idle_wait())
+                if more:
+                    # It gave way to other claimers: jobs may be left, and
+                    # nothing will ring for them.  Look again soon.
+                    self.pool._wait(wakes, conflict_pause(CLAIM_ATTEMPTS))
+                    self.pickup = NEXT
+                else:
+                    self.pickup, self._start_lane = self.pool._wait(
+                        wakes, self.dispatcher.idle_wait())
                 return None
             if more:
                 # A job queued later rings again: waking another thread
@@ -656,7 +676,11 @@ class WorkerThread(threading.Thread):
         since its last claim) to its agent's history; grouped outcomes still
         waiting are committed before.  Returns ``(committed, claimed jobs,
         more)``: ``more`` is false if the claim took every job its queue
-        had, so that no other thread need look.
+        had, so that no other thread need look; with no job claimed, it is
+        true if the claim gave way to others claiming the same jobs.
+
+        After :data:`CLAIM_ATTEMPTS` - 1 conflicts, the last attempt only
+        moves ``finished``: that must not wait for the queue to calm down.
         """
         statistics = self.dispatcher.statistics
         self.group.flush()
@@ -665,6 +689,7 @@ class WorkerThread(threading.Thread):
             # A retry after a conflict starts in another lane.
             lane = (hinted if attempt == 1 and hinted is not None
                     else self.dispatcher.next_lane(self.pool.queue_name))
+            wanted = count if attempt < CLAIM_ATTEMPTS else 0
             claimed = []
             try:
                 with self.pool.claiming:
@@ -674,7 +699,7 @@ class WorkerThread(threading.Thread):
                         manager.abort()
                         return False, [], False
                     claimed = agent.claim_jobs(
-                        count, lane=lane,
+                        wanted, lane=lane,
                         finished=finished, exclude=self.dispatcher.unclaimable,
                         running=self.pool.running())
                     if claimed and claimed[0].may_start_early():
@@ -687,6 +712,9 @@ class WorkerThread(threading.Thread):
                     except BaseException:
                         self.in_hand.difference_update(keys)
                         raise
+                if not wanted:
+                    statistics.add("claims given way")
+                    return True, [], True
                 if not claimed:
                     statistics.add("empty claims")
                     return True, [], False
@@ -720,12 +748,13 @@ class WorkerThread(threading.Thread):
                                 [object_id(job) for job in claimed], exc_info=True)
                 continue  # its claim was aborted: try the next job
             statistics.add("claims", len(claimed))
+            self.claim_serial = claimed[0]._p_serial
             # Load the arguments stored apart (see .arguments) in one round
             # trip while the first job starts.
             connection.prefetch(*(part for job in claimed for part in (job.args, job.kwargs)
                                   if isinstance(part, Persistent)))
             return True, claimed, more
-        return False, [], False
+        return False, [], True  # every attempt conflicted: see the docstring
 
     def _perform(self, job, manager):
         job.load_arguments()  # before any log message shows them

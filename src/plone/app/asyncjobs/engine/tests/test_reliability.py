@@ -5,12 +5,14 @@ from datetime import timedelta
 
 import pytest
 import transaction
+from ZODB.POSException import ConflictError
 
 from plone.app.asyncjobs.engine import local
 from plone.app.asyncjobs.engine import retry
 from plone.app.asyncjobs.engine import status
 from plone.app.asyncjobs.engine import transactions
 from plone.app.asyncjobs.engine import workers
+from plone.app.asyncjobs.engine.agent import Agent
 from plone.app.asyncjobs.engine.clock import utcnow
 from plone.app.asyncjobs.engine.connectivity import Connectivity
 from plone.app.asyncjobs.engine.connectivity import catch_up
@@ -147,6 +149,63 @@ def test_a_job_taken_over_elsewhere_is_asked_to_stop(dispatcher, queue):
     wait_until(lambda: jobs.calls["long stopped"] == 1)
     assert wait_for_result(job).check(OutcomeUnknownError)  # its own outcome was refused
     assert jobs.calls["long"] == 1
+
+
+@pytest.mark.parametrize("stored_before", [True, False])
+def test_a_poll_that_began_before_a_claim_does_not_call_its_job_taken_over(
+        dispatcher, queue, db, caplog, stored_before):
+    # The poll reads the database as of its start: a job claimed and
+    # started since is not held by the agent there (nor, if it was queued
+    # since, stored).  That is no takeover.
+    job = Job(jobs.wait_for_event, "claimed later", "done")
+    if stored_before:
+        queue._p_jar.add(job)
+        commit(queue)
+    manager = transaction.TransactionManager()
+    poll_view = db.open(transaction_manager=manager)
+    manager.begin()
+    agent = poll_view.get(queue._p_oid).dispatchers[dispatcher.uuid]["main"]
+    put(queue, job)
+    wait_until(lambda: _running_thread(dispatcher) is not None)
+    pool = dispatcher._pools["", "main"]
+    try:
+        assert pool.stop_superseded(agent) == 0
+        assert _running_thread(dispatcher).taken_over is None
+    finally:
+        jobs.event("claimed later").set()
+        manager.abort()
+        poll_view.close()
+    assert wait_for_result(job) == "done"
+    assert "was taken over" not in caplog.text
+    assert job.attempts == 1
+
+
+def test_a_thread_whose_claims_keep_conflicting_sweeps_and_claims_again_soon(
+        queue, start_dispatcher, monkeypatch):
+    # As at the end of a drain, when every worker races for the last jobs:
+    # the claims of one thread conflict CLAIM_ATTEMPTS times in a row.  Its
+    # finished job must still reach the history, and the job left pending
+    # must not wait for a poll (none comes during this test).
+    dispatcher = start_dispatcher(poll_interval=60, agent_size=1)
+    first = put(queue, Job(jobs.wait_for_event, "first", 1))
+    wait_for_start(first)
+    conflicts = []
+    claim_jobs = Agent.claim_jobs
+
+    def contended_claim_jobs(self, count, **options):
+        if count and len(conflicts) < workers.CLAIM_ATTEMPTS:
+            conflicts.append(count)
+            raise ConflictError()
+        return claim_jobs(self, count, **options)
+
+    monkeypatch.setattr(Agent, "claim_jobs", contended_claim_jobs)
+    second = put(queue, Job(jobs.add, 1, 1))
+    jobs.event("first").set()
+    assert wait_for_result(second, seconds=30) == 2
+    assert len(conflicts) == workers.CLAIM_ATTEMPTS
+    agent = queue.dispatchers[dispatcher.uuid]["main"]
+    wait_until(lambda: first in list(agent.completed), sync=lambda: sync(queue))
+    assert dispatcher.statistics["claims given way"] == 1
 
 
 def test_a_job_stops_at_once_when_its_dispatchers_lease_lapsed(
