@@ -516,7 +516,7 @@ class WorkerThread(threading.Thread):
                 connection, manager, self._finished, self._batch_size(self._last_duration))
             if committed:
                 self._finished = []
-            self.found_nothing = not claimed
+            self.found_nothing = not (claimed or more)
             if not claimed:
                 if more:
                     # It gave way to other claimers: jobs may be left, and
