@@ -83,54 +83,52 @@ def raw_commit_rate(db, commits):
     return commits / elapsed
 
 
-def enqueue(db, count, begin_after=None, priorities=(0,), unique_keys=None):
-    """Queue ``count`` no-op jobs with ``Queue.put``, 100 per commit;
-    return jobs/s.  Each job gets a priority drawn from ``priorities``, and
-    with ``unique_keys`` (a prefix) a unique key of its own."""
+def _rate(db, count, per_commit, store):
+    """Call ``store(connection, numbers)`` for ``count`` numbered jobs,
+    ``per_commit`` numbers at a time, committing after each; return jobs/s."""
     manager = transaction.TransactionManager()
     connection = db.open(transaction_manager=manager)
-    queue = configure.get_queue(connection)
     started = time.perf_counter()
-    for first in range(0, count, 100):
-        for number in range(first, min(first + 100, count)):
-            key = None if unique_keys is None else f"{unique_keys}-{number}"
-            queue.put(Job(jobs.noop), begin_after=begin_after,
-                      priority=random.choice(priorities), unique_key=key)
+    for first in range(0, count, per_commit):
+        store(connection, range(first, min(first + per_commit, count)))
         manager.commit()
     elapsed = time.perf_counter() - started
     connection.close()
     return count / elapsed
+
+
+def enqueue(db, count, begin_after=None, priorities=(0,), unique_keys=None):
+    """Queue ``count`` no-op jobs with ``Queue.put``, 100 per commit;
+    return jobs/s.  Each job gets a priority drawn from ``priorities``, and
+    with ``unique_keys`` (a prefix) a unique key of its own."""
+    def put(connection, numbers):
+        queue = configure.get_queue(connection)
+        for number in numbers:
+            key = None if unique_keys is None else f"{unique_keys}-{number}"
+            queue.put(Job(jobs.noop), begin_after=begin_after,
+                      priority=random.choice(priorities), unique_key=key)
+
+    return _rate(db, count, 100, put)
 
 
 def store_jobs(db, count):
     """Store ``count`` no-op jobs, 100 per commit, without queuing them:
     the records alone; return jobs/s."""
-    manager = transaction.TransactionManager()
-    connection = db.open(transaction_manager=manager)
-    started = time.perf_counter()
-    for first in range(0, count, 100):
-        for _ in range(first, min(first + 100, count)):
+    def add(connection, numbers):
+        for _ in numbers:
             connection.add(Job(jobs.noop))
-        manager.commit()
-    elapsed = time.perf_counter() - started
-    connection.close()
-    return count / elapsed
+
+    return _rate(db, count, 100, add)
 
 
 def enqueue_many(db, count, begin_after, per_commit=1000):
     """Queue ``count`` no-op jobs with ``Queue.put_many``, ``per_commit``
     per commit; return jobs/s."""
-    manager = transaction.TransactionManager()
-    connection = db.open(transaction_manager=manager)
-    queue = configure.get_queue(connection)
-    started = time.perf_counter()
-    for first in range(0, count, per_commit):
-        queue.put_many([Job(jobs.noop) for _ in range(first, min(first + per_commit, count))],
-                       begin_after=begin_after)
-        manager.commit()
-    elapsed = time.perf_counter() - started
-    connection.close()
-    return count / elapsed
+    def put_many(connection, numbers):
+        configure.get_queue(connection).put_many([Job(jobs.noop) for _ in numbers],
+                                                 begin_after=begin_after)
+
+    return _rate(db, count, per_commit, put_many)
 
 
 def cpu_seconds(pid):

@@ -93,6 +93,12 @@ def engine_name(site_path, name):
     return f"{name}@{':'.join(site_path[1:])}"
 
 
+def declared_name(name):
+    """The name a schedule was saved under, from its engine ``name`` (the
+    inverse of :func:`engine_name`)."""
+    return name.rpartition("@")[0]
+
+
 def may_edit(site):
     return bool(getSecurityManager().checkPermission(MANAGE, site))
 
@@ -109,7 +115,7 @@ def saved_name(record, site):
     if not is_saved(record) or tuple(factory.site_path) != tuple(site.getPhysicalPath()):
         raise QueryError("name", f"schedule {record.name!r} is declared in ZCML or code: "
                          "change it there")
-    return record.name.rpartition("@")[0]
+    return declared_name(record.name)
 
 
 # -- declarations ----------------------------------------------------------------------
@@ -322,7 +328,7 @@ def site_moving(site, event):
         if user_folder is not None and tuple(user_folder[:len(old_path)]) == old_path:
             user_folder = (*new_path, *user_folder[len(old_path):])
         moved = dataclasses.replace(
-            schedule, name=engine_name(new_path, name.rpartition("@")[0]),
+            schedule, name=engine_name(new_path, declared_name(name)),
             job_factory=dataclasses.replace(factory, site_path=new_path,
                                             user_folder_path=user_folder))
         found.rename(name, moved)

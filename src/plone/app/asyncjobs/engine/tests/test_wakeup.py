@@ -25,12 +25,12 @@ from plone.app.asyncjobs.engine.queue import LANES
 from plone.app.asyncjobs.engine.queue import Queue
 from plone.app.asyncjobs.engine.testing.waiting import wait_for_poll
 from plone.app.asyncjobs.engine.testing.waiting import wait_for_result
-from plone.app.asyncjobs.engine.workers import AgentWorkers
 from plone.app.asyncjobs.engine.testing.waiting import wait_until
 from plone.app.asyncjobs.engine.testing.zeo import ZEOServer
 from plone.app.asyncjobs.engine.tests import jobs
 from plone.app.asyncjobs.engine.tests.support import commit
 from plone.app.asyncjobs.engine.tests.support import sync
+from plone.app.asyncjobs.engine.workers import AgentWorkers
 
 
 RARELY = 60  # seconds between polls: longer than any wait of these tests
