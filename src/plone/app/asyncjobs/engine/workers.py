@@ -105,9 +105,6 @@ class AgentWorkers:
             self._wanted = size
             self._threads = self.alive()
             if len(self._threads) > size:
-                # Like a wake, so that a thread between a claim and its wait
-                # (which misses the notification) does not wait before exiting.
-                self._wakes += 1
                 # Only then: every poll sets the size, and waking every idle
                 # thread at each poll made each of them claim nothing.
                 self._condition.notify_all()
@@ -166,12 +163,15 @@ class AgentWorkers:
         self._threads.remove(thread)
         return True
 
+    def _must_exit(self, thread):
+        # Abandoned, or beyond the wanted size.  The caller holds the condition.
+        return thread not in self._threads or self._threads.index(thread) >= self._wanted
+
     def _should_exit(self, thread):
         with self._condition:
-            if thread not in self._threads:
-                return True  # abandoned
-            if self._threads.index(thread) >= self._wanted:
-                self._threads.remove(thread)
+            if self._must_exit(thread):
+                if thread in self._threads:
+                    self._threads.remove(thread)
                 return True
             return False
 
@@ -179,10 +179,15 @@ class AgentWorkers:
         with self._condition:
             return self._wakes
 
-    def _wait(self, wakes_seen, timeout):
-        """Wait for a wake; return how the thread was woken (see
+    def _wait(self, thread, wakes_seen, timeout):
+        """Make ``thread`` wait for a wake, unless one came since it saw
+        ``wakes_seen`` or it must exit; return how it was woken (see
         :mod:`.pickups`) and the lane its claim should start with, if known."""
         with self._condition:
+            if self._must_exit(thread):
+                # Checked under the condition: a resize since the thread's
+                # last check notified no waiting thread.
+                return POLL, None
             if self._wakes == wakes_seen:
                 self.waiting += 1
                 try:
@@ -521,11 +526,11 @@ class WorkerThread(threading.Thread):
                 if more:
                     # It gave way to other claimers: jobs may be left, and
                     # nothing will ring for them.  Look again soon.
-                    self.pool._wait(wakes, conflict_pause(CLAIM_ATTEMPTS))
+                    self.pool._wait(self, wakes, conflict_pause(CLAIM_ATTEMPTS))
                     self.pickup = NEXT
                 else:
                     self.pickup, self._start_lane = self.pool._wait(
-                        wakes, self.dispatcher.idle_wait())
+                        self, wakes, self.dispatcher.idle_wait())
                 return None
             if more:
                 # A job queued later rings again: waking another thread

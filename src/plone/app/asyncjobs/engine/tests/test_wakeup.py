@@ -305,9 +305,9 @@ def idle_waits(monkeypatch):
     waits = []
     wait = AgentWorkers._wait
 
-    def recording_wait(self, wakes_seen, timeout):
+    def recording_wait(self, thread, wakes_seen, timeout):
         waits.append(timeout)
-        return wait(self, wakes_seen, timeout)
+        return wait(self, thread, wakes_seen, timeout)
 
     monkeypatch.setattr(AgentWorkers, "_wait", recording_wait)
     return waits
@@ -332,6 +332,30 @@ def test_a_poll_finding_no_due_job_wakes_no_idle_thread(queue, start_dispatcher,
     empty = dispatcher.statistics["empty claims"]
     wait_for_poll(dispatcher, count=5)
     assert dispatcher.statistics["empty claims"] == empty
+
+
+def test_a_thread_shrunk_away_between_its_exit_check_and_its_wait_exits(
+        queue, start_dispatcher, monkeypatch):
+    dispatcher = start_dispatcher(poll_interval=RARELY, agent_size=1)
+    pool = dispatcher._pools["", "main"]
+    wait_until(lambda: pool.waiting == 1, describe=lambda: "for the thread to wait")
+    (thread,) = pool.alive()
+    checked, resized = threading.Event(), threading.Event()
+    wakes_seen = AgentWorkers._wakes_seen
+
+    def resize_after_the_exit_check(self):
+        if threading.current_thread() is thread:
+            checked.set()
+            resized.wait(30)
+        return wakes_seen(self)
+
+    monkeypatch.setattr(AgentWorkers, "_wakes_seen", resize_after_the_exit_check)
+    pool.wake()
+    assert checked.wait(30)
+    pool.set_size(0)
+    resized.set()
+    # Its wait would last six poll intervals (six minutes here).
+    assert pool.join(30) == []
 
 
 def test_without_push_the_dispatcher_does_not_listen(queue, start_dispatcher):
