@@ -306,20 +306,25 @@ class Dispatcher:
 
     def _ring(self, oids):
         """Called by the wake-up channel, in any thread: a transaction
-        changed ``oids`` (``None``: anything may have changed)."""
+        changed ``oids`` (``None``: anything may have changed).  Returns
+        whether it rang the doorbell of a lane this dispatcher claims from:
+        then a thread of this process will soon read what the transaction
+        stored."""
         doorbells = self._doorbells
         rung = None if oids is None else {doorbells[oid] for oid in oids if oid in doorbells}
         if rung == set():
-            return
+            return False
         with self._lock:
             if rung is None or self._rung is None:
                 self._rung = None
             else:
                 self._rung |= rung
-            if self._ring_pending:
-                return  # the answer to come sees this commit too
-            self._ring_pending = True
-        self.reactor.callFromThread(self._answer_ring)
+            pending, self._ring_pending = self._ring_pending, True
+        if not pending:  # else the answer to come sees this commit too
+            self.reactor.callFromThread(self._answer_ring)
+        return rung is not None and any(
+            lane is not _SCHEDULED and lane is not _SIBLINGS and self._owns_lane(name, lane)
+            for name, lane in rung)
 
     def _answer_ring(self):
         with self._lock:

@@ -23,7 +23,9 @@ doorbells through the channel that suits the storage
 A channel delivers a *ring* to its listener's callback: an iterable of
 changed oids, or ``None`` when anything may have changed (the channel
 reconnected and may have missed some).  The callback runs in the thread
-that learnt of the ring and must return quickly; before looking at the
+that learnt of the ring and must return quickly; it returns whether a
+thread of this process will read the transaction's objects soon (the
+invalidation listener then starts loading them); before looking at the
 database, the thread answering it calls the listener's ``settle()``, which
 returns once a new transaction of any connection sees the rung commits.  Nothing depends on a
 ring arriving: dispatchers still poll, so a lost one delays a job by a
@@ -34,6 +36,8 @@ import select
 import threading
 
 from ZODB.mvccadapter import MVCCAdapter
+from ZODB.utils import p64
+from ZODB.utils import u64
 
 from plone.app.asyncjobs.engine.log import events
 from plone.app.asyncjobs.engine.transactions import backoff
@@ -41,6 +45,11 @@ from plone.app.asyncjobs.engine.transactions import backoff
 
 #: The PostgreSQL notification channel of doorbell rings.
 PG_CHANNEL = "plone_app_asyncjobs"
+
+#: The most objects a ring's transaction may have stored for the
+#: invalidation listener to warm the cache with them (see
+#: ``_AdapterListener._warm``).
+WARM_LIMIT = 32
 
 #: Seconds a PostgreSQL listener waits for a notification before checking
 #: whether it should stop.
@@ -120,9 +129,22 @@ class _AdapterListener:
     def _invalidate(self, tid, oids):
         # Called within other threads' commits: never raise into them.
         try:
-            self.ring(oids)
+            if self.ring(oids):
+                self._warm(tid, oids)
         except Exception:
             events.critical("a doorbell ring could not be delivered", exc_info=True)
+
+    def _warm(self, tid, oids):
+        """Start loading, all at once, the state after ``tid`` of the
+        objects it stored (the new job, the lane it joined), which the
+        thread the ring wakes reads first: each would otherwise cost that
+        thread a round trip to the storage server.  ZEO's client sends one
+        request for a load the thread asks for while this one is under way.
+        A large transaction (content changes besides the job) is left
+        alone."""
+        prefetch = getattr(self.adapter._storage, "prefetch", None)
+        if prefetch is not None and len(oids) <= WARM_LIMIT:
+            prefetch(oids, p64(u64(tid) + 1))
 
     def _invalidateCache(self):
         try:

@@ -5,6 +5,7 @@ the tests' waits was started by push or by the due timer.  Over real ZEO
 and PostgreSQL, see test_multiprocess.py.
 """
 import threading
+import types
 import uuid
 from datetime import timedelta
 
@@ -13,6 +14,8 @@ import transaction
 import ZODB
 from twisted.internet import threads
 from ZODB.mvccadapter import MVCCAdapter
+from ZODB.utils import p64
+from ZODB.utils import u64
 
 from plone.app.asyncjobs.engine import pickups
 from plone.app.asyncjobs.engine import queue as queue_module
@@ -417,6 +420,62 @@ def test_the_mvcc_adapter_hands_other_zeo_clients_commits_to_the_listener(tmp_pa
         finally:
             producing.close()
             listening.close()
+
+
+def test_a_ring_that_will_be_answered_here_warms_the_zeo_cache(tmp_path):
+    with ZEOServer(tmp_path / "zeo") as server:
+        listening, producing = server.db(), server.db()
+        try:
+            answered = []
+            listener = wakeup.channel_for(listening).listen(
+                lambda oids: answered.append(oids) or True)
+            store_something(producing)
+            last = producing.lastTransaction()
+            # The last ring, the put's, comes before the client moves on.
+            wait_until(lambda: listening.lastTransaction() == last,
+                       seconds=30, describe=lambda: "for the put's ring")
+            stored = answered[-1]
+            after = p64(u64(last) + 1)
+            cache = listening.storage._cache
+            # Nothing else here loads them: the listener did.
+            wait_until(lambda: all(cache.loadBefore(oid, after) for oid in stored),
+                       seconds=30, describe=lambda: "for the stored objects in the cache")
+            listener.stop()
+        finally:
+            producing.close()
+            listening.close()
+
+
+class PrefetchingStorage:
+    def __init__(self):
+        self.prefetched = []
+
+    def prefetch(self, oids, tid):
+        self.prefetched.append((list(oids), tid))
+
+
+@pytest.mark.parametrize("answered_here, stored, warmed", [
+    (True, 3, True),
+    (False, 3, False),
+    (True, wakeup.WARM_LIMIT + 1, False),
+])
+def test_the_invalidation_listener_warms_for_rings_answered_here_only(
+        answered_here, stored, warmed):
+    adapter = MVCCAdapter(PrefetchingStorage())
+    listener = wakeup.channel_for(types.SimpleNamespace(_mvcc_storage=adapter)).listen(
+        lambda oids: answered_here)
+    oids = [p64(n) for n in range(stored)]
+    adapter.invalidate(p64(41), oids)
+    listener.stop()
+    assert adapter._storage.prefetched == ([(oids, p64(42))] if warmed else [])
+
+
+def test_a_dispatcher_s_ring_tells_whether_it_wakes_a_thread(queue, start_dispatcher):
+    dispatcher = start_dispatcher(poll_interval=RARELY)
+    lane_doorbell = queue.doorbells[0]._p_oid
+    assert dispatcher._ring([lane_doorbell])
+    assert not dispatcher._ring([queue.schedule_doorbell._p_oid])
+    assert not dispatcher._ring([p64(10**9)])
 
 
 def test_storages_without_invalidations_have_no_channel():
