@@ -251,6 +251,25 @@ def test_only_jobs_that_may_run_again_are_started_before_they_run(queue):
     assert not suspect.may_start_early()  # it runs alone
 
 
+def test_only_a_job_its_claim_did_not_start_is_looked_up_again_before_it_runs(
+        dispatcher, queue, monkeypatch):
+    looked_up = []
+    owns = workers.WorkerThread._owns
+
+    def recording_owns(self, job):
+        looked_up.append(object_id(job))
+        return owns(self, job)
+
+    monkeypatch.setattr(workers.WorkerThread, "_owns", recording_owns)
+    rerun = put(queue, Job(jobs.echo, 1))
+    assert wait_for_result(rerun) == 1
+    once = put(queue, Job(jobs.echo, 2), retry_policy_factory="never")
+    assert wait_for_result(once) == 2
+    # The claim committed the first one's start; the second one's start
+    # needs a commit of its own, after checking that it is still held here.
+    assert object_id(rerun) not in looked_up and object_id(once) in looked_up
+
+
 def test_the_commit_of_an_outcome_does_not_start_an_at_most_once_successor(queue, record):
     agent = record()["main"]
     once = queue.put(Job(jobs.echo, 2), retry_policy_factory="never")
