@@ -610,11 +610,11 @@ class WorkerThread(threading.Thread):
         over after any earlier look too.  On RelStorage that look cost two
         queries (its begin and its abort) between the claim and the start.
         """
-        if job.status == ACTIVE and (
-                self.group.in_current_transaction()
-                or not job._p_changed and job.holder == self.holder):
+        if self.group.in_current_transaction() and job.status == ACTIVE:
             return True
         self.group.flush()
+        if job.status == ACTIVE and not job._p_changed and job.holder == self.holder:
+            return True
         manager.begin()
         if not self._owns(job):
             manager.abort()
