@@ -322,9 +322,14 @@ class Dispatcher:
             pending, self._ring_pending = self._ring_pending, True
         if not pending:  # else the answer to come sees this commit too
             self.reactor.callFromThread(self._answer_ring)
-        return rung is not None and any(
-            lane is not _SCHEDULED and lane is not _SIBLINGS and self._owns_lane(name, lane)
-            for name, lane in rung)
+        return rung is not None and any(self._claims_at_ring(name, lane) for name, lane in rung)
+
+    def _claims_at_ring(self, queue_name, lane):
+        """Whether a ring of ``lane`` (a lane number, ``None``, or a marker)
+        of ``queue_name`` has a thread of this dispatcher claim at once: a
+        lane of its own rang, not the schedule's or the siblings' doorbell."""
+        return (lane is not _SCHEDULED and lane is not _SIBLINGS
+                and self._owns_lane(queue_name, lane))
 
     def _answer_ring(self):
         with self._lock:
@@ -340,8 +345,7 @@ class Dispatcher:
             self._look(pickups.PUSH)
             return
         scheduled = any(lane is _SCHEDULED for _, lane in rung)
-        due_now = {name: lane for name, lane in rung
-                   if lane is not _SCHEDULED and self._owns_lane(name, lane)}
+        due_now = {name: lane for name, lane in rung if self._claims_at_ring(name, lane)}
         if scheduled and not due_now:
             # No claim of this process to make way for: set the timer at
             # once (or wake threads, if the job is due already).
