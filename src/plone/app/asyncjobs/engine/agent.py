@@ -10,6 +10,7 @@ Keep at least one agent without a filter in every queue: system jobs (such
 as resuming the callbacks of an interrupted job) need one.
 """
 from BTrees.LOBTree import LOBTree
+from BTrees.OOBTree import OOBTree
 from persistent import Persistent
 from zope.interface import implementer
 
@@ -26,22 +27,69 @@ class HeldJobs(LOBTree):
     """The jobs an agent holds, by integer oid, plus a permanent marker.
 
     ZODB merges concurrent changes to different keys of a BTree, except
-    changes that leave it empty.  The marker under oid 0 (the database
-    root's oid, never a job's) keeps the tree from ever being empty, so the
-    claims and completions of an agent's threads do not conflict.
+    changes that leave it empty or remove its first key.  The marker under
+    oid 0 (the database root's oid, never a job's) is always the first key,
+    so the claims and completions of an agent's threads do not conflict.
+
+    Annotations first written while the agent holds a job that has none
+    (see :attr:`.job.Job.annotations`) are kept here: the job's entry moves
+    from its oid to its oid plus :data:`ANNOTATED`, as ``(job,
+    annotations)``.  Both that move and letting the job go remove the key
+    it was under, and ZODB never merges two removals of one key: they
+    cannot both commit, so annotations written while a job was held cannot
+    be lost by its release.  (A change of an entry's value would not do:
+    ZEO servers cannot compare two different persistent references, so
+    they would refuse to merge it with any other change.)
     """
 
     MARKER_KEY = 0
+    #: Above any oid a storage hands out (they count up from 0).
+    ANNOTATED = 1 << 62
 
     def __init__(self):
         super().__init__()
         self[self.MARKER_KEY] = None
 
     def jobs(self):
-        return self.values(min=self.MARKER_KEY, excludemin=True)
+        return (_job_of(entry) for entry in self.values(min=self.MARKER_KEY, excludemin=True))
+
+    def job(self, oid):
+        """The job held under ``oid``, or ``None``."""
+        job = self.get(oid)
+        return job if job is not None else _job_of(self.get(oid + self.ANNOTATED))
+
+    def annotations(self, oid, create=False):
+        """The annotations kept for the job held under ``oid``; ``None`` if
+        there are none (or it is not held), unless ``create``: then they
+        are made now, in a BTree of their own."""
+        entry = self.get(oid + self.ANNOTATED)
+        if entry is not None:
+            return entry[1]
+        if not create or oid not in self:
+            return None
+        tree = OOBTree()
+        self[oid + self.ANNOTATED] = (self.pop(oid), tree)
+        return tree
+
+    def release(self, oid):
+        """Forget the job held under ``oid``, giving it the annotations kept
+        for it; return the job, or ``None`` if it was not held."""
+        job = self.pop(oid, None)
+        if job is not None:
+            return job
+        entry = self.pop(oid + self.ANNOTATED, None)
+        if entry is None:
+            return None
+        job, tree = entry
+        job.adopt_annotations(tree)
+        return job
 
     def count(self):
         return len(self) - 1
+
+
+def _job_of(entry):
+    return entry[0] if isinstance(entry, tuple) else entry
 
 
 @implementer(IAgent)
@@ -144,7 +192,7 @@ class Agent(Persistent):
                 if job.status == COMPLETED and self.holds(job)
                 and (completed_before is None or job.active_end < completed_before)]
         for job in done:
-            self._held.pop(object_id(job)[0])
+            self._held.release(object_id(job)[0])
             self._record_completed(job)
         return len(done)
 
@@ -159,11 +207,17 @@ class Agent(Persistent):
         return self.filter is None or bool(self.filter(job))
 
     def holds(self, job):
-        return self._held.get(object_id(job)[0]) is job
+        return self._held.job(object_id(job)[0]) is job
+
+    def annotations_of(self, job, create=False):
+        """The annotations kept here for held ``job``, which has none of
+        its own (see :attr:`.job.Job.annotations`); ``None`` if there are
+        none yet, unless ``create``."""
+        return self._held.annotations(object_id(job)[0], create)
 
     def release(self, job):
         """Stop holding ``job`` and free its quota slots."""
-        self._held.pop(object_id(job)[0], None)
+        self._held.release(object_id(job)[0])
         self.queue.quotas.leave(job)
 
     def take_all(self):

@@ -194,24 +194,45 @@ class Job(Persistent, ZcAsyncJobSpellings):
     def annotations(self):
         """A BTree of data about the job, for applications and the engine.
 
-        It is created on first use, which changes the job: code that only
-        reads uses :meth:`get_annotation`.  A job has it from its start on
-        (:meth:`mark_active`), so that annotations written while it runs,
-        say from another connection (:func:`.local.set_live_annotation`, a
-        cancel request), change only the tree, never the job's own record.
+        It is created on first use; code that only reads uses
+        :meth:`get_annotation`, which creates nothing.  Annotations written
+        while the job runs, say from another connection
+        (:func:`.local.set_live_annotation`, a cancel request), must never
+        change the job's own record, which its worker writes with the
+        outcome.  So while an agent holds a job that has no annotations,
+        they are created next to the job's entry in the agent
+        (:class:`.agent.HeldJobs`), and become the job's when the agent
+        lets it go; a job started without an agent gets them when it
+        starts (:meth:`mark_active`).
         """
-        return self._ensure_annotations()
-
-    def _ensure_annotations(self):
         if self._annotations is None:
+            agent = self._holding_agent()
+            if agent is not None:
+                return agent.annotations_of(self, create=True)
             self._annotations = OOBTree()
         return self._annotations
 
     def get_annotation(self, name, default=None):
         """``annotations[name]``, or ``default``; changes nothing."""
-        if self._annotations is None:
-            return default
-        return self._annotations.get(name, default)
+        tree = self._annotations
+        if tree is None:
+            agent = self._holding_agent()
+            tree = None if agent is None else agent.annotations_of(self)
+            if tree is None:
+                return default
+        return tree.get(name, default)
+
+    def adopt_annotations(self, tree):
+        """Make ``tree`` the job's annotations (for its agent, when it lets
+        go of a job it kept annotations for)."""
+        self._annotations = tree
+
+    def _holding_agent(self):
+        """The agent holding this job, if any."""
+        parent = self.parent
+        if IAgent.providedBy(parent) and parent.holds(self):
+            return parent
+        return None
 
     @classmethod
     def bind(cls, callable, *args, **kwargs):
@@ -531,7 +552,8 @@ class Job(Persistent, ZcAsyncJobSpellings):
         self.active_start = utcnow()
         self.attempts += 1
         self.holder = local.holder()
-        self._ensure_annotations()
+        if self._annotations is None and self._holding_agent() is None:
+            self._annotations = OOBTree()
 
     def load_arguments(self):
         """Load the arguments now; ``False`` if they cannot be loaded (then

@@ -3,17 +3,21 @@ import uuid
 from datetime import timedelta
 
 import pytest
+import transaction
+from ZODB.POSException import ConflictError
 
 from plone.app.asyncjobs.engine import configure
 from plone.app.asyncjobs.engine import failure
 from plone.app.asyncjobs.engine import status
 from plone.app.asyncjobs.engine.agent import Agent
 from plone.app.asyncjobs.engine.history import CompletedJobs
+from plone.app.asyncjobs.engine.ids import load
 from plone.app.asyncjobs.engine.ids import object_id
 from plone.app.asyncjobs.engine.job import Job
 from plone.app.asyncjobs.engine.queue import CLAIM_WINDOW
 from plone.app.asyncjobs.engine.tests import jobs
 from plone.app.asyncjobs.engine.tests.support import commit
+from plone.app.asyncjobs.engine.tests.support import sync
 
 
 @pytest.fixture
@@ -364,3 +368,106 @@ def test_descending_walks_tuple_keys_backwards_between_bounds():
     assert [value for _, value in descending(tree, below=(2, 1), above=(1, 0))] == [6, 5, 4]
     assert list(descending(OOBTree())) == []
     assert list(descending(tree, below=(0, 0))) == []
+
+
+def held_and_started(queue, dispatcher_record):
+    """A job claimed and started by an agent, committed."""
+    agent = add_agent(dispatcher_record)
+    fill(queue, 1)
+    job = agent.claim_job()
+    job.mark_active()
+    commit(queue)
+    return agent, job
+
+
+def test_a_job_its_agent_starts_gets_no_annotations_record(queue, dispatcher_record):
+    # One record fewer per job: annotations are made only when written.
+    agent, job = held_and_started(queue, dispatcher_record)
+    assert job._annotations is None
+    assert job.get_annotation("progress", "none") == "none"
+    assert not job._p_changed and agent.annotations_of(job) is None
+
+
+def test_annotations_written_while_a_job_is_held_never_touch_its_record(
+        queue, dispatcher_record, connect):
+    agent, job = held_and_started(queue, dispatcher_record)
+    elsewhere = load(connect(), *object_id(job))
+    elsewhere.annotations["progress"] = 0.5  # say, a live annotation
+    commit(elsewhere)
+    # The worker's next commit of the job's record, from the state it
+    # started with (say, its outcome), does not conflict with it.
+    job.active_end = job.active_start
+    commit(job)
+    assert job._annotations is None
+    sync(job)
+    assert job.get_annotation("progress") == 0.5
+    assert job.annotations is agent.annotations_of(job)
+
+
+def test_a_job_let_go_by_its_agent_keeps_the_annotations_written_while_held(
+        queue, dispatcher_record):
+    agent, job = held_and_started(queue, dispatcher_record)
+    job.annotations["note"] = "kept"
+    commit(job)
+    agent.release(job)
+    commit(queue)
+    assert not agent.holds(job) and job.get_annotation("note") == "kept"
+    assert job._annotations["note"] == "kept"
+
+
+def test_a_first_annotation_and_the_release_of_the_job_cannot_both_commit(
+        queue, dispatcher_record, connect):
+    # Both change the job's entry in the agent: one of them conflicts and
+    # is done again, so the annotation ends with the job, never lost.
+    agent, job = held_and_started(queue, dispatcher_record)
+    elsewhere = load(connect(), *object_id(job))
+    elsewhere.annotations["cancel"] = "please"
+    agent.release(job)
+    commit(queue)
+    with pytest.raises(ConflictError):
+        commit(elsewhere)
+    sync(elsewhere)
+    elsewhere.annotations["cancel"] = "please"
+    commit(elsewhere)
+    sync(job)
+    assert job.get_annotation("cancel") == "please"
+
+
+def test_a_zeo_server_merges_changes_to_other_entries_of_an_agent_with_annotations(zeo):
+    # The server resolves conflicts without the engine's classes, with
+    # persistent references in place of objects: an entry holding
+    # annotations must merge like one holding only its job.
+    db = zeo.db()
+    try:
+        configure.install_queues(db)
+        worker, elsewhere = (db.open(transaction_manager=transaction.TransactionManager())
+                             for _ in range(2))
+        queue = configure.get_queue(worker)
+        dispatcher_record = queue.dispatchers.register(uuid.UUID(int=1))
+        dispatcher_record.activate()
+        commit(queue)
+        agent = add_agent(dispatcher_record)
+        fill(queue, 3)
+        first, second = agent.claim_job(), agent.claim_job()
+        first.mark_active()
+        commit(queue)
+        sync(elsewhere.root())
+        load(elsewhere, *object_id(first)).annotations["progress"] = 1
+        commit(elsewhere.root())
+        sync(queue)
+        # A claim and the release of the job with annotations, concurrently
+        # with a new first annotation of another held job.
+        third = agent.claim_job()
+        agent.release(first)
+        load(elsewhere, *object_id(second)).annotations["cancel"] = "please"
+        commit(elsewhere.root())
+        commit(queue)
+        sync(queue)
+        assert set(agent) == {second, third}
+        assert first.get_annotation("progress") == 1 and first._annotations is not None
+        assert second.get_annotation("cancel") == "please"
+    finally:
+        for connection in (worker, elsewhere):
+            connection.transaction_manager.abort()
+            connection.close()
+        db.close()

@@ -113,10 +113,10 @@ def test_a_copy_owns_its_arguments(queue, conn):
     assert not job._p_changed
 
 
-def test_annotations_are_made_when_the_job_starts_and_reading_makes_none(queue, conn):
+def test_a_job_started_without_an_agent_gets_annotations_and_reading_makes_none(queue, conn):
     # Annotations written while a job runs (live annotations, cancel
     # requests) must change the tree only, never the job's record: see
-    # Job.annotations.
+    # Job.annotations (and test_agent_history for jobs an agent holds).
     job = queue.put(Job(jobs.echo, "a"))
     commit(queue)
     assert job.get_annotation("missing", "default") == "default"
