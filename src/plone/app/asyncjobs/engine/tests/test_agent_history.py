@@ -6,10 +6,12 @@ import pytest
 import transaction
 from ZODB.POSException import ConflictError
 
+from plone.app.asyncjobs.engine import cancel
 from plone.app.asyncjobs.engine import configure
 from plone.app.asyncjobs.engine import failure
 from plone.app.asyncjobs.engine import status
 from plone.app.asyncjobs.engine.agent import Agent
+from plone.app.asyncjobs.engine.exceptions import BadStatusError
 from plone.app.asyncjobs.engine.history import CompletedJobs
 from plone.app.asyncjobs.engine.ids import load
 from plone.app.asyncjobs.engine.ids import object_id
@@ -471,3 +473,22 @@ def test_a_zeo_server_merges_changes_to_other_entries_of_an_agent_with_annotatio
             connection.transaction_manager.abort()
             connection.close()
         db.close()
+
+
+def test_a_cancel_request_that_loses_to_the_release_is_refused_when_done_again(
+        queue, dispatcher_record, connect):
+    # A console's cancel of a job that completes and leaves its agent at
+    # that moment: its commit conflicts, and done again (as Zope retries a
+    # conflicting request) it finds the job no longer running.
+    agent, job = held_and_started(queue, dispatcher_record)
+    elsewhere = load(connect(), *object_id(job))
+    cancel.request_cancel(elsewhere, "stop")
+    job.run_claimed()
+    agent.sweep([job])
+    commit(queue)
+    with pytest.raises(ConflictError):
+        commit(elsewhere)
+    sync(elsewhere)
+    with pytest.raises(BadStatusError):
+        cancel.request_cancel(elsewhere, "stop")
+    assert job.status == status.COMPLETED and cancel.cancel_request(job) is None
