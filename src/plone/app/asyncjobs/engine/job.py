@@ -205,22 +205,24 @@ class Job(Persistent, ZcAsyncJobSpellings):
         lets it go; a job started without an agent gets them when it
         starts (:meth:`mark_active`).
         """
-        if self._annotations is None:
-            agent = self._holding_agent()
-            if agent is not None:
-                return agent.annotations_of(self, create=True)
-            self._annotations = OOBTree()
-        return self._annotations
+        return self._annotation_tree(create=True)
 
     def get_annotation(self, name, default=None):
         """``annotations[name]``, or ``default``; changes nothing."""
-        tree = self._annotations
-        if tree is None:
+        tree = self._annotation_tree(create=False)
+        return default if tree is None else tree.get(name, default)
+
+    def _annotation_tree(self, create):
+        """The job's annotations, wherever they are kept (see
+        :attr:`annotations`); ``None`` if there are none yet, unless
+        ``create``."""
+        if self._annotations is None:
             agent = self._holding_agent()
-            tree = None if agent is None else agent.annotations_of(self)
-            if tree is None:
-                return default
-        return tree.get(name, default)
+            if agent is not None:
+                return agent.annotations_of(self, create)
+            if create:
+                self._annotations = OOBTree()
+        return self._annotations
 
     def adopt_annotations(self, tree):
         """Make ``tree`` the job's annotations (for its agent, when it lets
