@@ -19,15 +19,18 @@ Everything is measured in the same run on the same machine:
    from :data:`PRIORITIES`, as a ratio to the drain without;
 6. unique keys: the enqueue rate with a different unique key per job,
    and the cost of the key per put;
-7. work per job: the CPU seconds the worker processes spent during each
+7. callbacks: the enqueue rate and the 2-worker drain of jobs with a
+   no-op callback each, as every job the Plone service queues has one
+   (it notifies the job's outcome);
+8. work per job: the CPU seconds the worker processes spent during each
    drain, printed as jobs per worker CPU-second (comparable across
    machines: it does not depend on the number of cores);
-8. with ``--storages relstorage`` (the default measures both), items 1-3
-   and 7 again on RelStorage over the local PostgreSQL server, as ratios
+9. with ``--storages relstorage`` (the default measures both), items 1-3
+   and 8 again on RelStorage over the local PostgreSQL server, as ratios
    to its own raw commit rate;
-9. with ``--compare-celery PYTHON`` (``make bench-celery``), the drain of
-   Celery + Redis with results stored (:mod:`celery_drain`, run by that
-   Python), and the 2-worker drain over ZEO as a ratio to it.
+10. with ``--compare-celery PYTHON`` (``make bench-celery``), the drain of
+    Celery + Redis with results stored (:mod:`celery_drain`, run by that
+    Python), and the 2-worker drain over ZEO as a ratio to it.
 
 The target of the engine issue: with 2 workers, the drain rate reaches 0.8
 times the raw single-client commit rate (no lower than 0.5), with fewer
@@ -97,15 +100,21 @@ def _rate(db, count, per_commit, store):
     return count / elapsed
 
 
-def enqueue(db, count, begin_after=None, priorities=(0,), unique_keys=None):
+def enqueue(db, count, begin_after=None, priorities=(0,), unique_keys=None,
+            callback=False):
     """Queue ``count`` no-op jobs with ``Queue.put``, 100 per commit;
     return jobs/s.  Each job gets a priority drawn from ``priorities``, and
-    with ``unique_keys`` (a prefix) a unique key of its own."""
+    with ``unique_keys`` (a prefix) a unique key of its own; with
+    ``callback``, a no-op callback (as each job the Plone service queues
+    has one, which notifies its outcome)."""
     def put(connection, numbers):
         queue = configure.get_queue(connection)
         for number in numbers:
             key = None if unique_keys is None else f"{unique_keys}-{number}"
-            queue.put(Job(jobs.noop), begin_after=begin_after,
+            job = Job(jobs.noop)
+            if callback:
+                job.add_callback(Job(jobs.noop_callback))
+            queue.put(job, begin_after=begin_after,
                       priority=random.choice(priorities), unique_key=key)
 
     return _rate(db, count, 100, put)
@@ -150,10 +159,12 @@ def completed_count(connection):
     return sum(len(history) for history in histories(connection))
 
 
-def drain(config, db, directory, workers, count, agent_size, priorities=(0,)):
-    """Drain ``count`` no-op jobs with ``workers`` worker processes; return
-    jobs/s, the workers' counters, result-commit conflicts per job and jobs
-    per worker CPU-second."""
+def drain(config, db, directory, workers, count, agent_size, priorities=(0,),
+          callback=False):
+    """Drain ``count`` no-op jobs (with ``callback``, each with a no-op
+    callback) with ``workers`` worker processes; return jobs/s, the
+    workers' counters, result-commit conflicts per job and jobs per worker
+    CPU-second."""
     processes = [WorkerProcess(directory, config, f"worker-{n}-of-{workers}",
                                poll_interval=POLL_INTERVAL, agent_size=agent_size).start()
                  for n in range(workers)]
@@ -162,7 +173,7 @@ def drain(config, db, directory, workers, count, agent_size, priorities=(0,)):
         connection = db.open(transaction_manager=manager)
         already = completed_count(connection)
         start = utcnow() + START_DELAY + timedelta(seconds=count / 1000)
-        enqueue(db, count, begin_after=start, priorities=priorities)
+        enqueue(db, count, begin_after=start, priorities=priorities, callback=callback)
         wait_until(lambda: utcnow() >= start, seconds=60, interval=0.005)
         started = time.perf_counter()
         cpu_before = sum(cpu_seconds(process.pid) for process in processes)
@@ -219,8 +230,9 @@ STORAGES = {"zeo": zeo, "relstorage": relstorage}
 
 def measure(name, config, db, directory, options, full):
     """Print the figures of one storage; ``full`` adds the unique-key
-    enqueue and the mixed-priority drain.  Return ``{workers: (jobs/s,
-    jobs per worker CPU-second)}`` of the drains."""
+    enqueue, the mixed-priority drain and the jobs with a callback.
+    Return ``{workers: (jobs/s, jobs per worker CPU-second)}`` of the
+    drains."""
     configure.install_queues(db)
     raw_at_start = raw_commit_rate(db, options.commits)
     later = utcnow() + timedelta(days=1)
@@ -228,11 +240,14 @@ def measure(name, config, db, directory, options, full):
     enqueued = enqueue(db, options.jobs, begin_after=later)
     unique = full and enqueue(db, options.jobs, begin_after=later, unique_keys="bench")
     many = enqueue_many(db, options.jobs, begin_after=later)
+    with_callback = full and enqueue(db, options.jobs, begin_after=later, callback=True)
     drains = [(workers, *drain(config, db, directory / "workers", workers,
                                options.jobs, options.agent_size))
               for workers in options.workers]
     mixed = full and drain(config, db, directory / "workers", 2, options.jobs,
                            options.agent_size, priorities=PRIORITIES)
+    callbacks = full and drain(config, db, directory / "workers", 2, options.jobs,
+                               options.agent_size, callback=True)
     raw_at_end = raw_commit_rate(db, options.commits)
     raw = max(raw_at_start, raw_at_end)
     print(f"== {name}")
@@ -248,6 +263,10 @@ def measure(name, config, db, directory, options, full):
         print(f"enqueue, each job with its own unique key:    {unique:8.0f} jobs/s"
               f"  (the key costs {1 / unique - 1 / enqueued:+.6f} s per put,"
               f" {unique / enqueued:.2f} x the rate without)")
+    if with_callback:
+        print(f"enqueue, each job with a callback:            {with_callback:8.0f} jobs/s"
+              f"  ({with_callback / raw:.2f} x raw, {with_callback / enqueued:.2f} x the"
+              " rate without)")
     for workers, *figures in drains:
         print_drain(f"drain, {workers} worker process(es)", options, *figures, raw)
     if mixed:
@@ -257,6 +276,9 @@ def measure(name, config, db, directory, options, full):
         if single:
             print(f"    mixed-priority drain / single-priority drain (2 workers):"
                   f" {mixed[0] / single:.2f}")
+    if callbacks:
+        print_drain("drain, 2 worker processes, each job with a callback", options,
+                    *callbacks, raw)
     return {workers: (rate, per_cpu_second)
             for workers, rate, _, _, per_cpu_second in drains}
 

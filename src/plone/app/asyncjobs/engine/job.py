@@ -11,9 +11,12 @@ Transactions while a job runs in a worker:
 * the callable runs in a transaction of its own, which is committed
   together with the result; if the callable raises, its changes are
   aborted and only the failure is stored;
-* callbacks each run in their own transactions afterwards.
+* callbacks each run in their own transactions afterwards.  In a worker
+  thread, the result commit also starts the first callback, and the
+  commit of the outcome of a job's last callback also completes the job.
 
-So a job without callbacks costs at most two commits: claim and result.
+So a job without callbacks costs at most two commits: claim and result;
+one with a callback, three.
 The result commit writes nothing but the job (and what the callable
 changed), so it cannot conflict with other workers' claims.  Worker
 threads share both commits among the short jobs of a batch
@@ -27,7 +30,6 @@ import transaction
 import zope.event
 from BTrees.OOBTree import OOBTree
 from persistent import Persistent
-from persistent.list import PersistentList
 from twisted.internet.defer import Deferred
 from zope.interface import implementer
 from zope.interface.interface import adapter_hooks
@@ -106,6 +108,10 @@ class Job(Persistent, ZcAsyncJobSpellings):
     _callbacks = None  # created by the first add_callback: most jobs have none
     _annotations = None  # created on first use: see annotations
     _deferred = False  # waiting for a Deferred the callable returned
+    #: The callback the commit of this job's outcome started, until it runs
+    #: (see :meth:`_start_first_callback`); any other callback found active
+    #: was interrupted.
+    _v_started_callback = None
     _begin_after = None
     #: ``begin_after`` as stored; set by the queue whatever the status.
     _due = compact.instant("_begin_after")
@@ -466,12 +472,10 @@ class Job(Persistent, ZcAsyncJobSpellings):
             callback.failure_log_level = logging.CRITICAL
         if retry_policy_factory is not None:
             callback.retry_policy_factory = retry_policy_factory
-        if self._callbacks is None:
-            self._callbacks = PersistentList()
-        self._callbacks.append(callback)
-        # Writing the job itself makes a concurrent completion conflict, so
-        # a callback is never added to a job that completes unseen.
-        self._p_changed = True
+        # In the job's own record (one record less per job with callbacks):
+        # a concurrent completion, which writes that record too, conflicts,
+        # so a callback is never added to a job that completes unseen.
+        self._callbacks = (*self.callbacks, callback)
         if self._status_id == _COMPLETED:
             self._run_callback(callback)
         return callback
@@ -502,6 +506,9 @@ class Job(Persistent, ZcAsyncJobSpellings):
                 callback.fail()
             else:
                 callback(self._result)
+        elif status == ACTIVE and callback is self._v_started_callback:
+            self._v_started_callback = None
+            callback._run((self._result,), {})
         elif status == ACTIVE:
             callback._callback_interrupted(self._result)
         elif status == CALLBACKS:
@@ -509,6 +516,31 @@ class Job(Persistent, ZcAsyncJobSpellings):
 
     def _callbacks_pending(self):
         return any(cb.status != COMPLETED for cb in self.callbacks)
+
+    def _start_first_callback(self):
+        """In a worker thread, start the callback that runs first in the
+        transaction that stores this job's outcome: the thread runs it
+        right after that commit (:meth:`_run_callback`), so that it needs
+        no commit of its own to start."""
+        if self._status_id != _CALLBACKS or local.holder() is None:
+            return
+        for callback in self.callbacks:
+            if callback.status == COMPLETED:
+                continue
+            if (IJob.providedBy(callback) and callback.status == NEW
+                    and callback._p_jar is not None and not callback.deadline_passed()):
+                callback.mark_active()
+                self._v_started_callback = callback
+            return
+
+    def _complete_parent(self):
+        """Complete the job this callback is a callback of, if this was the
+        last of its callbacks to complete: in the transaction that stores
+        this callback's outcome, not in one of its own."""
+        parent = self.parent
+        if (self._policy_kind == "callback" and IJob.providedBy(parent)
+                and parent._status_id == _CALLBACKS and not parent._callbacks_pending()):
+            parent._complete()
 
     def resume_callbacks(self):
         """Run the callbacks that have not completed, then complete the job."""
@@ -615,6 +647,7 @@ class Job(Persistent, ZcAsyncJobSpellings):
                         return self._reschedule(decision, manager)
                 try:
                     self._store_outcome(result, data_cache)
+                    self._start_first_callback()
                     if not local.defer_outcome(self):
                         manager.commit()
                 except UNWIND:
@@ -807,6 +840,7 @@ class Job(Persistent, ZcAsyncJobSpellings):
             self._status_id = _CALLBACKS
         else:
             self._complete()
+            self._complete_parent()
 
     def _complete(self):
         # Only the job is written: its agent moves it to the history at its

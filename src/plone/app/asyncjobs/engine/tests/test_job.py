@@ -6,6 +6,7 @@ from datetime import timezone
 
 import pytest
 import zope.event
+from persistent.list import PersistentList
 
 from plone.app.asyncjobs.engine import status
 from plone.app.asyncjobs.engine.callback import SuccessFailureCallback
@@ -191,6 +192,39 @@ def test_callbacks_all_get_the_parents_result_not_a_chain(dispatcher, queue):
     # Exact classes: every policy is a subclass of the one it extends.
     assert type(doubled.get_retry_policy()) is RetryCommonForever
     assert type(job.get_retry_policy()) is RetryCommonFourTimes
+
+
+def written_by(db, tid):
+    """``{oid}`` of the objects each transaction after ``tid`` wrote, in order."""
+    return [{record.oid for record in txn} for txn in db.storage.iterator(start=tid)
+            if txn.tid != tid]
+
+
+def test_a_worker_starts_a_callback_with_the_outcome_and_completes_the_job_with_its_own(
+        db, dispatcher, queue):
+    # Two commits for a job and its callback, not four: the start of the
+    # callback is in the commit of the job's outcome, the job's completion
+    # in the commit of the callback's outcome.
+    job = Job(jobs.add, 2, 3)
+    callback = job.add_callback(Job(jobs.double))
+    put(queue, job)
+    queued_in = job._p_serial
+    assert wait_for_result(job) == 5
+    assert callback.result == 10 and callback.attempts == 1
+    wrote_callback = [oids for oids in written_by(db, queued_in) if callback._p_oid in oids]
+    assert len(wrote_callback) == 2
+    assert all(job._p_oid in oids for oids in wrote_callback)
+
+
+def test_a_callback_list_stored_by_an_earlier_version_still_works(dispatcher, queue):
+    job = Job(jobs.add, 1, 2)
+    first = job.add_callback(Job(jobs.double))
+    job._callbacks = PersistentList(job._callbacks)  # as earlier versions stored it
+    second = job.add_callback(Job(jobs.describe))
+    put(queue, job)
+    assert wait_for_result(job) == 3
+    assert job.callbacks == (first, second)
+    assert (first.result, second.result) == (6, "success: 3")
 
 
 def test_callbacks_of_callbacks_get_their_parents_result(dispatcher, queue):
