@@ -677,6 +677,7 @@ class Job(Persistent, ZcAsyncJobSpellings):
                 else:
                     self._tear_down_quietly(setup_info)
             break
+        local.note_outcome_settled(self)
         self._log_outcome()
         if self._status_id == _CALLBACKS:
             self.resume_callbacks()

@@ -190,6 +190,24 @@ def defer_outcome(job):
     return group is not None and group.defer(job, getattr(_state, "successor", None))
 
 
+def note_outcome_settled(job):
+    """Note that ``job``'s outcome is committed or waits for a group commit.
+
+    Only for the job a worker thread runs, not for its callbacks: its own
+    time ends there (see :data:`.workers.SHORT_JOB`, read with
+    :func:`outcome_settled`).  Does nothing outside worker threads.
+    """
+    group = getattr(_state, "group", None)
+    if group is not None and group.running is job:
+        _state.settled = time.monotonic()
+
+
+def outcome_settled():
+    """When (``time.monotonic()``) this worker thread last noted the outcome
+    of the job it runs settled; ``None`` if never."""
+    return getattr(_state, "settled", None)
+
+
 def restore_grouped_outcomes():
     """Right after an abort in a worker thread: commit again the outcomes
     (and the start of the next job) the aborted transaction held for a

@@ -53,7 +53,8 @@ from plone.app.asyncjobs.engine.transactions import retry_forever
 
 CLAIM_ATTEMPTS = 5
 
-#: A thread whose last job took less than SHORT_JOB seconds, while every
+#: A thread whose last job took less than SHORT_JOB seconds (up to the
+#: commit of its outcome: its callbacks do not count), while every
 #: thread of its pool found a job at its last claim (there is more work
 #: than threads), claims up to BATCH jobs at once (one commit for all);
 #: otherwise one at a time, so that jobs do not wait in a batch while
@@ -560,7 +561,12 @@ class WorkerThread(threading.Thread):
         finally:
             self.group.running = None
             self.in_hand.discard(object_id(job))
-        self._last_duration = time.monotonic() - started
+        # Up to the commit of its outcome, without its callbacks: their
+        # commits made jobs queued by the Plone service (each with an event
+        # callback) look long, and their batches handed back over and over.
+        settled = local.outcome_settled()
+        self._last_duration = (settled if settled is not None and settled >= started
+                               else time.monotonic()) - started
         self._finished.append(job)
         if len(batch) > 1 and self._last_duration >= SHORT_JOB:
             # Jobs are not all short after all: let other threads take
@@ -666,7 +672,10 @@ class WorkerThread(threading.Thread):
                     job.return_to_queue(first=False)
 
         try:
-            retry_conflicts(hand_back, manager, f"{self.name} handing back {len(jobs)} jobs")
+            # Under the claims' lock: a hand back writes the agent's held
+            # jobs too, and conflicted with the claims of the other threads.
+            with self.pool.claiming:
+                retry_conflicts(hand_back, manager, f"{self.name} handing back {len(jobs)} jobs")
         except Exception:
             events.critical("%s could not hand back its unstarted jobs; the next polls "
                             "recover them", self.name, exc_info=True)

@@ -213,6 +213,12 @@ def timed(name, seconds):
     return name
 
 
+def slow_callback(seconds, result):
+    """A callback taking about ``seconds`` (a workload, not synchronisation)."""
+    time.sleep(seconds)
+    return result
+
+
 # -- job-local helpers ---------------------------------------------------------
 
 def where_am_i():

@@ -441,6 +441,51 @@ def test_jobs_a_thread_hands_back_are_not_taken_for_strays_meanwhile(
     assert all(job.attempts == 1 and not job.interruptions for job in queued)
 
 
+def test_a_thread_hands_back_under_the_lock_of_its_pool_s_claims(
+        queues, queue, start_dispatcher, monkeypatch):
+    # A hand back writes the agent's held jobs, as claims do: alongside the
+    # claims of the other threads, it conflicted until it gave up, and the
+    # jobs waited two polls for the stray recovery.
+    dispatcher = start_dispatcher()
+    handing_back, locked = transactions.retry_conflicts, []
+
+    def watched(work, manager, description, **options):
+        if "handing back" in description:
+            locked.append(dispatcher._pools[("", "main")].claiming.locked())
+        return handing_back(work, manager, description, **options)
+
+    monkeypatch.setattr(workers, "retry_conflicts", watched)
+    queued = [queue.put(Job(jobs.timed, "mixed", 0.06 if number % 5 == 4 else 0.001))
+              for number in range(30)]
+    commit(queue)
+    for job in queued:
+        wait_for_result(job, seconds=60)
+    assert locked and all(locked)
+
+
+def test_slow_callbacks_do_not_make_a_thread_hand_its_batch_back(
+        queues, queue, start_dispatcher, monkeypatch):
+    # Every job the Plone service queues has a callback: counting it made
+    # such jobs look long, and threads handed their batches back over and
+    # over.  A job's time runs up to the commit of its outcome.
+    monkeypatch.setattr(workers, "SHORT_JOB", 0.5)  # whatever the disk's speed
+    dispatcher = start_dispatcher(agent_size=1)
+    sync(queue)
+    queue.dispatchers[dispatcher.uuid]["main"].chooser = jobs.choose_first
+    commit(queue)
+    # The first job, alone in its claim, shows the thread that jobs are short.
+    queued = [queue.put(Job(jobs.timed, "first", 0.001))]
+    for number in range(4):
+        job = Job(jobs.timed, f"job {number}", 0.001)
+        job.add_callback(Job(jobs.slow_callback, 0.6))
+        queued.append(queue.put(job))
+    commit(queue)
+    for job in queued:
+        wait_for_result(job, seconds=60)
+    # One claim for the first job, one batch for the others: none claimed twice.
+    assert dispatcher.statistics["claims"] == len(queued)
+
+
 def test_a_job_learns_it_was_taken_over_without_waiting_for_a_poll(
         queues, queue, start_dispatcher):
     # As in a worker paused longer than its death interval: at its first
