@@ -110,6 +110,14 @@ def run(directory, number, seconds=0.0, *ignored):
     return number
 
 
+def slow_callback(seconds, result):
+    """A callback that takes ``seconds``, so that kills also come while
+    callbacks run (their runs are not recorded: their jobs' statuses tell
+    whether they completed)."""
+    time.sleep(seconds)
+    return result
+
+
 def poison(directory, number, *ignored):
     """Record a run, then end the worker process at once."""
     _append(directory, f"start {number} {uuid.uuid4().hex[:12]} {time.time():.6f}")
@@ -289,9 +297,10 @@ class Cluster:
         self.manager.abort()
         self.connection.close()
 
-    def queue(self, count, seconds=0.0, function=run, unloadable=()):
+    def queue(self, count, seconds=0.0, function=run, unloadable=(), callbacks=False):
         """Queue ``count`` jobs, numbered on from those queued before; their
-        retry policies take turns among the cluster's ``policies``."""
+        retry policies take turns among the cluster's ``policies``; with
+        ``callbacks``, each with a callback taking ``seconds`` too."""
         first = len(self.jobs)
 
         def put(numbers):
@@ -302,6 +311,8 @@ class Cluster:
                 jobs[number] = Job(function, str(self.runs_directory), number, seconds, *extra)
                 self.policy_of[number] = self.policies[number % len(self.policies)]
                 jobs[number].retry_policy_factory = POLICIES[self.policy_of[number]]
+                if callbacks:
+                    jobs[number].add_callback(Job(slow_callback, seconds))
                 queue.put(jobs[number])
             return jobs
 
@@ -492,22 +503,25 @@ def _count(row, cluster, number, job, job_runs):
 
 # -- scenarios -----------------------------------------------------------------
 
-def kill_storm(cluster, size):
+def kill_storm(cluster, size, callbacks=False):
     """A random worker SIGKILLed every 2-5 s and restarted with its UUID;
-    jobs are added while kills remain, so that kills come mid-drain."""
-    cluster.queue(size.storm_jobs, seconds=size.storm_job_seconds)
+    jobs are added while kills remain, so that kills come mid-drain.  With
+    ``callbacks``, every job has a callback (as the Plone service's jobs
+    have), which kills interrupt too."""
+    cluster.queue(size.storm_jobs, seconds=size.storm_job_seconds, callbacks=callbacks)
     cluster.start()
     for _ in range(size.kills):
         next_kill = time.monotonic() + random.uniform(2, 5)
         while time.monotonic() < next_kill:
             if len(cluster.jobs) - len(cluster.runs()) < STORM_BACKLOG:
                 # Jobs run faster than kills come: keep work in the queue.
-                cluster.queue(STORM_BACKLOG, seconds=size.storm_job_seconds)
+                cluster.queue(STORM_BACKLOG, seconds=size.storm_job_seconds,
+                              callbacks=callbacks)
             cluster.restart_dead()
             time.sleep(0.2)
         cluster.kill(random.choice(cluster.workers))
     cluster.wait(size.timeout)
-    return f"kill storm ({size.kills} kills)"
+    return f"kill storm ({size.kills} kills{', callbacks' if callbacks else ''})"
 
 
 def storage_outage(cluster, size):
@@ -584,6 +598,7 @@ SHORT = Size(storms=1, kills=3, storm_jobs=800, timeout=60, mix_policies=True)
 #: Scenario name -> (function, storage).
 SCENARIOS = {
     "kill-storm": (kill_storm, zeo_storage),
+    "kill-storm-callbacks": (functools.partial(kill_storm, callbacks=True), zeo_storage),
     "zeo-restart": (storage_outage, zeo_storage),
     "postgres-outage": (storage_outage, postgres_storage),
     "zombie-own": (functools.partial(zombie, paused="own"), zeo_storage),
@@ -591,7 +606,7 @@ SCENARIOS = {
     "poison": (poison_job, zeo_storage),
     "unloadable": (unloadable_arguments, zeo_storage),
 }
-SHORT_SCENARIOS = ("kill-storm", "unloadable")
+SHORT_SCENARIOS = ("kill-storm", "kill-storm-callbacks", "unloadable")
 
 
 def run_scenario(name, policies, size, directory):
@@ -615,7 +630,7 @@ def run_suite(directory, size, scenarios, policies=POLICIES, report=print):
     rows = []
     groups = [list(policies)] if size.mix_policies else [[name] for name in policies]
     for name in scenarios:
-        repeats = size.storms if name == "kill-storm" else 1
+        repeats = size.storms if name.startswith("kill-storm") else 1
         for group in groups:
             for repeat in range(repeats):
                 subdirectory = Path(directory) / f"{name}-{'-'.join(group)}-{repeat + 1}"

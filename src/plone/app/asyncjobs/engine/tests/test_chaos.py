@@ -1,8 +1,9 @@
 """The short chaos suite (``python -m plone.app.asyncjobs.engine.testing.chaos --short``).
 
-A kill storm, and jobs with arguments that cannot be loaded, against a real
-ZEO server and two real worker processes; the jobs of each scenario take
-turns between the default retry policy and ``NeverRetry``.  Runs are
+Kill storms (of jobs without and with callbacks), and jobs with arguments
+that cannot be loaded, against a real ZEO server and two real worker
+processes; the jobs of each scenario take turns between the default retry
+policy and ``NeverRetry``.  Runs are
 counted from files the jobs write, not from the database; see
 :mod:`plone.app.asyncjobs.engine.testing.chaos` and docs/reliability.rst.
 """
