@@ -1,9 +1,11 @@
 """Queues: transactional put, ordering, removal, claims and input checks."""
+import gc
 import threading
 from datetime import timedelta
 
 import pytest
 import transaction
+from BTrees.OOBTree import OOBucket
 
 from plone.app.asyncjobs.engine import configure
 from plone.app.asyncjobs.engine import status
@@ -11,6 +13,7 @@ from plone.app.asyncjobs.engine.instanceuuid import get_uuid
 from plone.app.asyncjobs.engine.job import Job
 from plone.app.asyncjobs.engine.queue import LANE_RUN
 from plone.app.asyncjobs.engine.queue import LANES
+from plone.app.asyncjobs.engine.queue import PendingJobs
 from plone.app.asyncjobs.engine.queue import Queue
 from plone.app.asyncjobs.engine.queue import Queues
 from plone.app.asyncjobs.engine.testing.waiting import wait_for_result
@@ -284,6 +287,32 @@ def test_a_job_returned_not_first_goes_back_among_jobs_due_when_it_was(queue, re
     assert earlier._queue_key[0] is not None and earlier.begin_after == due
     assert later._queue_key[0] is None
     assert list(queue) == [later, earlier]
+
+
+class SmallLane(PendingJobs):
+    max_leaf_size = 4
+    max_internal_size = 4
+
+
+def test_a_lane_that_grows_keeps_one_marker_and_loses_no_bucket():
+    # BTrees make the inner nodes of a growing tree by calling its class:
+    # a marker set by the constructor would be a bucket lost per split.
+    def marker_buckets():
+        gc.collect()
+        return [obj for obj in gc.get_objects()
+                if type(obj) is OOBucket and obj._p_jar is None and len(obj)
+                and obj.minKey() == PendingJobs.MARKER_KEY]
+
+    existing = marker_buckets()  # held, so that their ids stay theirs
+    lane = SmallLane.new_lane()
+    for number in range(200):
+        lane[(number, number)] = number
+    lane._check()
+    assert list(lane)[:2] == [PendingJobs.MARKER_KEY, (0, 0)]
+    assert [key for key, _ in lane.jobs()] == [(n, n) for n in range(200)]
+    known = {id(bucket) for bucket in existing}
+    assert [bucket for bucket in marker_buckets() if id(bucket) not in known] == [
+        lane._firstbucket]
 
 
 def lanes_of(jobs_):
