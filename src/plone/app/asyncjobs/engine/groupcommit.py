@@ -6,10 +6,13 @@ committed with the outcome of the next job of the batch, when all of this
 holds:
 
 * the job completed (no callbacks to run, not waiting for another job),
-  and its result is not a persistent object;
+  and its result is not a persistent object; or the job is the last
+  callback of the job the thread runs, and its outcome completed that job
+  (the commit of the job's own outcome, which started the callback, was
+  not deferred: a callback runs after that outcome is committed);
 * its attempt was short (``short``, a :class:`~datetime.timedelta`);
-* the next job was started and calls the same callable (so it is expected
-  to be short as well);
+* the next job was started and does the same work as the job the thread
+  runs (:meth:`.job.Job.same_work`; so it is expected to be short as well);
 * the retry policies of both run a job again when its worker dies (not
   :class:`~.retry.NeverRetry`): a job whose start or outcome was lost with
   the worker may have run;
@@ -29,7 +32,9 @@ batch; a batch holds at most ``BATCH`` jobs (:mod:`.workers`).
 What it costs: a result becomes visible a little later; if the
 worker process dies before the group commits, the jobs of the group were
 interrupted, like the job running at the time, and their retry policies
-decide (the default runs them again).  So a crash makes at most
+decide (the default runs them again; a callback whose outcome was lost
+counts as interrupted, and its job, still waiting for it, completes once
+it ran again).  So a crash makes at most
 :data:`MAX_OUTCOMES` jobs per worker thread run again besides the one
 running, which had run for at most :data:`MAX_RUN_TIME` in all; each
 such run counts as an attempt.
@@ -54,6 +59,7 @@ from datetime import timedelta
 
 from persistent import Persistent
 
+from plone.app.asyncjobs.engine.interfaces import IJob
 from plone.app.asyncjobs.engine.log import events
 from plone.app.asyncjobs.engine.log import trace
 from plone.app.asyncjobs.engine.status import ACTIVE
@@ -78,7 +84,7 @@ class GroupCommit:
     ``owns(job)`` tells whether the job is still held by the thread's agent;
     ``short`` is the longest attempt whose outcome may wait.  The worker
     sets :attr:`running` to the job of its batch it runs: only that job's
-    outcome may join the group (not those of its callbacks).
+    outcome, or that of the callback that completes it, may join the group.
     """
 
     running = None
@@ -88,7 +94,8 @@ class GroupCommit:
         self._owns = owns
         self._statistics = statistics
         self._short = short
-        #: (job, result, active_end) of each uncommitted outcome, in order.
+        #: (job, its batch job, result, active_end) of each uncommitted
+        #: outcome, in order (the batch job: see :func:`_batch_job`).
         self._outcomes = []
         #: (job, active_start, attempts) of each next job started with them.
         self._starts = []
@@ -98,10 +105,11 @@ class GroupCommit:
         self._run_time = timedelta(0)
 
     def pending(self):
-        """The jobs whose outcomes (or starts) wait for a commit (a copy,
-        safe to take from any thread)."""
-        return [job for job, _, _ in list(self._outcomes)] + [
-            job for job, _, _ in list(self._starts)]
+        """The jobs whose outcomes (or starts) wait for a commit, and the
+        jobs that callbacks among them complete (a copy, safe to take from
+        any thread)."""
+        return [held for job, batch_job, _, _ in list(self._outcomes)
+                for held in {job, batch_job}] + [job for job, _, _ in list(self._starts)]
 
     def in_current_transaction(self):
         """Whether outcomes wait in the transaction that is open now."""
@@ -114,44 +122,47 @@ class GroupCommit:
         commit.  ``successor`` is the next job of the thread's batch.
         """
         current = self._manager.get()
-        if not self._deferrable(job, successor, current):
+        batch_job = _batch_job(job)
+        if not self._deferrable(job, batch_job, successor, current):
             return False
         if self._transaction is not current:
             if self._outcomes:
                 return False  # outcomes lost with an aborted transaction come first
             self._follow(current)
-        self._outcomes.append((job, job.result, job.active_end))
+        self._outcomes.append((job, batch_job, job.result, job.active_end))
         self._run_time += job.active_end - job.active_start
         if successor._p_changed:
             self._starts.append((successor, successor.active_start, successor.attempts))
         self._statistics.add("outcomes grouped")
         return True
 
-    def _deferrable(self, job, successor, current):
-        if job is not self.running or successor is None:
+    def _deferrable(self, job, batch_job, successor, current):
+        if batch_job is not self.running or successor is None:
             return False
-        if job.status != COMPLETED or successor.status != ACTIVE:
+        if (job.status != COMPLETED or batch_job.status != COMPLETED
+                or successor.status != ACTIVE):
             return False
         if isinstance(job.result, Persistent):
             return False  # a new object for the database: store it with its job, now
         run_time = job.active_end - job.active_start
-        if successor.callable != job.callable or run_time >= self._short:
+        if not successor.same_work(batch_job) or run_time >= self._short:
             return False
         if len(self._outcomes) >= MAX_OUTCOMES or self._run_time + run_time > MAX_RUN_TIME:
             return False
         if not (job.reruns_when_interrupted() and successor.reruns_when_interrupted()):
             return False
-        if successor.interruptions or not (_grouping_allowed(job) and _grouping_allowed(successor)):
+        if successor.interruptions or not all(
+                _grouping_allowed(each) for each in (job, batch_job, successor)):
             return False
         try:
-            return self._changes_only_jobs(job, successor, current)
+            return self._changes_only_jobs(job, batch_job, successor, current)
         except Exception:
             # The private attributes read there changed: see the module doc.
             trace.warning("group commit disabled for %r: unexpected transaction or "
                           "connection internals", job, exc_info=True)
             return False
 
-    def _changes_only_jobs(self, job, successor, current):
+    def _changes_only_jobs(self, job, batch_job, successor, current):
         """Whether ``current`` changed nothing but the jobs of the group and
         joined no other participant or hook (reads private attributes)."""
         if any(hook != self._committed for hook, _, _ in current.getAfterCommitHooks()):
@@ -174,8 +185,8 @@ class GroupCommit:
             return False
         if added:
             return False
-        allowed = {id(job), id(successor)}
-        allowed.update(id(pending) for pending, _, _ in self._outcomes)
+        allowed = {id(job), id(batch_job), id(successor)}
+        allowed.update(id(pending) for pending in self.pending())
         return all(id(changed) in allowed for changed in registered)
 
     def _follow(self, current):
@@ -221,16 +232,23 @@ class GroupCommit:
                 job.mark_active()
                 job.active_start, job.attempts = start, attempts
         kept = []
-        for job, result, end in self._outcomes:
-            if job.status == ACTIVE and self._owns(job):
+        for job, batch_job, result, end in self._outcomes:
+            if job.status == ACTIVE and self._owns(batch_job):
                 job._record_result(result, end)
-                kept.append((job, result, end))
+                kept.append((job, batch_job, result, end))
             else:
                 events.error("%r is %s and no longer held here; its outcome from this "
                              "worker is dropped", job, job.status)
         self._outcomes = kept
         self._follow(self._manager.get())
-        return [job for job, _, _ in kept]
+        return [job for job, _, _, _ in kept]
+
+
+def _batch_job(job):
+    """The job of a worker's batch that ``job`` belongs to: ``job``, or the
+    job it is a callback of."""
+    parent = job.parent
+    return parent if IJob.providedBy(parent) and job in parent.callbacks else job
 
 
 def _grouping_allowed(job):

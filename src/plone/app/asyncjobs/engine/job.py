@@ -261,6 +261,16 @@ class Job(Persistent, ZcAsyncJobSpellings):
             raise BadStatusError(f"cannot change the callable of a {self.status} job")
         self._callable = check_callable(value)
 
+    def same_work(self, other):
+        """Whether ``other`` runs the same code as this job, so that it
+        likely takes about as long (see :mod:`.groupcommit`): the same
+        callable, or, for a callable that is a method of the job itself,
+        the same method of the same class."""
+        mine, theirs = self._callable, other._callable
+        if getattr(mine, "__self__", None) is self and getattr(theirs, "__self__", None) is other:
+            return type(self) is type(other) and mine.__func__ is theirs.__func__
+        return mine == theirs
+
     @property
     def status(self):
         """The job's status; see :mod:`plone.app.asyncjobs.engine.status`."""
@@ -559,6 +569,10 @@ class Job(Persistent, ZcAsyncJobSpellings):
         while True:
             for callback in list(self.callbacks):
                 self._run_callback(callback)
+            if self._status_id == _COMPLETED:
+                # By its last callback's outcome (see _complete_parent),
+                # committed or waiting for a group commit.
+                return
             if retry_forever(complete_unless_more, manager, f"completing {self!r}"):
                 return
 

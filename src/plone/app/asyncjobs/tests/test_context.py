@@ -10,9 +10,11 @@ from plone.app.testing import logout
 from plone.app.testing import setRoles
 
 from plone.app.asyncjobs.engine.failure import is_failure
+from plone.app.asyncjobs.engine.job import Job
 from plone.app.asyncjobs.engine.testing.waiting import wait_for_poll
 from plone.app.asyncjobs.service.exceptions import ContextNotFoundError
 from plone.app.asyncjobs.service.exceptions import UserNotFoundError
+from plone.app.asyncjobs.service.jobs import ContextJob
 from plone.app.asyncjobs.testing import wait_for_result
 from plone.app.asyncjobs.tests import jobs
 from plone.app.asyncjobs import api as jobs_api
@@ -233,3 +235,12 @@ def test_a_job_can_use_savepoints(portal):
     transaction.begin()
     assert "final" in portal.objectIds() and "tmp" not in portal.objectIds()
     assert [b.getPath() for b in portal.portal_catalog(id="final")] == ["/plone/final"]
+
+
+def test_context_jobs_calling_one_function_do_the_same_work(portal):
+    # What group commit compares (every context job calls its function
+    # through the same method of its own).
+    first, second = ContextJob(jobs.add, portal, 1), ContextJob(jobs.add, portal, 2)
+    assert first.same_work(second)
+    assert not first.same_work(ContextJob(jobs.fail, portal, "no"))
+    assert not first.same_work(Job(jobs.add, portal, 1))

@@ -132,6 +132,12 @@ def group_member(key, touch=None, write_root=False, hook=False):
     return key
 
 
+def group_callback(result):
+    """A callback counting a call under "callback of <result>" (of the
+    error message, for a failure)."""
+    count(f"callback of {result.getErrorMessage() if is_failure(result) else result}")
+
+
 # -- conflicts and retries ----------------------------------------------------
 
 def conflict_times(key, times, value="done"):

@@ -12,6 +12,7 @@ import ZODB
 from ZODB.FileStorage import FileStorage
 
 from plone.app.asyncjobs.engine import configure
+from plone.app.asyncjobs.engine import status
 from plone.app.asyncjobs.engine import groupcommit
 from plone.app.asyncjobs.engine import workers
 from plone.app.asyncjobs.engine.failure import is_failure
@@ -107,6 +108,56 @@ def test_a_group_whose_commit_conflicts_is_stored_again(queue, worker):
     assert (jobs.calls["first"], jobs.calls["second"]) == (1, 2)
     assert first.attempts == 1
     assert worker.statistics["grouped outcomes stored again"] >= 1
+
+
+def put_with_callbacks(queue, keys, callback_policy=None):
+    queued = []
+    for key in ["warm-up", *keys]:
+        job = Job(jobs.group_member, key)
+        job.add_callback(Job(jobs.group_callback), retry_policy_factory=callback_policy)
+        queued.append(queue.put(job))
+    commit(queue)
+    return queued[1:]
+
+
+def wait_for_callbacks(queued):
+    """Wait until the jobs, which complete with their callbacks, completed."""
+    for job in queued:
+        wait_for_result(job)
+
+
+def test_the_callback_completing_a_job_shares_the_group_commit(db, queue, worker):
+    # Without: a commit of the job's outcome (starting its callback, and
+    # the next job), and one of the callback's outcome (completing the job).
+    before = committed_transactions(db)
+    queued = put_with_callbacks(queue, [f"job {n}" for n in range(20)])
+    wait_for_callbacks(queued)
+    assert all(jobs.calls[f"job {n}"] == 1 and jobs.calls[f"callback of job {n}"] == 1
+               for n in range(20))
+    assert all(job.attempts == 1 and job.callbacks[0].attempts == 1 for job in queued)
+    assert committed_transactions(db) - before < 32
+    assert worker.statistics["outcomes grouped"] >= 15
+
+
+def test_callback_outcomes_lost_when_the_next_job_fails_are_stored_again(queue, worker):
+    keys = ["job 0", "job 1", "fail 2", "job 3"]
+    queued = put_with_callbacks(queue, keys)
+    wait_for_callbacks(queued)
+    assert all(jobs.calls[key] == 1 for key in keys)
+    assert all(jobs.calls[f"callback of {key}"] == 1 for key in ["job 0", "job 1", "job 3"])
+    assert jobs.calls["callback of fail 2 fails"] == 1
+    assert all(job.callbacks[0].status == status.COMPLETED for job in queued)
+    assert worker.statistics["grouped outcomes stored again"] >= 1
+
+
+def test_callbacks_that_must_not_run_twice_commit_at_once(db, queue, worker):
+    before = committed_transactions(db)
+    queued = put_with_callbacks(queue, [f"job {n}" for n in range(10)], callback_policy="never")
+    wait_for_callbacks(queued)
+    assert all(jobs.calls[f"callback of job {n}"] == 1 for n in range(10))
+    # The put, then two commits for each job at least.
+    assert committed_transactions(db) - before >= 21
+    assert worker.statistics["outcomes grouped"] == 0
 
 
 def test_jobs_that_must_not_run_twice_commit_at_once(db, queue, worker):

@@ -511,3 +511,25 @@ def test_a_deferred_firing_a_failure_stores_the_failure(dispatcher, queue):
     jobs.event("fire").set()
     assert wait_for_result(job).check(KeyError)
     assert callback.result == "failure: KeyError: 'fired as failure'"
+
+
+class MethodJob(Job):
+    """A job whose callable is a method of its own."""
+
+    def __init__(self, value, method="keep"):
+        super().__init__(getattr(self, method), value)
+
+    def keep(self, value):
+        return value
+
+    def drop(self, value):
+        return None
+
+
+def test_jobs_calling_the_same_code_do_the_same_work():
+    assert Job(jobs.echo, 1).same_work(Job(jobs.echo, 2))
+    assert not Job(jobs.echo, 1).same_work(Job(jobs.double, 1))
+    # A method of the job itself: the same method of the same class.
+    assert MethodJob(1).same_work(MethodJob(2))
+    assert not MethodJob(1).same_work(MethodJob(1, method="drop"))
+    assert not MethodJob(1).same_work(Job(jobs.echo, 1))
