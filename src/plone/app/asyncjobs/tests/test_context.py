@@ -244,3 +244,17 @@ def test_context_jobs_calling_one_function_do_the_same_work(portal):
     assert first.same_work(second)
     assert not first.same_work(ContextJob(jobs.fail, portal, "no"))
     assert not first.same_work(Job(jobs.add, portal, 1))
+
+
+def test_context_jobs_of_a_batch_share_their_outcome_commits(portal, integration,
+                                                              recorded_events):
+    """The jobs the service queues, each with the callback that notifies
+    its outcome, join group commits in a worker: the outcome of each
+    job's callback waits for the next one's."""
+    dispatcher = integration["asyncjobsDispatcher"]
+    grouped_before = dispatcher.statistics["outcomes grouped"]
+    queued = [jobs_api.queue_job(jobs.add, portal, number, 1) for number in range(40)]
+    transaction.commit()
+    assert [wait_for_result(job) for job in queued] == list(range(1, 41))
+    assert dispatcher.statistics["outcomes grouped"] > grouped_before
+    assert sorted(entry["outcome"] for entry in recorded_events) == list(range(1, 41))
