@@ -5,24 +5,24 @@ Instead, the outcome of a job is left in the open transaction, to be
 committed with the outcome of the next job of the batch, when all of this
 holds:
 
-* the job completed (no callbacks to run, not waiting for another job),
-  and its result is not a persistent object; or the job is the last
-  callback of the job the thread runs, and its outcome completed that job
-  (the commit of the job's own outcome, which started the callback, was
-  not deferred: a callback runs after that outcome is committed);
+* the job completed (not waiting for another job), or waits only for
+  callbacks, the first of which its outcome started, to run next in this
+  thread, in the same transaction; and its result is not a persistent
+  object.  Or the job is a callback of the job the thread runs, and its
+  outcome completed that job;
 * its attempt was short (``short``, a :class:`~datetime.timedelta`);
 * the next job was started and does the same work as the job the thread
   runs (:meth:`.job.Job.same_work`; so it is expected to be short as well);
-* the retry policies of both run a job again when its worker dies (not
-  :class:`~.retry.NeverRetry`): a job whose start or outcome was lost with
-  the worker may have run;
+* the retry policies of both, and of the callback the outcome started,
+  run a job again when its worker dies (not :class:`~.retry.NeverRetry`):
+  a job whose start or outcome was lost with the worker may have run;
 * neither the job nor its queue turned grouping off (``group_commit =
   False`` on the job, or on the queue for all its jobs), and the next job
   was never interrupted;
 * the group stays within its bounds: at most :data:`MAX_OUTCOMES`
   outcomes, of at most :data:`MAX_RUN_TIME` of run time in all;
 * the attempt changed nothing in the database but the job itself and the
-  start of the next one, joined no other transaction participant (mail,
+  starts of the next one and of its callback, joined no other transaction participant (mail,
   SQL) and registered no commit or abort hooks: committing it later, or
   storing it again, does exactly what committing it now would have done.
 
@@ -34,7 +34,9 @@ worker process dies before the group commits, the jobs of the group were
 interrupted, like the job running at the time, and their retry policies
 decide (the default runs them again; a callback whose outcome was lost
 counts as interrupted, and its job, still waiting for it, completes once
-it ran again).  So a crash makes at most
+it ran again; a job found interrupted counts an attempt of the callback
+its outcome would have started, which may have run in the lost group).
+So a crash makes at most
 :data:`MAX_OUTCOMES` jobs per worker thread run again besides the one
 running, which had run for at most :data:`MAX_RUN_TIME` in all; each
 such run counts as an attempt.
@@ -50,10 +52,13 @@ count as interrupted when their policy reruns interrupted jobs
 (:meth:`.dispatchers.DispatcherAgents._clean`), so that a job that kills
 its worker every time is still stopped by its policy.
 
-If the transaction holding a group is aborted (the next job failed, or
-its commit conflicted), the outcomes and the next job's start are stored
-again, from memory, and committed at once; a job that another worker took
-over meanwhile is left to it.
+If the transaction holding a group is aborted (the next job or a
+callback failed, or its commit conflicted), the outcomes and the starts
+of the next job and of callbacks are stored again, from memory, and
+committed at once, as if they had been committed before; a job that
+another worker took over meanwhile is left to it.  A callback whose
+failure aborted the group then gets the decision of its retry policy, as
+after a failure in a transaction of its own.
 """
 from datetime import timedelta
 
@@ -66,6 +71,7 @@ from plone.app.asyncjobs.engine.status import ACTIVE
 from plone.app.asyncjobs.engine.status import ASSIGNED
 from plone.app.asyncjobs.engine.status import CALLBACKS
 from plone.app.asyncjobs.engine.status import COMPLETED
+from plone.app.asyncjobs.engine.status import NEW
 from plone.app.asyncjobs.engine.transactions import EXPLOSIVE
 from plone.app.asyncjobs.engine.transactions import OUTCOME
 from plone.app.asyncjobs.engine.transactions import abort
@@ -97,7 +103,9 @@ class GroupCommit:
         #: (job, its batch job, result, active_end) of each uncommitted
         #: outcome, in order (the batch job: see :func:`_batch_job`).
         self._outcomes = []
-        #: (job, active_start, attempts) of each next job started with them.
+        #: (job, its batch job, active_start, attempts) of each job started
+        #: with them: the next job of the batch, or the callback that the
+        #: commit of its job's outcome starts.
         self._starts = []
         #: The transaction holding them (or that lost them when it aborted).
         self._transaction = None
@@ -109,7 +117,7 @@ class GroupCommit:
         jobs that callbacks among them complete (a copy, safe to take from
         any thread)."""
         return [held for job, batch_job, _, _ in list(self._outcomes)
-                for held in {job, batch_job}] + [job for job, _, _ in list(self._starts)]
+                for held in {job, batch_job}] + [job for job, _, _, _ in list(self._starts)]
 
     def in_current_transaction(self):
         """Whether outcomes wait in the transaction that is open now."""
@@ -131,16 +139,25 @@ class GroupCommit:
             self._follow(current)
         self._outcomes.append((job, batch_job, job.result, job.active_end))
         self._run_time += job.active_end - job.active_start
+        started = _started_callback(job)
+        if started is not None:
+            self._starts.append((started, batch_job, started.active_start, started.attempts))
         if successor._p_changed:
-            self._starts.append((successor, successor.active_start, successor.attempts))
+            self._starts.append((successor, successor, successor.active_start,
+                                 successor.attempts))
         self._statistics.add("outcomes grouped")
         return True
 
     def _deferrable(self, job, batch_job, successor, current):
         if batch_job is not self.running or successor is None:
             return False
-        if (job.status != COMPLETED or batch_job.status != COMPLETED
-                or successor.status != ACTIVE):
+        started = _started_callback(job)
+        if job.status == CALLBACKS:
+            if started is None or job is not batch_job:
+                return False  # waiting for callbacks this thread does not run next
+        elif job.status != COMPLETED or batch_job.status != COMPLETED:
+            return False
+        if successor.status != ACTIVE:
             return False
         if isinstance(job.result, Persistent):
             return False  # a new object for the database: store it with its job, now
@@ -149,22 +166,23 @@ class GroupCommit:
             return False
         if len(self._outcomes) >= MAX_OUTCOMES or self._run_time + run_time > MAX_RUN_TIME:
             return False
-        if not (job.reruns_when_interrupted() and successor.reruns_when_interrupted()):
+        involved = [job, batch_job, successor] + ([] if started is None else [started])
+        if not all(each.reruns_when_interrupted() for each in involved):
             return False
-        if successor.interruptions or not all(
-                _grouping_allowed(each) for each in (job, batch_job, successor)):
+        if successor.interruptions or not all(_grouping_allowed(each) for each in involved):
             return False
         try:
-            return self._changes_only_jobs(job, batch_job, successor, current)
+            return self._changes_only_jobs(involved, current)
         except Exception:
             # The private attributes read there changed: see the module doc.
             trace.warning("group commit disabled for %r: unexpected transaction or "
                           "connection internals", job, exc_info=True)
             return False
 
-    def _changes_only_jobs(self, job, batch_job, successor, current):
+    def _changes_only_jobs(self, involved, current):
         """Whether ``current`` changed nothing but the jobs of the group and
-        joined no other participant or hook (reads private attributes)."""
+        those ``involved`` in the outcome on offer, and joined no other
+        participant or hook (reads private attributes)."""
         if any(hook != self._committed for hook, _, _ in current.getAfterCommitHooks()):
             return False
         if (_any(current.getBeforeCommitHooks()) or _any(current.getBeforeAbortHooks())
@@ -174,7 +192,7 @@ class GroupCommit:
         # own: the queues may live in another database).  The transaction
         # package and ZODB keep no public list of a transaction's
         # participants or of a connection's changed objects.
-        connection = job._p_jar
+        connection = involved[0]._p_jar
         resources = current._resources
         added = connection._added
         registered = connection._registered_objects
@@ -185,7 +203,7 @@ class GroupCommit:
             return False
         if added:
             return False
-        allowed = {id(job), id(batch_job), id(successor)}
+        allowed = {id(each) for each in involved}
         allowed.update(id(pending) for pending in self.pending())
         return all(id(changed) in allowed for changed in registered)
 
@@ -221,14 +239,18 @@ class GroupCommit:
                                  f"storing the outcomes of {len(self._outcomes)} jobs again")
         self._statistics.add("grouped outcomes stored again", len(restored))
         for job in restored:
-            if job.status == CALLBACKS:  # a callback was added meanwhile
+            # A callback added meanwhile; not one started in the group,
+            # which runs in this thread now (its failure lost the group).
+            if job.status == CALLBACKS and not any(
+                    callback.status == ACTIVE for callback in job.callbacks):
                 job.resume_callbacks()
 
     def _restore(self):
         """Store the lost starts and outcomes again in the transaction just
         begun; return the jobs whose outcomes were stored."""
-        for job, start, attempts in self._starts:
-            if job.status == ASSIGNED and self._owns(job):
+        for job, batch_job, start, attempts in self._starts:
+            # A next job of the batch is ASSIGNED until started, a callback NEW.
+            if job.status in (ASSIGNED, NEW) and self._owns(batch_job):
                 job.mark_active()
                 job.active_start, job.attempts = start, attempts
         kept = []
@@ -249,6 +271,12 @@ def _batch_job(job):
     job it is a callback of."""
     parent = job.parent
     return parent if IJob.providedBy(parent) and job in parent.callbacks else job
+
+
+def _started_callback(job):
+    """The callback that the outcome of ``job`` started, to run next in
+    this thread (see :meth:`.job.Job._start_first_callback`), or ``None``."""
+    return job._v_started_callback
 
 
 def _grouping_allowed(job):

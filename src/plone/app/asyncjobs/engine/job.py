@@ -527,21 +527,26 @@ class Job(Persistent, ZcAsyncJobSpellings):
     def _callbacks_pending(self):
         return any(cb.status != COMPLETED for cb in self.callbacks)
 
+    def _first_pending_callback(self):
+        """The first callback that has not completed, if it is a job."""
+        for callback in self.callbacks:
+            if callback.status != COMPLETED:
+                return callback if IJob.providedBy(callback) else None
+        return None
+
     def _start_first_callback(self):
         """In a worker thread, start the callback that runs first in the
         transaction that stores this job's outcome: the thread runs it
-        right after that commit (:meth:`_run_callback`), so that it needs
-        no commit of its own to start."""
+        right after that commit, or within the same transaction if the
+        outcome waits for a group commit (:meth:`_run_callback`), so that
+        it needs no commit of its own to start."""
         if self._status_id != _CALLBACKS or local.holder() is None:
             return
-        for callback in self.callbacks:
-            if callback.status == COMPLETED:
-                continue
-            if (IJob.providedBy(callback) and callback.status == NEW
-                    and callback._p_jar is not None and not callback.deadline_passed()):
-                callback.mark_active()
-                self._v_started_callback = callback
-            return
+        callback = self._first_pending_callback()
+        if (callback is not None and callback.status == NEW
+                and callback._p_jar is not None and not callback.deadline_passed()):
+            callback.mark_active()
+            self._v_started_callback = callback
 
     def _complete_parent(self):
         """Complete the job this callback is a callback of, if this was the
@@ -976,6 +981,12 @@ class Job(Persistent, ZcAsyncJobSpellings):
             # ASSIGNED: its start, and its run, may have been lost with a
             # group commit; count that possible run, so attempts >= runs.
             self.attempts += 1
+        callback = self._first_pending_callback()
+        if (callback is not None and callback.status == NEW
+                and callback.reruns_when_interrupted() and self.reruns_when_interrupted()):
+            # Its start and its run may have been lost with this job's
+            # outcome, in a group commit: count that possible run too.
+            callback.attempts += 1
         policy = self.get_retry_policy()
         decision = self._allowed(policy.interrupted())
         if decision:

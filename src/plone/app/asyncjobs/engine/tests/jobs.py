@@ -134,8 +134,12 @@ def group_member(key, touch=None, write_root=False, hook=False):
 
 def group_callback(result):
     """A callback counting a call under "callback of <result>" (of the
-    error message, for a failure)."""
-    count(f"callback of {result.getErrorMessage() if is_failure(result) else result}")
+    error message, for a failure); it raises for results starting with
+    "break"."""
+    key = f"callback of {result.getErrorMessage() if is_failure(result) else result}"
+    count(key)
+    if str(result).startswith("break"):
+        raise ValueError(f"{key} breaks")
 
 
 # -- conflicts and retries ----------------------------------------------------

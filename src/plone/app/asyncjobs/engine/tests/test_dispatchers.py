@@ -139,6 +139,32 @@ def claimed(agent, job, start=True):
     return job
 
 
+def test_the_first_callback_of_an_interrupted_job_counts_a_possible_run(
+        queue, record, clock):
+    """A job's outcome and the callback it started may be lost together
+    with a group commit; so attempts >= runs for the callback too."""
+    alive = record(A)
+    agent = record(B)["main"]
+    agent.size = 10
+    active = claimed(agent, queue.put(Job(jobs.echo, "active")))
+    callback = active.add_callback(Job(jobs.describe))
+    once = claimed(agent, queue.put(Job(jobs.echo, "once")))
+    runs_once = once.add_callback(Job(jobs.describe), retry_policy_factory="never")
+    commit(queue)
+    clock.advance(seconds=61)
+    assert queue.dispatchers.ping(A) == B
+    commit(queue)
+    assert (callback.status, callback.attempts) == (status.NEW, 1)
+    assert (runs_once.status, runs_once.attempts) == (status.NEW, 0)  # never grouped
+
+    main = alive["main"]
+    main.size = 10
+    assert {main.claim_job(), main.claim_job()} == {active, once}
+    commit(queue)
+    assert active() == "active"
+    assert callback.status == status.COMPLETED and callback.attempts == 2
+
+
 def test_the_jobs_of_a_dead_dispatcher_are_handed_back(queue, record, clock):
     alive = record(A)
     dead = record(B)
