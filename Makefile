@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP_PIN := pip==26.3
 
-.PHONY: install browsers test run stop monitor demo bench bench-celery chaos docs clean distclean
+.PHONY: install browsers test run stop monitor demo bench bench-celery bench-plone chaos docs clean distclean
 
 install: $(VENV)/.installed
 
@@ -67,6 +67,11 @@ bench: install
 PEERS := .venv-peers
 bench-celery: install $(PEERS)/.installed
 	$(BIN)/python bench/engine_throughput.py --compare-celery $(PEERS)/bin/python
+
+## Plone jobs drained by a real worker instance of the buildout deployment
+## (bench/plone_drain.py), against plain jobs drained by the same worker.
+bench-plone: install
+	$(BIN)/python bench/plone_drain.py
 
 $(PEERS)/.installed:
 	test -x $(PEERS)/bin/python || $(PYTHON) -m venv $(PEERS)

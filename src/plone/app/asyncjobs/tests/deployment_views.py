@@ -28,6 +28,12 @@ def create_document(site, id, title):
     }
 
 
+def numbered(site, number):
+    """The job of the Plone drain benchmark (bench/plone_drain.py): nothing
+    but the site set-up of a job and the callback notifying its outcome."""
+    return number
+
+
 class QueueCreateDocument(BrowserView):
     def __call__(self):
         alsoProvides(self.request, IDisableCSRFProtection)
@@ -36,6 +42,20 @@ class QueueCreateDocument(BrowserView):
         self.request.response.setHeader("Content-Type", "application/json")
         return json.dumps({"oid": u64(job._p_oid), "pid": os.getpid(),
                            "database": job._p_jar.db().database_name})
+
+
+class QueueNumbered(BrowserView):
+    """Queue ``count`` :func:`numbered` jobs in one transaction, due in
+    ``delay`` seconds."""
+
+    def __call__(self):
+        alsoProvides(self.request, IDisableCSRFProtection)
+        count = int(self.request.form["count"])
+        delay = float(self.request.form.get("delay", 0))
+        queued = api.queue_jobs([api.make_job(numbered, self.context, number)
+                                 for number in range(count)], delay=delay or None)
+        self.request.response.setHeader("Content-Type", "application/json")
+        return json.dumps({"count": len(queued)})
 
 
 class JobState(BrowserView):
