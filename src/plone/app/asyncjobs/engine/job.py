@@ -57,6 +57,7 @@ from plone.app.asyncjobs.engine.ids import load
 from plone.app.asyncjobs.engine.ids import object_id
 from plone.app.asyncjobs.engine.ids import short_repr
 from plone.app.asyncjobs.engine.internal import internal
+from plone.app.asyncjobs.engine.internal import is_internal
 from plone.app.asyncjobs.engine.interfaces import IAgent
 from plone.app.asyncjobs.engine.interfaces import ICallbackChooser
 from plone.app.asyncjobs.engine.interfaces import IJob
@@ -1068,7 +1069,10 @@ class Job(Persistent, ZcAsyncJobSpellings):
             level = self.failure_log_level or logging.ERROR
             events.log(level, "%r failed:\n%s", self, failures.traceback_text(result))
         elif self._status_id in (_CALLBACKS, _COMPLETED):
-            trace.info("%r succeeded with %s", self, abbreviated(result))
+            # The engine's own jobs (a Plone job's event callback, say) at
+            # DEBUG: one INFO line per job of a user, not two.
+            level = logging.DEBUG if is_internal(self) else logging.INFO
+            trace.log(level, "%r succeeded with %s", self, abbreviated(result))
 
     def _log_lost_outcome(self, result, commit_failure):
         if failures.is_failure(result):

@@ -22,6 +22,7 @@ and finds the context by path, or by UID if it moved.  Changes the job
 makes are committed with its result, in the job's transaction.
 """
 import logging
+import threading
 from io import BytesIO
 from urllib.parse import unquote
 from urllib.parse import urlsplit
@@ -218,7 +219,7 @@ class ExecutionContext:
         if self.user_folder_path == SYSTEM_USER:
             return system_user
         folder = _traverse(app, self.user_folder_path)
-        user = folder.getUserById(self.user_id) if folder is not None else None
+        user = _user_by_id(folder, self.user_id) if folder is not None else None
         if user is None:
             raise UserNotFoundError(
                 f"the user {self.user_id!r} of {'/'.join(self.user_folder_path)!r} "
@@ -259,13 +260,20 @@ class ExecutionContext:
 
 
 class ActiveContext:
-    """The restored context of one attempt of a job; :meth:`exit` undoes it."""
+    """The restored context of one attempt of a job; :meth:`exit` undoes it.
+
+    :meth:`suspend` gives the thread back its site, request and user of
+    before but keeps this context's request open, for :meth:`resume` to
+    make it current again (the callback notifying a job's outcome, run
+    next in the same transaction, reuses its job's context).
+    """
 
     app = site = user = context = request = None
 
     def __init__(self):
-        self._previous = (getSite(), getRequest(), getSecurityManager())
+        self._previous = _thread_state()
         self._exited = False
+        self._suspended = False
 
     def start(self, recorded, connection, require_context):
         request = self.request = recorded.make_request()
@@ -281,10 +289,8 @@ class ActiveContext:
                 site.setupCurrentSkin(request)
             notify(BeforeTraverseEvent(site, request))
         user = self.user = recorded.find_user(app)
-        if user is None:
-            noSecurityManager()
-        else:
-            newSecurityManager(request, user)
+        self._log_in()
+        if user is not None:
             request["AUTHENTICATED_USER"] = user
         context = self.context = recorded.find_context(app)
         if context is None:
@@ -297,19 +303,55 @@ class ActiveContext:
             # As if the context had been published.
             request["URL"] = request["ACTUAL_URL"] = context.absolute_url()
 
+    def _log_in(self):
+        if self.user is None:
+            noSecurityManager()
+        else:
+            newSecurityManager(self.request, self.user)
+
+    def suspend(self):
+        """Restore the site, request and user of before; keep the request open."""
+        if self._exited or self._suspended:
+            return
+        self._suspended = True
+        _restore_thread_state(self._previous)
+
+    def resume(self):
+        """Make this suspended context current again in this thread."""
+        if self._exited or not self._suspended:
+            raise RuntimeError("only a suspended context can be resumed")
+        self._suspended = False
+        self._previous = _thread_state()
+        setRequest(self.request)
+        if self.site is not None:
+            setSite(self.site)
+        self._log_in()
+
     def exit(self):
-        """Close the request and restore the site, request and user of before."""
+        """Close the request and restore the site, request and user of
+        before (those of now, if suspended: closing a request clears the
+        thread's site)."""
         if self._exited:
             return
         self._exited = True
-        site, request, security_manager = self._previous
+        after = _thread_state() if self._suspended else self._previous
         try:
             if self.request is not None:
                 self.request.close()
         finally:
-            setSecurityManager(security_manager)
-            setSite(site)
-            setRequest(request)
+            _restore_thread_state(after)
+
+
+def _thread_state():
+    """The site, request and security manager of this thread."""
+    return getSite(), getRequest(), getSecurityManager()
+
+
+def _restore_thread_state(state):
+    site, request, security_manager = state
+    setSecurityManager(security_manager)
+    setSite(site)
+    setRequest(request)
 
 
 def _site_of(context):
@@ -333,6 +375,43 @@ def _jar_of(*objects):
         if jar is not None:
             return jar
     return None
+
+
+class _FoundUsers(threading.local):
+    """The users this thread looked up in the current transaction of their
+    user folder's connection: ``(that transaction, {(folder path, user
+    id): user})``."""
+
+    found = (None, {})
+
+
+_found_users = _FoundUsers()
+
+
+def _user_by_id(folder, user_id):
+    """``folder.getUserById(user_id)``, asked once per transaction and thread.
+
+    The lookup (PAS plugins, properties, groups) was a quarter of a worker's
+    CPU time per Plone job, and a job and its callback, and the jobs whose
+    outcomes share a group commit, run in one transaction with the same
+    user.  One transaction sees one state of the user folder, and a job
+    that changes it commits at once, ending that transaction: a user found
+    in it is the user any later lookup in it would find.  The user is kept
+    unwrapped, and the caller wraps it in the folder it traversed to.
+    """
+    jar = getattr(folder, "_p_jar", None)
+    if jar is None:
+        return folder.getUserById(user_id)
+    current = jar.transaction_manager.get()
+    transaction, users = _found_users.found
+    if transaction is not current:
+        users = {}
+        _found_users.found = (current, users)
+    key = (tuple(folder.getPhysicalPath()), user_id)
+    if key not in users:
+        user = folder.getUserById(user_id)
+        users[key] = None if user is None else aq_base(user)
+    return users[key]
 
 
 def _traverse(app, path):

@@ -69,6 +69,14 @@ def mark(context, value):
     return value
 
 
+def tag_request(context, value, write=False):
+    """Leave ``value`` on the request; with ``write``, on the context too."""
+    getRequest().other["asyncjobs tag"] = value
+    if write:
+        context._asyncjobs_mark = value
+    return value
+
+
 # -- events -------------------------------------------------------------------
 
 events = []
@@ -88,6 +96,7 @@ def record_event(event):
         "site": None if site is None else site.getId(),
         "user": user.getId(),
         "thread": threading.current_thread().name,
+        "request tag": getRequest().get("asyncjobs tag"),
     }
     with _events_lock:
         events.append(entry)

@@ -1,17 +1,23 @@
 """Jobs run in the site, as the user, with the URLs, of the place they were
 queued from; a context that moved is found by UID, a deleted one fails."""
+import pytest
 import transaction
 from AccessControl import Unauthorized
 from plone import api
 from plone.app.testing import SITE_OWNER_NAME
 from plone.app.testing import TEST_USER_ID
+from plone.app.testing import TEST_USER_NAME
 from plone.app.testing import login
 from plone.app.testing import logout
+from zope.component.hooks import getSite
+from zope.globalrequest import getRequest
+from Products.PluggableAuthService.PluggableAuthService import PluggableAuthService
 from plone.app.testing import setRoles
 
 from plone.app.asyncjobs.engine.failure import is_failure
 from plone.app.asyncjobs.engine.job import Job
 from plone.app.asyncjobs.engine.testing.waiting import wait_for_poll
+from plone.app.asyncjobs.service.context import ExecutionContext
 from plone.app.asyncjobs.service.exceptions import ContextNotFoundError
 from plone.app.asyncjobs.service.exceptions import UserNotFoundError
 from plone.app.asyncjobs.service.jobs import ContextJob
@@ -246,11 +252,25 @@ def test_context_jobs_calling_one_function_do_the_same_work(portal):
     assert not first.same_work(Job(jobs.add, portal, 1))
 
 
+@pytest.fixture
+def user_lookups(monkeypatch):
+    """The user ids PAS is asked for, in order."""
+    asked = []
+    original = PluggableAuthService.getUserById
+
+    def counting(self, user_id, default=None):
+        asked.append(user_id)
+        return original(self, user_id, default)
+
+    monkeypatch.setattr(PluggableAuthService, "getUserById", counting)
+    return asked
+
+
 def test_context_jobs_of_a_batch_share_their_outcome_commits(portal, integration,
-                                                              recorded_events):
+                                                              recorded_events, user_lookups):
     """The jobs the service queues, each with the callback that notifies
-    its outcome, join group commits in a worker: the outcome of each
-    job's callback waits for the next one's."""
+    its outcome, join group commits in a worker; a job and its callback,
+    and the jobs of one group, look their user up once."""
     dispatcher = integration["asyncjobsDispatcher"]
     grouped_before = dispatcher.statistics["outcomes grouped"]
     queued = [jobs_api.queue_job(jobs.add, portal, number, 1) for number in range(40)]
@@ -258,3 +278,62 @@ def test_context_jobs_of_a_batch_share_their_outcome_commits(portal, integration
     assert [wait_for_result(job) for job in queued] == list(range(1, 41))
     assert dispatcher.statistics["outcomes grouped"] > grouped_before
     assert sorted(entry["outcome"] for entry in recorded_events) == list(range(1, 41))
+    assert all(entry["user"] == TEST_USER_ID for entry in recorded_events)
+    # Two per job (the job, its callback) without sharing.
+    assert 0 < user_lookups.count(TEST_USER_ID) < 40
+
+
+def test_the_callback_run_right_after_its_job_reuses_its_context(
+        portal, integration, recorded_events):
+    """The callback notifying a job's outcome runs next, in the transaction
+    that holds that outcome for a group commit or in the one its commit
+    began, with the job's request (the job left a tag on it)."""
+    queued = [jobs_api.queue_job(jobs.tag_request, portal, number) for number in range(20)]
+    queued += [jobs_api.queue_job(jobs.tag_request, portal, "written", write=True)]
+    transaction.commit()
+    assert [wait_for_result(job) for job in queued] == [*range(20), "written"]
+    assert all(entry["request tag"] == entry["outcome"] for entry in recorded_events)
+    assert all(entry["user"] == TEST_USER_ID and entry["site"] == "plone"
+               for entry in recorded_events)
+
+
+def test_a_callback_starting_in_a_later_transaction_restores_the_context_anew(
+        app, portal):
+    job = jobs_api.queue_job(jobs.add, portal, 1, 2, delay=3600)
+    transaction.commit()
+    callback = job.callbacks[0]
+    before = (getRequest(), getSite())
+    inherited = job.execution.enter(job._p_jar)
+    inherited.request.other["asyncjobs tag"] = "the job's"
+    callback.inherit(inherited)
+    assert (getRequest(), getSite()) == before  # suspended: the thread as it was
+    transaction.commit()
+    active = callback.set_up()
+    try:
+        assert active is not inherited
+        assert active.request.get("asyncjobs tag") is None
+        assert getRequest() is active.request
+        assert inherited.request.other == {}  # closed
+    finally:
+        callback.tear_down(active)
+    assert (getRequest(), getSite()) == before
+
+
+def test_a_user_found_in_one_transaction_is_looked_up_again_in_the_next(
+        app, portal, user_lookups):
+    setRoles(portal, TEST_USER_ID, ["Manager"])
+    api.user.create(email="gone@example.org", username="gone", password="secret-enough-1")
+    login(portal, "gone")
+    execution = ExecutionContext.capture(portal)
+    login(portal, TEST_USER_NAME)
+    transaction.commit()
+    del user_lookups[:]
+    assert execution.find_user(app).getId() == "gone"
+    assert execution.find_user(app).getId() == "gone"
+    assert user_lookups == ["gone"]
+    api.user.delete(username="gone")
+    transaction.commit()
+    del user_lookups[:]
+    with pytest.raises(UserNotFoundError):
+        execution.find_user(app)
+    assert user_lookups == ["gone"]

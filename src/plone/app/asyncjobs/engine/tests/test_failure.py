@@ -12,6 +12,7 @@ from plone.app.asyncjobs.engine import configure
 from plone.app.asyncjobs.engine import failure as failures
 from plone.app.asyncjobs.engine.failure import StoredFailure
 from plone.app.asyncjobs.engine.failure import UnpicklableError
+from plone.app.asyncjobs.engine.internal import internal
 from plone.app.asyncjobs.engine.job import Job
 from plone.app.asyncjobs.engine.testing.waiting import wait_for_result
 from plone.app.asyncjobs.engine.tests import jobs
@@ -114,6 +115,19 @@ def test_failures_are_logged_at_the_jobs_level(dispatcher, queue, caplog, level,
         for record in caplog.records
     ), "callbacks log their failures at CRITICAL"
     assert callback.result.check(ValueError)
+
+
+def test_successes_are_logged_at_info_those_of_internal_jobs_at_debug(
+        dispatcher, queue, caplog):
+    job = queue.put(Job(jobs.echo, "mine"))
+    job.add_callback(internal(Job(jobs.echo)))
+    commit(queue)
+    with caplog.at_level(logging.DEBUG, logger="plone.app.asyncjobs"):
+        wait_for_result(job)
+    levels = {record.getMessage().split("``")[1]: record.levelno
+              for record in caplog.records if "succeeded with" in record.getMessage()}
+    assert levels == {"plone.app.asyncjobs.engine.tests.jobs.echo('mine')": logging.INFO,
+                      "plone.app.asyncjobs.engine.tests.jobs.echo()": logging.DEBUG}
 
 
 # -- the helpers ----------------------------------------------------------------------
