@@ -22,9 +22,10 @@ holds:
 * the group stays within its bounds: at most :data:`MAX_OUTCOMES`
   outcomes, of at most :data:`MAX_RUN_TIME` of run time in all;
 * the attempt changed nothing in the database but the job itself and the
-  starts of the next one and of its callback, joined no other transaction participant (mail,
-  SQL) and registered no commit or abort hooks: committing it later, or
-  storing it again, does exactly what committing it now would have done.
+  starts of the next one and of its callback, joined no other transaction
+  participant (mail, SQL) and registered no commit or abort hooks:
+  committing it later, or storing it again, does exactly what committing
+  it now would have done.
 
 The last job of a batch always commits, so a group never outlives its
 batch; a batch holds at most ``BATCH`` jobs (:mod:`.workers`).
@@ -274,9 +275,13 @@ def _batch_job(job):
 
 
 def _started_callback(job):
-    """The callback that the outcome of ``job`` started, to run next in
-    this thread (see :meth:`.job.Job._start_first_callback`), or ``None``."""
-    return job._v_started_callback
+    """The callback that the outcome of ``job``, waiting for its callbacks,
+    started, to run next in this thread (see
+    :meth:`.job.Job._start_first_callback`), or ``None``."""
+    started = job._v_started_callback
+    if job.status != CALLBACKS or started is None or started.status != ACTIVE:
+        return None  # none, or left from an attempt that was aborted
+    return started
 
 
 def _grouping_allowed(job):

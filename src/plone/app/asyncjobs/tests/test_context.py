@@ -17,6 +17,7 @@ from plone.app.testing import setRoles
 from plone.app.asyncjobs.engine.failure import is_failure
 from plone.app.asyncjobs.engine.job import Job
 from plone.app.asyncjobs.engine.testing.waiting import wait_for_poll
+from plone.app.asyncjobs.engine.testing.waiting import wait_until
 from plone.app.asyncjobs.service.context import ExecutionContext
 from plone.app.asyncjobs.service.exceptions import ContextNotFoundError
 from plone.app.asyncjobs.service.exceptions import UserNotFoundError
@@ -212,10 +213,16 @@ def test_the_thread_is_restored_after_the_job(portal):
 def test_a_job_can_queue_another_job_in_its_context(portal):
     outer = jobs_api.queue_job(jobs.queue_another, portal, 20, 3)
     assert wait_for_result(outer) == 23
-    transaction.begin()
-    records = jobs_api.get_queue().dispatchers.values()
-    inner = [job for record in records for agent in record.values()
-             for job in agent.completed if getattr(job, "func", None) is jobs.add]
+
+    def inner_jobs():
+        # A job reaches its agent's history at the agent's next claim or
+        # poll, which may come after its outcome.
+        records = jobs_api.get_queue().dispatchers.values()
+        return [job for record in records for agent in record.values()
+                for job in agent.completed if getattr(job, "func", None) is jobs.add]
+
+    inner = wait_until(inner_jobs, sync=transaction.begin,
+                       describe=lambda: "waiting for the inner job in its agent's history")
     assert len(inner) == 1
     assert inner[0].execution.user_id == TEST_USER_ID
     assert inner[0].execution.context_path == ("", "plone")
