@@ -140,7 +140,7 @@ class GroupCommit:
             self._follow(current)
         self._outcomes.append((job, batch_job, job.result, job.active_end))
         self._run_time += job.active_end - job.active_start
-        started = _started_callback(job)
+        started = job.started_callback()
         if started is not None:
             self._starts.append((started, batch_job, started.active_start, started.attempts))
         if successor._p_changed:
@@ -152,7 +152,7 @@ class GroupCommit:
     def _deferrable(self, job, batch_job, successor, current):
         if batch_job is not self.running or successor is None:
             return False
-        started = _started_callback(job)
+        started = job.started_callback()
         if job.status == CALLBACKS:
             if started is None or job is not batch_job:
                 return False  # waiting for callbacks this thread does not run next
@@ -272,16 +272,6 @@ def _batch_job(job):
     job it is a callback of."""
     parent = job.parent
     return parent if IJob.providedBy(parent) and job in parent.callbacks else job
-
-
-def _started_callback(job):
-    """The callback that the outcome of ``job``, waiting for its callbacks,
-    started, to run next in this thread (see
-    :meth:`.job.Job._start_first_callback`), or ``None``."""
-    started = job._v_started_callback
-    if job.status != CALLBACKS or started is None or started.status != ACTIVE:
-        return None  # none, or left from an attempt that was aborted
-    return started
 
 
 def _grouping_allowed(job):

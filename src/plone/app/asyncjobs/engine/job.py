@@ -535,6 +535,16 @@ class Job(Persistent, ZcAsyncJobSpellings):
                 return callback if IJob.providedBy(callback) else None
         return None
 
+    def started_callback(self):
+        """The callback that this job's stored outcome started, for the
+        worker thread to run next, while the job waits for its callbacks
+        (see :meth:`_start_first_callback`); ``None`` if there is none, or
+        only one left from an attempt that was aborted (new again)."""
+        started = self._v_started_callback
+        if self._status_id != _CALLBACKS or started is None or started.status != ACTIVE:
+            return None
+        return started
+
     def _start_first_callback(self):
         """In a worker thread, start the callback that runs first in the
         transaction that stores this job's outcome: the thread runs it

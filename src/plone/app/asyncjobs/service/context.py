@@ -382,7 +382,7 @@ class _FoundUsers(threading.local):
     user folder's connection: ``(that transaction, {(folder path, user
     id): user})``."""
 
-    found = (None, {})
+    found = (None, None)
 
 
 _found_users = _FoundUsers()

@@ -19,7 +19,6 @@ from plone.app.asyncjobs.engine import failure as failures
 from plone.app.asyncjobs.engine.ids import short_repr
 from plone.app.asyncjobs.engine.interfaces import IInternalJob
 from plone.app.asyncjobs.engine.job import Job
-from plone.app.asyncjobs.engine.status import ACTIVE
 from plone.app.asyncjobs.engine.validation import check_callable
 from plone.app.asyncjobs.engine.validation import check_picklable
 from plone.app.asyncjobs.interfaces import IContextJob
@@ -78,12 +77,10 @@ class ContextJob(Job):
         self._v_context = None
         if active is None:
             return
-        callback = self._v_started_callback
         # Started by the outcome just committed or waiting for a group
-        # commit (after an abort it is new again): it runs next.  It takes
-        # over the context, and exits it when it is done.
-        if (isinstance(callback, EventCallback) and callback.status == ACTIVE
-                and callback.parent is self):
+        # commit, it runs next: it takes over the context, and exits it.
+        callback = self.started_callback()
+        if isinstance(callback, EventCallback):
             callback.inherit(active)
         else:
             active.exit()
