@@ -40,6 +40,21 @@ class AttemptAbandoned(BaseException):
     thread unwinds and ends.  Never stored."""
 
 
+class AttemptInterrupted(AttemptAbandoned):
+    """Raised inside the job's code of a worker thread whose attempt the
+    dispatcher abandoned at the job's time limit (see :mod:`.timeouts`), so
+    that a job which neither returns nor commits still unwinds and its
+    thread ends.  Like ``KeyboardInterrupt``, it may surface in any Python
+    code the job runs; a job blocked in a call that does not return to
+    Python (a socket read without a timeout) sees it only once the call
+    returns.  Never stored."""
+
+    def __init__(self, *args):
+        super().__init__(*args or (
+            "this worker thread's attempt was abandoned at its job's time limit "
+            "and grace period: the job is interrupted",))
+
+
 class DuplicateJobError(ValueError):
     """A job with the same unique key holds it in the queue (``job``)."""
 

@@ -60,6 +60,9 @@ STATISTICS = (
     ("jobs abandoned at their time limit", "asyncjobs_jobs_abandoned",
      "Timed-out jobs still running after their grace period, whose attempts "
      "the dispatcher abandoned (their threads replaced)"),
+    ("abandoned threads interrupted", "asyncjobs_abandoned_threads_interrupted",
+     "Interruptions raised in abandoned worker threads still running their "
+     "timed-out jobs (again every grace period until the thread ends)"),
     ("jobs stopped as their lease lapsed", "asyncjobs_jobs_lease_lapsed",
      "Running jobs stopped and their attempts abandoned because the dispatcher's "
      "lease lapsed (paused or cut off longer than its death interval)"),

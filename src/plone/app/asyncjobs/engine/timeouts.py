@@ -25,15 +25,23 @@ reactor thread (:class:`TimeLimits`):
    retry policy decides on a ``JobTimeoutError`` outcome
    (:meth:`.job.Job.time_out`), the other jobs the thread held are handed
    to their policies like those of a dead worker, and a new worker thread
-   takes the abandoned one's place.  The abandoned thread ends when the
-   job returns or first tries to commit, committing nothing.
+   takes the abandoned one's place.
+3. The dispatcher then interrupts the abandoned thread: it raises
+   :class:`~.exceptions.AttemptInterrupted` in that thread's Python code
+   (:func:`interrupt_thread`), again every ``timeout_grace`` seconds while
+   the thread lives (a job may catch it, or be blocked in a call that does
+   not return to Python).  The abandoned thread ends when the job returns,
+   first tries to commit, or unwinds from the interruption, committing
+   nothing; it then closes its connection.
 """
+import ctypes
 import math
 import time
 
 import transaction
 
 from plone.app.asyncjobs.engine.exceptions import AttemptAbandoned
+from plone.app.asyncjobs.engine.exceptions import AttemptInterrupted
 from plone.app.asyncjobs.engine.exceptions import JobTimeoutError
 from plone.app.asyncjobs.engine.ids import load
 from plone.app.asyncjobs.engine.log import events
@@ -115,6 +123,26 @@ class Watch:
         return JobTimeoutError(f"timed out after {self.limit:g} s")
 
 
+def interrupt_thread(thread_id):
+    """Raise :class:`~.exceptions.AttemptInterrupted` in the thread
+    ``thread_id`` (``threading.get_ident()`` there) when it next runs Python
+    code; return whether that thread exists."""
+    return _set_async_exception(thread_id, AttemptInterrupted) == 1
+
+
+def withdraw_interrupt(thread_id):
+    """Drop an interruption :func:`interrupt_thread` asked for that has not
+    been raised yet."""
+    _set_async_exception(thread_id, None)
+
+
+def _set_async_exception(thread_id, exception_class):
+    # CPython's documented way to raise in another thread; NULL withdraws.
+    return ctypes.pythonapi.PyThreadState_SetAsyncExc(
+        ctypes.c_ulong(thread_id),
+        None if exception_class is None else ctypes.py_object(exception_class))
+
+
 class FencedManager(transaction.TransactionManager):
     """A worker thread's transaction manager: once :attr:`abandoned`, every
     transaction it hands out (:meth:`get`, so ``transaction.commit()``
@@ -193,6 +221,9 @@ class TimeLimits:
     def __init__(self, dispatcher):
         self.dispatcher = dispatcher
         self._timer = None
+        #: The abandoned threads still alive: ``{thread: (when to interrupt
+        #: it again (monotonic), grace)}``.
+        self._interrupting = {}
 
     def started(self):
         """A worker thread started a job with a limit (any thread)."""
@@ -225,6 +256,11 @@ class TimeLimits:
                         continue
                     self._ask(thread, watch)
                 step = watch.next_step()
+                upcoming = step if upcoming is None else min(upcoming, step)
+        for thread, (step, grace) in list(self._interrupting.items()):
+            if step <= now:
+                step = self._interrupt(thread, grace, now)
+            if step is not None:
                 upcoming = step if upcoming is None else min(upcoming, step)
         self.stop()
         if upcoming is not None:
@@ -260,8 +296,28 @@ class TimeLimits:
         dispatcher.statistics.add("jobs abandoned at their time limit")
         events.error("job %s still runs %g s after it was asked to stop (time limit %g s); "
                      "abandoning it in %s: nothing that thread does from now on is "
-                     "committed, and a new thread replaces it",
+                     "committed, the job is interrupted, and a new thread replaces it",
                      watch.key, watch.grace, watch.limit, thread.name)
+        try:
+            self._settle(pool, thread, watch)
+        finally:
+            self._interrupt(thread, watch.grace, time.monotonic())
+
+    def _interrupt(self, thread, grace, now):
+        """Interrupt the abandoned ``thread`` if it still runs a job; return
+        when to do it again, or ``None`` once it no longer needs to be."""
+        if not thread.interrupt():
+            self._interrupting.pop(thread, None)
+            return None
+        self.dispatcher.statistics.add("abandoned threads interrupted")
+        step = now + grace
+        self._interrupting[thread] = step, grace
+        return step
+
+    def _settle(self, pool, thread, watch):
+        """Store the timeout of the abandoned attempt and give up the other
+        jobs its thread held."""
+        dispatcher = self.dispatcher
         connection = dispatcher._connection
         held = thread.holding() - {watch.key}
 

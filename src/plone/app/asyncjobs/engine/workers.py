@@ -13,6 +13,7 @@ short jobs that change nothing else share one commit
 (:mod:`.groupcommit`): two commits per batch, not one per job.
 """
 import collections
+import contextlib
 import threading
 import time
 from datetime import timedelta
@@ -341,6 +342,10 @@ class WorkerThread(threading.Thread):
         self.fence = None
         #: When :meth:`_verify` last asked the database (monotonic).
         self._verified = time.monotonic()
+        #: Whether :meth:`interrupt` may raise in this thread now: only
+        #: while it runs a job, never while it claims or closes down.
+        self._interruptible = False
+        self._interruptible_lock = threading.Lock()
 
     def run(self):
         # The thread's own default manager: code run by jobs (Plone's catalog
@@ -362,7 +367,8 @@ class WorkerThread(threading.Thread):
                 try:
                     job = self._next_job(connection, manager, batch)
                     if job is not None:
-                        self._run_job(job, manager, batch)
+                        with self._interruptible_run():
+                            self._run_job(job, manager, batch)
                 except EXPLOSIVE:
                     if job is not None:
                         batch.appendleft(job)
@@ -401,6 +407,28 @@ class WorkerThread(threading.Thread):
         :meth:`AgentWorkers.abandon` and :meth:`lapsed`)."""
         self.fence.abandoned = reason
         self.taken_over = key  # so stop_requested() tells the job
+
+    def interrupt(self):
+        """Raise :class:`~.exceptions.AttemptInterrupted` in this thread,
+        whose attempt was abandoned, if it runs a job (any thread; see
+        :mod:`.timeouts`); return whether it was raised."""
+        with self._interruptible_lock:
+            return (bool(self.abandoned) and self._interruptible
+                    and timeouts.interrupt_thread(self.ident))
+
+    @contextlib.contextmanager
+    def _interruptible_run(self):
+        """Let :meth:`interrupt` raise in this thread during the block.  An
+        interruption raised as it ends unwinds from here, caught by
+        :meth:`run`; one asked for but not raised yet is withdrawn."""
+        with self._interruptible_lock:
+            self._interruptible = True
+        try:
+            yield
+        finally:
+            with self._interruptible_lock:
+                self._interruptible = False
+                timeouts.withdraw_interrupt(self.ident)
 
     def holding(self):
         """``(oid, database)`` of the jobs this thread holds (any thread):

@@ -52,8 +52,9 @@ def hold_until(started_path, gate_path, number, check_every=0.05):
 def hold_then_write(started_path, gate_path, done_path, key, check_every=0.05):
     """Record the start; ignore every request to stop until ``gate_path``
     exists; then store ``key`` in the database root and commit.  The end
-    is recorded in ``done_path`` whether the commit went through or not
-    (a job abandoned after its time limit: see :mod:`..timeouts`)."""
+    is recorded in ``done_path`` whether the commit went through or not,
+    or the job was interrupted (a job abandoned after its time limit: see
+    :mod:`..timeouts`)."""
     record(started_path, 1)
     try:
         while not os.path.exists(gate_path):

@@ -23,6 +23,7 @@ from twisted.python.failure import Failure
 from ZODB.POSException import ConflictError
 
 from plone.app.asyncjobs.engine import local
+from plone.app.asyncjobs.engine.exceptions import AttemptInterrupted
 from plone.app.asyncjobs.engine.failure import is_failure
 from plone.app.asyncjobs.engine.job import Job
 
@@ -512,6 +513,30 @@ def run_until_stopped(key):
             return "stopped"
         time.sleep(0.02)
     return "timeout"
+
+
+def spin(key, swallow=0):
+    """Count a run under ``key``, then compute in Python for up to WAIT
+    seconds without ever asking whether to stop, counting each
+    interruption under "<key> interrupted" and going on after the first
+    ``swallow`` of them; if the spin ends, count "<key> spun out", store
+    ``key`` in the database root and commit."""
+    count(key)
+    event(f"{key} running").set()
+    end = time.monotonic() + WAIT
+    while True:
+        try:
+            while time.monotonic() < end:
+                pass
+            break
+        except AttemptInterrupted:
+            count(f"{key} interrupted")
+            if calls[f"{key} interrupted"] > swallow:
+                raise
+    count(f"{key} spun out")
+    local.get_job()._p_jar.root()[key] = "written after the time limit"
+    transaction.commit()
+    return "finished"
 
 
 def overrun_and_write(key):

@@ -25,6 +25,10 @@ def assert_timed_out(result, limit):
     assert result.getErrorMessage() == f"timed out after {limit:g} s"
 
 
+def open_connections(db):
+    return sum(1 for info in db.connectionDebugInfo() if info["opened"])
+
+
 @pytest.mark.parametrize("how", ["check", "poll"])
 def test_a_job_that_honours_the_request_ends_at_once_with_a_timeout(dispatcher, queue, how):
     # Its grace is longer than the test waits: only honouring ends it.
@@ -82,6 +86,50 @@ def test_a_job_that_ignores_the_request_is_abandoned_after_its_grace(
     assert jobs.calls["slow"] == 1
     assert dispatcher.statistics.snapshot()["jobs abandoned at their time limit"] == 1
     assert dispatcher.job_info(*object_id(slow))["timed out"] is True
+
+
+def test_an_abandoned_job_that_never_returns_is_interrupted_until_its_thread_ends(
+        start_dispatcher, queue, conn):
+    dispatcher = start_dispatcher(agent_size=1)
+    queue.timeout_grace = 0.2
+    job = queue.put(Job(jobs.spin, "spin", 1), timeout=0.2)
+    commit(queue)
+    assert jobs.event("spin running").wait(jobs.WAIT)
+    [abandoned] = dispatcher._pools["", "main"].alive()
+    connections = open_connections(dispatcher.db)
+    assert_timed_out(wait_for_result(job), 0.2)
+    # It swallows the first interruption; the next one, a grace period
+    # later, ends it: its thread closes its connection and ends.
+    abandoned.join(jobs.WAIT)
+    assert not abandoned.is_alive()
+    assert jobs.calls["spin interrupted"] == 2 and jobs.calls["spin spun out"] == 0
+    assert dispatcher.statistics.snapshot()["abandoned threads interrupted"] == 2
+    assert open_connections(dispatcher.db) == connections  # its replacement's, not its own
+    sync(job)
+    assert "spin" not in conn.root()
+    assert_timed_out(job.result, 0.2)
+    # Its replacement runs the next job.
+    quick = queue.put(Job(jobs.echo, "quick"))
+    commit(queue)
+    assert wait_for_result(quick) == "quick"
+
+
+def test_a_thread_is_interrupted_only_once_abandoned_and_while_it_runs_a_job(
+        start_dispatcher, queue):
+    dispatcher = start_dispatcher(agent_size=1)
+    job = queue.put(Job(jobs.run_until_cancelled, "busy", "ignore"))
+    commit(queue)
+    wait_for_start(job)
+    [thread] = dispatcher._pools["", "main"].alive()
+    assert thread.interrupt() is False  # running, not abandoned
+    jobs.event("busy release").set()
+    assert wait_for_result(job) == "finished"
+    thread.fence.abandoned = "a test"
+    try:
+        assert thread.interrupt() is False  # abandoned, but between jobs
+    finally:
+        thread.fence.abandoned = False
+    assert thread.is_alive()
 
 
 def test_a_queue_default_applies_to_jobs_without_a_timeout(queue):
