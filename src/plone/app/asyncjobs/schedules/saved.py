@@ -34,6 +34,7 @@ from datetime import timedelta
 
 from AccessControl import getSecurityManager
 from plone.registry.interfaces import IRegistry
+from Products.CMFCore.interfaces import ISiteRoot
 from zope.component import getUtility
 
 from plone.app.asyncjobs import access
@@ -292,6 +293,29 @@ def _remove_all(site_path, connection, why):
         found.remove(name)
         logger.info("schedule %r removed %s %s", name, why, "/".join(site_path))
     return names
+
+
+def remove_orphans(app):
+    """Remove the engine schedules saved in sites that are no longer in the
+    Zope application ``app``: sites deleted before their schedules went
+    with them (see :func:`site_moving`), whose jobs could only fail.
+    Returns their names."""
+    found = schedules.find(app._p_jar)
+    gone = [record.name for record in (found.values() if found is not None else ())
+            if is_saved(record) and _site_at(app, record.schedule.job_factory.site_path) is None]
+    for name in gone:
+        found.remove(name)
+        logger.info("schedule %r removed: its site is gone", name)
+    return gone
+
+
+def _site_at(app, path):
+    """The site at the physical ``path`` in ``app``, or ``None``."""
+    found = app.unrestrictedTraverse(tuple(path), None)
+    if (found is None or not ISiteRoot.providedBy(found)
+            or tuple(found.getPhysicalPath()) != tuple(path)):  # not one acquired
+        return None
+    return found
 
 
 def uninstall(site, connection):

@@ -6,6 +6,7 @@ from zope.component import getUtility
 
 from plone.app.asyncjobs.migration.leftovers import remove
 from plone.app.asyncjobs.migration.leftovers import survey
+from plone.app.asyncjobs.schedules import saved
 from plone.app.asyncjobs.service.service import connection_for
 
 
@@ -59,3 +60,10 @@ def remove_zc_async_data(setup_tool):
     if found.found:
         remove(connection)
     return found
+
+
+def remove_schedules_of_deleted_sites(setup_tool):
+    """Remove the saved schedules of sites deleted before their schedules
+    went with them (from the whole database, whichever site is upgraded);
+    return their names."""
+    return saved.remove_orphans(setup_tool.getPhysicalRoot())

@@ -12,6 +12,7 @@ from plone.app.testing import login
 from plone.app.testing import logout
 from plone.app.testing import setRoles
 from plone.registry.interfaces import IRegistry
+from Products.GenericSetup.upgrade import listUpgradeSteps
 from zope.component import getUtility
 from zope.component.hooks import setSite
 from zope.configuration.exceptions import ConfigurationError
@@ -33,6 +34,7 @@ from plone.app.asyncjobs.tests.test_controlpanel import open_browser
 from plone.app.asyncjobs.tests.test_controlpanel import status_messages
 from plone.app.asyncjobs.tests.test_controlpanel import tree
 from plone.app.asyncjobs.tests.test_schedules import load
+from plone.app.asyncjobs.tests.test_setup import PROFILE
 
 
 DESCRIBE = Schedulable("describe", "plone.app.asyncjobs.tests.jobs:describe", "Where am I")
@@ -200,7 +202,9 @@ def test_deleting_removes_the_declaration_and_the_engine_schedule(portal, offere
         saved.delete(portal, queues, "nightly")
 
 
-def test_saved_schedules_move_with_their_site_and_go_when_it_is_deleted(two_sites, offered):
+def save_nightly_in_both_sites(two_sites):
+    """Save a schedule "nightly" in each site, by its Site Administrator;
+    return the application."""
     app = two_sites["app"]
     queues = jobs_api.get_queues(app["plone"])
     for site_id, user_id in (("plone", "siteadmin"), (OTHER_SITE_ID, "otheradmin")):
@@ -209,6 +213,11 @@ def test_saved_schedules_move_with_their_site_and_go_when_it_is_deleted(two_site
         login(site, user_id)
         saved.save(site, queues, "nightly", DAILY, replace=False)
         logout()
+    return app
+
+
+def test_saved_schedules_move_with_their_site_and_go_when_it_is_deleted(two_sites, offered):
+    app = save_nightly_in_both_sites(two_sites)
     record = engine_schedules.get_record(app._p_jar, "nightly@other")
     record.pause()
     transaction.commit()
@@ -227,6 +236,25 @@ def test_saved_schedules_move_with_their_site_and_go_when_it_is_deleted(two_site
     app.manage_delObjects(["renamed"])
     transaction.commit()
     assert list(engine_schedules.find(app._p_jar).keys()) == ["nightly@plone"]
+
+
+def test_the_upgrade_to_1007_removes_the_schedules_of_sites_deleted_before(
+        two_sites, offered):
+    app = save_nightly_in_both_sites(two_sites)
+    transaction.commit()
+    # Deleted the way it went before schedules went with their site.
+    app._delObject(OTHER_SITE_ID, suppress_events=True)
+    transaction.commit()
+    found = engine_schedules.find(app._p_jar)
+    assert sorted(found.keys()) == ["nightly@other", "nightly@plone"]
+    setup_tool = app["plone"].portal_setup
+    [step] = [step for step in listUpgradeSteps(setup_tool, PROFILE, "1006")
+              if not isinstance(step, list) and step["source"] == ("1006",)]
+    assert step["dest"] == ("1007",)
+    step["step"].doStep(setup_tool)
+    assert list(found.keys()) == ["nightly@plone"]
+    step["step"].doStep(setup_tool)  # again: nothing to do
+    assert list(found.keys()) == ["nightly@plone"]
 
 
 def test_saved_schedules_are_paused_resumed_and_run_by_their_editors(portal, offered):

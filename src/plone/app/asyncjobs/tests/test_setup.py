@@ -24,7 +24,7 @@ def test_installed_with_settings_layer_and_queues(portal):
     assert IAsyncJobsLayer in registered_layers()
     assert KEY in portal._p_jar.root()
     setup_tool = api.portal.get_tool("portal_setup")
-    assert setup_tool.getLastVersionForProfile(PROFILE) == ("1006",)
+    assert setup_tool.getLastVersionForProfile(PROFILE) == ("1007",)
 
 
 def test_uninstall_removes_settings_and_layer_but_keeps_the_jobs(portal):
