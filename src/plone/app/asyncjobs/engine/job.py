@@ -647,9 +647,10 @@ class Job(Persistent, ZcAsyncJobSpellings):
             with local.running(self):
                 try:
                     setup_info = self.set_up()
-                    result = self._callable(
-                        *self.args, *extra_args, **dict(self.kwargs, **extra_kwargs)
-                    )
+                    with local.interruptible():
+                        result = self._callable(
+                            *self.args, *extra_args, **dict(self.kwargs, **extra_kwargs)
+                        )
                     honoured = local.honoured_cancel()
                     if isinstance(honoured, JobTimeoutError):
                         raise honoured  # like check_cancelled(): aborted, the policy decides

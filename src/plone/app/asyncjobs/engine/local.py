@@ -72,7 +72,8 @@ def running(job):
         _state.job, _state.honoured = previous
 
 
-def bind_worker(dispatcher, agent_name, group=None, superseded=None, cancel_error=None):
+def bind_worker(dispatcher, agent_name, group=None, superseded=None, cancel_error=None,
+                interruptible=None):
     """Declare this thread a worker of ``dispatcher`` for ``agent_name``,
     grouping the commits of short jobs' outcomes with ``group`` (a
     :class:`~plone.app.asyncjobs.engine.groupcommit.GroupCommit`);
@@ -81,7 +82,9 @@ def bind_worker(dispatcher, agent_name, group=None, superseded=None, cancel_erro
     error that ends ``job`` if it was asked to stop and is the one this
     thread runs - a :class:`~.exceptions.CancelledError` (someone asked)
     or a :class:`~.exceptions.JobTimeoutError` (its time limit passed) -
-    else ``None`` (see :func:`cancel_requested`).
+    else ``None`` (see :func:`cancel_requested`); ``interruptible()``
+    returns the context manager in which the job's own code runs (see
+    :func:`interruptible`).
 
     The thread gets a token of its own, unique across processes, stored
     on each job it starts (:attr:`.job.Job.holder`).  A thread runs one
@@ -94,7 +97,16 @@ def bind_worker(dispatcher, agent_name, group=None, superseded=None, cancel_erro
     _state.group = group
     _state.superseded = superseded
     _state.cancel_error = cancel_error
+    _state.interruptible = interruptible
     _state.holder = uuid.uuid4().hex
+
+
+def interruptible():
+    """The context manager a job's own code runs in: in a worker thread,
+    the only place where its dispatcher may interrupt it once its attempt
+    is abandoned (see :mod:`.timeouts`); elsewhere it does nothing."""
+    make = getattr(_state, "interruptible", None)
+    return contextlib.nullcontext() if make is None else make()
 
 
 def holder():

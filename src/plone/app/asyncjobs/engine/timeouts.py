@@ -28,7 +28,8 @@ reactor thread (:class:`TimeLimits`):
    takes the abandoned one's place.
 3. The dispatcher then interrupts the abandoned thread: it raises
    :class:`~.exceptions.AttemptInterrupted` in that thread's Python code
-   (:func:`interrupt_thread`), again every ``timeout_grace`` seconds while
+   while the job's own code runs (:func:`interrupt_thread`,
+   :func:`.local.interruptible`), again every ``timeout_grace`` seconds while
    the thread lives (a job may catch it, or be blocked in a call that does
    not return to Python).  The abandoned thread ends when the job returns,
    first tries to commit, or unwinds from the interruption, committing

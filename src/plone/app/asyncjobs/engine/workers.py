@@ -342,9 +342,10 @@ class WorkerThread(threading.Thread):
         self.fence = None
         #: When :meth:`_verify` last asked the database (monotonic).
         self._verified = time.monotonic()
-        #: Whether :meth:`interrupt` may raise in this thread now: only
-        #: while it runs a job, never while it claims or closes down.
-        self._interruptible = False
+        #: How many jobs' own code this thread runs now (a job may run
+        #: another in its code): :meth:`interrupt` raises only then, never
+        #: in the engine's code.
+        self._interruptible = 0
         self._interruptible_lock = threading.Lock()
 
     def run(self):
@@ -357,7 +358,7 @@ class WorkerThread(threading.Thread):
         self.group = GroupCommit(manager, self._owns, self.dispatcher.statistics,
                                  timedelta(seconds=SHORT_JOB))
         local.bind_worker(self.dispatcher, self.pool.agent_name, self.group, self.superseded,
-                          self.cancel_error)
+                          self.cancel_error, self._interruptible_run)
         self.holder = local.holder()
         batch = collections.deque()
         self._last_duration = None
@@ -367,8 +368,7 @@ class WorkerThread(threading.Thread):
                 try:
                     job = self._next_job(connection, manager, batch)
                     if job is not None:
-                        with self._interruptible_run():
-                            self._run_job(job, manager, batch)
+                        self._run_job(job, manager, batch)
                 except EXPLOSIVE:
                     if job is not None:
                         batch.appendleft(job)
@@ -410,25 +410,32 @@ class WorkerThread(threading.Thread):
 
     def interrupt(self):
         """Raise :class:`~.exceptions.AttemptInterrupted` in this thread,
-        whose attempt was abandoned, if it runs a job (any thread; see
-        :mod:`.timeouts`); return whether it was raised."""
+        whose attempt was abandoned, if it runs a job's own code (any
+        thread; see :mod:`.timeouts`); return whether it was raised."""
         with self._interruptible_lock:
-            return (bool(self.abandoned) and self._interruptible
+            return (bool(self.abandoned) and self._interruptible > 0
                     and timeouts.interrupt_thread(self.ident))
 
     @contextlib.contextmanager
     def _interruptible_run(self):
-        """Let :meth:`interrupt` raise in this thread during the block.  An
-        interruption raised as it ends unwinds from here, caught by
-        :meth:`run`; one asked for but not raised yet is withdrawn."""
-        with self._interruptible_lock:
-            self._interruptible = True
+        """Let :meth:`interrupt` raise in this thread during the block, in
+        which a job's own code runs (see :func:`.local.interruptible`).  An
+        interruption raised as it ends unwinds from here like one raised in
+        the job's code (see :meth:`.job.Job._run`); one asked for but not raised
+        yet is withdrawn, so that it never lands in the engine's code (a
+        claim, a lock held, the thread's close-down)."""
+        counted = False  # set before the count grows: an interruption may come at once
         try:
+            with self._interruptible_lock:
+                counted = True
+                self._interruptible += 1
             yield
         finally:
             with self._interruptible_lock:
-                self._interruptible = False
-                timeouts.withdraw_interrupt(self.ident)
+                if counted:
+                    self._interruptible -= 1
+                if not self._interruptible:
+                    timeouts.withdraw_interrupt(self.ident)
 
     def holding(self):
         """``(oid, database)`` of the jobs this thread holds (any thread):

@@ -539,6 +539,12 @@ def spin(key, swallow=0):
     return "finished"
 
 
+def spin_after_a_job(key, swallow=0):
+    """Call a job (not stored) in this one's code, then :func:`spin`."""
+    Job(echo, key)()
+    return spin(key, swallow)
+
+
 def overrun_and_write(key):
     """Count a run under ``key``, ignore every request to stop until the
     event "<key> release" (at most WAIT seconds), then store ``key`` in the

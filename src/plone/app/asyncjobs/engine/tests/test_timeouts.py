@@ -88,11 +88,13 @@ def test_a_job_that_ignores_the_request_is_abandoned_after_its_grace(
     assert dispatcher.job_info(*object_id(slow))["timed out"] is True
 
 
+# After a job called in its code, the job's code is still its own.
+@pytest.mark.parametrize("func", [jobs.spin, jobs.spin_after_a_job])
 def test_an_abandoned_job_that_never_returns_is_interrupted_until_its_thread_ends(
-        start_dispatcher, queue, conn):
+        start_dispatcher, queue, conn, func):
     dispatcher = start_dispatcher(agent_size=1)
     queue.timeout_grace = 0.2
-    job = queue.put(Job(jobs.spin, "spin", 1), timeout=0.2)
+    job = queue.put(Job(func, "spin", 1), timeout=0.2)
     commit(queue)
     assert jobs.event("spin running").wait(jobs.WAIT)
     [abandoned] = dispatcher._pools["", "main"].alive()
