@@ -161,17 +161,21 @@ def report_and_wait(context, key, done=3, total=10, message="working"):
 def wait_for_cancel(context, key, honour):
     """Open ``gate(key + "/running")``, then wait until ``gate(key)`` opens
     (at most 30 s) and return "finished"; meanwhile, with ``honour``, stop
-    through ``check_cancelled()`` once asked to (without, never ask)."""
+    through ``check_cancelled()`` once asked to (without, never ask).
+    However it ends, ``gate(key + "/ended")`` opens."""
     from plone.app.asyncjobs.engine.local import check_cancelled
 
     gate(f"{key}/running").set()
     deadline = time.monotonic() + 30
-    while not gate(key).wait(0.02):
-        if honour:
-            check_cancelled()
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"the gate {key!r} was not opened")
-    return "finished"
+    try:
+        while not gate(key).wait(0.02):
+            if honour:
+                check_cancelled()
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the gate {key!r} was not opened")
+        return "finished"
+    finally:
+        gate(f"{key}/ended").set()
 
 
 def step_gate(key, step):

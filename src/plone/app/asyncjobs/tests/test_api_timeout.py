@@ -6,10 +6,14 @@ import pytest
 import transaction
 
 from plone.app.asyncjobs import api as jobs_api
+from plone.app.asyncjobs.engine.exceptions import JobTimeoutError
+from plone.app.asyncjobs.engine.failure import is_failure
 from plone.app.asyncjobs.inspection import job_id
 from plone.app.asyncjobs.service import queues as queue_service
 from plone.app.asyncjobs.service.queues import add_queue
+from plone.app.asyncjobs.testing import wait_for_result
 from plone.app.asyncjobs.tests import jobs
+from plone.app.asyncjobs.tests.test_controlpanel import gate_key  # noqa: F401 (a fixture)
 from plone.app.asyncjobs.worker.config import WorkerSettings
 
 
@@ -61,3 +65,27 @@ def test_the_job_page_shows_the_time_limit(functional, functional_portal):
     assert shown == ["45", "s"]
     browser.open(page_url(functional_portal, "asyncjobs-job", id=job_id(free)))
     assert tree(browser).cssselect("#asyncjobs-job-timeout")[0].text_content().strip() == "\u2014"
+
+
+def test_a_plone_job_past_its_limit_and_grace_is_interrupted(functional, functional_portal,
+                                                             gate_key):
+    queue = jobs_api.get_queue()
+    grace, queue.timeout_grace = queue.timeout_grace, 0.2
+    try:
+        job = jobs_api.queue_job(jobs.wait_for_cancel, functional_portal, gate_key, False,
+                                 timeout=0.2)
+        transaction.commit()
+        assert jobs.gate(f"{gate_key}/running").wait(30)
+        result = wait_for_result(job)
+        assert is_failure(result) and result.check(JobTimeoutError)
+        # Abandoned, then interrupted: it ends long before its own 30 s
+        # deadline, its gate never opened.
+        assert jobs.gate(f"{gate_key}/ended").wait(20)
+        assert not jobs.gate(gate_key).is_set()
+        # The thread that replaced it runs the next job in the site.
+        described = wait_for_result(jobs_api.queue_job(jobs.describe, functional_portal))
+        assert described["site"] == "/".join(functional_portal.getPhysicalPath())
+    finally:
+        transaction.begin()
+        queue.timeout_grace = grace
+        transaction.commit()
