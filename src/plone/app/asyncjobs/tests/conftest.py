@@ -1,3 +1,5 @@
+import uuid
+
 import pytest
 from pytest_plone import fixtures_factory
 
@@ -40,6 +42,15 @@ def recorded_events():
     for interface in (IJobSuccess, IJobFailure):
         registry.unregisterHandler(jobs.record_event, (interface,))
     del jobs.events[:]
+
+
+@pytest.fixture
+def gate_key():
+    """A gate for :func:`jobs.report_and_wait` and the like, opened at the
+    end in any case."""
+    key = uuid.uuid4().hex
+    yield key
+    jobs.gate(key).set()
 
 
 _OUR_THREADS = ("asyncjobs worker", "plone.app.asyncjobs")

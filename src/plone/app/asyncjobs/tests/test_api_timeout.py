@@ -13,7 +13,6 @@ from plone.app.asyncjobs.service import queues as queue_service
 from plone.app.asyncjobs.service.queues import add_queue
 from plone.app.asyncjobs.testing import wait_for_result
 from plone.app.asyncjobs.tests import jobs
-from plone.app.asyncjobs.tests.test_controlpanel import gate_key  # noqa: F401 (a fixture)
 from plone.app.asyncjobs.worker.config import WorkerSettings
 
 

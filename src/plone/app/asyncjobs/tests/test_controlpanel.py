@@ -78,14 +78,6 @@ def dispatcher_uuid(functional):
     return str(uuid_)
 
 
-@pytest.fixture
-def gate_key():
-    """A gate for :func:`jobs.report_and_wait`, opened at the end in any case."""
-    key = uuid.uuid4().hex
-    yield key
-    jobs.gate(key).set()
-
-
 def running_job(portal, key):
     """Queue :func:`jobs.report_and_wait`; return it once it reported progress."""
     job = jobs_api.queue_job(jobs.report_and_wait, portal, key)
