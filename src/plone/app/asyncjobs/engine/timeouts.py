@@ -127,8 +127,11 @@ class Watch:
 def interrupt_thread(thread_id):
     """Raise :class:`~.exceptions.AttemptInterrupted` in the thread
     ``thread_id`` (``threading.get_ident()`` there) when it next runs Python
-    code; return whether that thread exists."""
-    return _set_async_exception(thread_id, AttemptInterrupted) == 1
+    code; return whether it was asked to."""
+    changed = _set_async_exception(thread_id, AttemptInterrupted)
+    if changed > 1:  # several thread states of that id: CPython says undo
+        withdraw_interrupt(thread_id)
+    return changed == 1
 
 
 def withdraw_interrupt(thread_id):

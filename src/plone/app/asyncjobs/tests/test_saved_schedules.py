@@ -5,6 +5,7 @@ import json
 
 import pytest
 import transaction
+from Acquisition import aq_base
 from plone.app.testing import SITE_OWNER_NAME
 from plone.app.testing import TEST_USER_ID
 from plone.app.testing import TEST_USER_NAME
@@ -255,6 +256,9 @@ def test_the_upgrade_to_1007_removes_the_schedules_of_sites_deleted_before(
     assert list(found.keys()) == ["nightly@plone"]
     step["step"].doStep(setup_tool)  # again: nothing to do
     assert list(found.keys()) == ["nightly@plone"]
+    # A site is the one at the path itself, not one acquired there.
+    assert aq_base(saved._site_at(app, ("", "plone"))) is aq_base(app["plone"])
+    assert saved._site_at(app, ("", "plone", "plone")) is None
 
 
 def test_saved_schedules_are_paused_resumed_and_run_by_their_editors(portal, offered):
