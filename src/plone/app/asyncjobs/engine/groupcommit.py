@@ -95,6 +95,10 @@ class GroupCommit:
     """
 
     running = None
+    #: When (``time.monotonic()``) the outcome of the job it runs was last
+    #: noted settled (see :func:`.local.note_outcome_settled`); read from
+    #: other threads too (see :mod:`.timeouts`).
+    settled = None
 
     def __init__(self, manager, owns, statistics, short):
         self._manager = manager

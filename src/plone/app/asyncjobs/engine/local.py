@@ -211,13 +211,14 @@ def note_outcome_settled(job):
     """
     group = getattr(_state, "group", None)
     if group is not None and group.running is job:
-        _state.settled = time.monotonic()
+        group.settled = time.monotonic()
 
 
 def outcome_settled():
     """When (``time.monotonic()``) this worker thread last noted the outcome
     of the job it runs settled; ``None`` if never."""
-    return getattr(_state, "settled", None)
+    group = getattr(_state, "group", None)
+    return None if group is None else group.settled
 
 
 def restore_grouped_outcomes():

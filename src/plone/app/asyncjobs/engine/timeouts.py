@@ -5,8 +5,10 @@ A job's time limit is its ``timeout`` (seconds, given to
 means no limit.  It counts from when a worker thread starts running the
 job: reruns in the same thread after a conflict count toward the same
 limit; a run rescheduled by its retry policy starts anew.  It ends when
-the job's outcome is committed: the callbacks that run next in the same
-thread are not limited.
+the thread has the job's outcome committed, or waiting for a group commit:
+the callbacks that run next in the same thread are not limited.  A job
+completed meanwhile by another process (which found this one dead) is
+still limited here: its attempt in this thread is stopped all the same.
 
 The dispatcher whose thread runs the job enforces the limit, in its
 reactor thread (:class:`TimeLimits`):
@@ -47,7 +49,6 @@ from plone.app.asyncjobs.engine.exceptions import JobTimeoutError
 from plone.app.asyncjobs.engine.ids import load
 from plone.app.asyncjobs.engine.log import events
 from plone.app.asyncjobs.engine.status import ACTIVE
-from plone.app.asyncjobs.engine.transactions import abort
 from plone.app.asyncjobs.engine.transactions import retry_conflicts
 
 
@@ -106,8 +107,8 @@ class Watch:
         self.started = time.monotonic()
         #: Whether the job was asked to stop.
         self.asked = False
-        #: Whether the job's outcome was found committed (its callbacks may
-        #: still run in the thread: they are not limited).
+        #: Whether its thread noted the job's outcome settled (its callbacks
+        #: may still run in the thread: they are not limited).
         self.ended = False
 
     @classmethod
@@ -253,7 +254,7 @@ class TimeLimits:
                 if watch is None or watch.ended:
                     continue
                 if watch.next_step() <= now:
-                    if self._ended(watch):
+                    if self._ended(thread, watch):
                         continue
                     if watch.asked:
                         self._abandon(pool, thread, watch)
@@ -271,19 +272,14 @@ class TimeLimits:
             self._timer = dispatcher.reactor.callLater(
                 max(0, upcoming - now) + TIMER_SLACK, self.check)
 
-    def _ended(self, watch):
-        """Whether the outcome of the watched job is committed (then its
-        callbacks run, which the limit does not cover); ``False`` if the
-        database cannot tell."""
-        manager = self.dispatcher._connection.transaction_manager
-        try:
-            manager.begin()
-            watch.ended = load(self.dispatcher._connection, *watch.key).status != ACTIVE
-        except Exception:
-            events.warning("could not read job %s to enforce its time limit", watch.key,
-                           exc_info=True)
-        finally:
-            abort(manager)
+    def _ended(self, thread, watch):
+        """Whether the thread noted the outcome of the watched job settled:
+        committed, or waiting for a group commit (then its callbacks run,
+        which the limit does not cover).  Only the thread knows: a job
+        found completed in the database may have been completed by another
+        process that found this one dead, while it still runs here."""
+        settled = thread.group.settled
+        watch.ended = settled is not None and settled >= watch.started
         return watch.ended
 
     def _ask(self, thread, watch):

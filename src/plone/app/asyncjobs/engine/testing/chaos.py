@@ -81,6 +81,13 @@ WORKER_OPTIONS = dict(poll_interval=0.2, agent_size=3, ping_interval=0.5,
 DEATH_INTERVAL = WORKER_OPTIONS["ping_death_interval"]
 OUTAGE_SECONDS = DEATH_INTERVAL + 2
 
+#: Seconds the harness waits, once every job is completed, for the runs
+#: still under way in live processes to end (see "under way").
+RUNS_END_WITHIN = 15
+#: The time limit and grace period of the jobs of the time-limits scenario.
+LIMIT_SECONDS = 1.0
+GRACE_SECONDS = 0.5
+
 #: Jobs added to a kill storm whenever fewer are left to run.
 STORM_BACKLOG = 500
 #: Jobs the harness queues per commit (smaller commits conflict less with
@@ -108,6 +115,22 @@ def run(directory, number, seconds=0.0, *ignored):
         time.sleep(min(0.1, seconds))
     _append(directory, f"end {number} {token} {time.time():.6f}")
     return number
+
+
+def spin(directory, number, seconds=0.0, *ignored):
+    """Record a run of job ``number``, then compute in Python for
+    ``seconds`` without ever asking whether to stop: only an interruption
+    (see :mod:`..timeouts`) or its process's end stops it.  Its end is
+    recorded however it ends."""
+    token = uuid.uuid4().hex[:12]
+    _append(directory, f"start {number} {token} {time.time():.6f}")
+    try:
+        deadline = time.time() + seconds
+        while time.time() < deadline:
+            pass
+        return number
+    finally:
+        _append(directory, f"end {number} {token} {time.time():.6f}")
 
 
 def slow_callback(seconds, result):
@@ -297,10 +320,12 @@ class Cluster:
         self.manager.abort()
         self.connection.close()
 
-    def queue(self, count, seconds=0.0, function=run, unloadable=(), callbacks=False):
+    def queue(self, count, seconds=0.0, function=run, unloadable=(), callbacks=False,
+              timeout=None):
         """Queue ``count`` jobs, numbered on from those queued before; their
         retry policies take turns among the cluster's ``policies``; with
-        ``callbacks``, each with a callback taking ``seconds`` too."""
+        ``callbacks``, each with a callback taking ``seconds`` too; with a
+        ``timeout``, each limited to that many seconds."""
         first = len(self.jobs)
 
         def put(numbers):
@@ -313,7 +338,7 @@ class Cluster:
                 jobs[number].retry_policy_factory = POLICIES[self.policy_of[number]]
                 if callbacks:
                     jobs[number].add_callback(Job(slow_callback, seconds))
-                queue.put(jobs[number])
+                queue.put(jobs[number], timeout=timeout)
             return jobs
 
         for start in range(first, first + count, QUEUE_BATCH):
@@ -403,6 +428,20 @@ class Cluster:
                 return
             time.sleep(0.5)
 
+    def under_way(self):
+        """The runs without an end in processes still alive."""
+        return [one_run for job_runs in self.runs().values() for one_run in job_runs
+                if one_run.end is None and one_run.pid not in self.ended]
+
+    def wait_for_runs_to_end(self, timeout):
+        """Poll until no run is under way in a live process, or ``timeout``
+        passes: once every job is completed, a run still under way is one
+        that nobody will ever look at (an abandoned attempt that was not
+        stopped, or one stopping late)."""
+        deadline = time.monotonic() + timeout
+        while self.under_way() and time.monotonic() < deadline:
+            time.sleep(0.2)
+
     def wait_for_runs(self, count, timeout=60):
         deadline = time.monotonic() + timeout
         while sum(map(len, self.runs().values())) < count:
@@ -427,12 +466,14 @@ class Row:
     unknown: int = 0
     never_ran_failed: int = 0
     overlap: float = 0.0
+    under_way: int = 0
     deaths: int = 0
     details: list = dataclasses.field(default_factory=list)
 
     COLUMNS = (("scenario", 34), ("policy", 10), ("jobs", 6), ("runs", 6), ("failed", 6),
                ("lost", 5), ("stranded", 8), ("ran > 1", 7), ("runs > attempts", 15),
-               ("outcome unknown", 15), ("never ran, failed", 17), ("overlap s", 9), ("deaths", 6))
+               ("outcome unknown", 15), ("never ran, failed", 17), ("overlap s", 9),
+               ("under way", 9), ("deaths", 6))
 
     @classmethod
     def header(cls):
@@ -448,6 +489,7 @@ class Row:
 def measure(cluster, scenario):
     """Compare the run files with the jobs in the database: one
     :class:`Row` per retry policy."""
+    cluster.wait_for_runs_to_end(RUNS_END_WITHIN)
     while (jobs := cluster.statuses()) is None:
         time.sleep(0.5)
     runs = cluster.runs()
@@ -482,6 +524,9 @@ def _count(row, cluster, number, job, job_runs):
     elif job.status != COMPLETED:
         row.lost += 1
         note("lost")
+    if job.status == COMPLETED and live:
+        row.under_way += 1
+        note("under way")
     if len(job_runs) > 1:
         row.rerun += 1
         row.overlap = max([row.overlap] + [cluster.overlap(first, second) for first, second
@@ -522,6 +567,28 @@ def kill_storm(cluster, size, callbacks=False):
         cluster.kill(random.choice(cluster.workers))
     cluster.wait(size.timeout)
     return f"kill storm ({size.kills} kills{', callbacks' if callbacks else ''})"
+
+
+def time_limits(cluster, size):
+    """Jobs limited to LIMIT_SECONDS, one in 25 of them spinning in Python
+    without ever asking whether to stop (abandoned after GRACE_SECONDS,
+    then interrupted), while a random worker is SIGKILLed every 2-5 s and
+    restarted."""
+    def set_grace():
+        configure.get_queue(cluster.connection).timeout_grace = GRACE_SECONDS
+
+    retry_conflicts(set_grace, cluster.manager, "setting the grace period")
+    for _ in range(size.limited_jobs // 25):
+        cluster.queue(24, seconds=size.storm_job_seconds, timeout=LIMIT_SECONDS)
+        cluster.queue(1, function=spin, seconds=size.timeout, timeout=LIMIT_SECONDS)
+    cluster.start()
+    kills = max(1, size.kills // 3)
+    for _ in range(kills):
+        time.sleep(random.uniform(2, 5))
+        cluster.restart_dead()
+        cluster.kill(random.choice(cluster.workers))
+    cluster.wait(size.timeout)
+    return f"time limits ({kills} kills)"
 
 
 def storage_outage(cluster, size):
@@ -586,6 +653,7 @@ class Size:
     zombie_jobs: int = 200
     poison_jobs: int = 2000
     unloadable_jobs: int = 400
+    limited_jobs: int = 1000
     timeout: float = 120
     #: Whether one run of a scenario serves every policy (its jobs take
     #: turns), rather than one run per policy.
@@ -593,7 +661,8 @@ class Size:
 
 
 FULL = Size()
-SHORT = Size(storms=1, kills=3, storm_jobs=800, timeout=60, mix_policies=True)
+SHORT = Size(storms=1, kills=3, storm_jobs=800, limited_jobs=500, timeout=60,
+             mix_policies=True)
 
 #: Scenario name -> (function, storage).
 SCENARIOS = {
@@ -605,8 +674,9 @@ SCENARIOS = {
     "zombie-sibling": (functools.partial(zombie, paused="sibling"), zeo_storage),
     "poison": (poison_job, zeo_storage),
     "unloadable": (unloadable_arguments, zeo_storage),
+    "time-limits": (time_limits, zeo_storage),
 }
-SHORT_SCENARIOS = ("kill-storm", "kill-storm-callbacks", "unloadable")
+SHORT_SCENARIOS = ("kill-storm", "kill-storm-callbacks", "unloadable", "time-limits")
 
 
 def run_scenario(name, policies, size, directory):
@@ -658,7 +728,8 @@ def main(argv=None):
         for row in rows:
             for detail in row.details:
                 print(f"{row.scenario} / {row.policy}: {detail}")
-    bad = sum(row.lost + row.stranded + row.never_ran_failed + row.uncounted for row in rows)
+    bad = sum(row.lost + row.stranded + row.never_ran_failed + row.uncounted + row.under_way
+              for row in rows)
     return 1 if bad else 0
 
 

@@ -1,7 +1,7 @@
 """The short chaos suite (``python -m plone.app.asyncjobs.engine.testing.chaos --short``).
 
-Kill storms (of jobs without and with callbacks), and jobs with arguments
-that cannot be loaded, against a real ZEO server and two real worker
+Kill storms (of jobs without and with callbacks), jobs with arguments
+that cannot be loaded, and jobs past their time limits, against a real ZEO server and two real worker
 processes; the jobs of each scenario take turns between the default retry
 policy and ``NeverRetry``.  Runs are
 counted from files the jobs write, not from the database; see
@@ -22,3 +22,4 @@ def test_nothing_lost_stranded_or_uncounted(scenario, tmp_path):
         assert row.stranded == 0, report
         assert row.never_ran_failed == 0, report
         assert row.uncounted == 0, "runs not counted as attempts\n" + report
+        assert row.under_way == 0, "runs still under way, their jobs completed\n" + report

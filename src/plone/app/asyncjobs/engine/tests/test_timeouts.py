@@ -6,6 +6,7 @@ import pytest
 
 from plone.app.asyncjobs.engine import status
 from plone.app.asyncjobs.engine.exceptions import JobTimeoutError
+from plone.app.asyncjobs.engine.exceptions import OutcomeUnknownError
 from plone.app.asyncjobs.engine.failure import is_failure
 from plone.app.asyncjobs.engine.ids import object_id
 from plone.app.asyncjobs.engine.job import Job
@@ -114,6 +115,28 @@ def test_an_abandoned_job_that_never_returns_is_interrupted_until_its_thread_end
     quick = queue.put(Job(jobs.echo, "quick"))
     commit(queue)
     assert wait_for_result(quick) == "quick"
+
+
+def test_a_job_completed_elsewhere_while_it_runs_here_is_still_stopped(
+        start_dispatcher, queue, conn):
+    dispatcher = start_dispatcher(agent_size=1)
+    queue.timeout_grace = 0.2
+    job = queue.put(Job(jobs.spin, "taken"), timeout=0.5, retry_policy_factory="never")
+    commit(queue)
+    assert jobs.event("taken running").wait(jobs.WAIT)
+    [thread] = dispatcher._pools["", "main"].alive()
+    # As a sibling that found this worker dead would: the job is completed
+    # (its outcome unknown) while its attempt still spins here.
+    sync(job)
+    job.agent.give_up(job)
+    commit(queue)
+    assert wait_for_result(job).check(OutcomeUnknownError)
+    thread.join(jobs.WAIT)
+    assert not thread.is_alive()
+    assert jobs.calls["taken interrupted"] == 1 and jobs.calls["taken spun out"] == 0
+    snapshot = dispatcher.statistics.snapshot()
+    assert snapshot["jobs abandoned at their time limit"] == 1
+    assert snapshot["abandoned threads interrupted"] == 1
 
 
 def test_a_thread_is_interrupted_only_once_abandoned_and_while_it_runs_a_job(
