@@ -26,6 +26,10 @@ runs > attempts
 never ran, failed
     jobs that failed without any run (jobs whose arguments cannot be
     loaded are meant to, and are not counted);
+under way
+    completed jobs with a run still going in a live process (no end line)
+    once the harness waited up to :data:`RUNS_END_WITHIN` seconds for
+    such runs to end;
 overlap
     the longest time two runs of one job were both under way, not counting
     time when either process was stopped with SIGSTOP (a run that never
