@@ -60,6 +60,10 @@ STATISTICS = (
     ("jobs abandoned at their time limit", "asyncjobs_jobs_abandoned",
      "Timed-out jobs still running after their grace period, whose attempts "
      "the dispatcher abandoned (their threads replaced)"),
+    ("jobs abandoned after a takeover", "asyncjobs_jobs_abandoned_taken_over",
+     "Running jobs taken over elsewhere (this dispatcher was found dead) and still "
+     "running a grace period after they were asked to stop, whose attempts the "
+     "dispatcher abandoned (their threads replaced)"),
     ("abandoned threads interrupted", "asyncjobs_abandoned_threads_interrupted",
      "Interruptions raised in abandoned worker threads still running their "
      "timed-out jobs (again every grace period until the thread ends)"),

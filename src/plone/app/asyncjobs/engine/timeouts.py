@@ -36,6 +36,11 @@ reactor thread (:class:`TimeLimits`):
    not return to Python).  The abandoned thread ends when the job returns,
    first tries to commit, or unwinds from the interruption, committing
    nothing; it then closes its connection.
+
+An attempt whose job was taken over elsewhere (a sibling found this
+dispatcher dead) is abandoned and interrupted the same way, with or
+without a time limit, ``timeout_grace`` seconds after a poll found it
+taken over and asked it to stop (:meth:`TimeLimits.taken_over`).
 """
 import ctypes
 import math
@@ -97,16 +102,21 @@ def grace(job):
 
 
 class Watch:
-    """The time limit of the attempt one worker thread runs (in memory)."""
+    """The time limit of the attempt one worker thread runs (in memory),
+    and the end of its grace once its job was taken over elsewhere."""
 
     def __init__(self, key, limit, grace):
         #: ``(oid, database)`` of the job.
         self.key = key
+        #: Seconds it may run; ``None``: no limit (watched since taken over).
         self.limit = limit
         self.grace = grace
         self.started = time.monotonic()
-        #: Whether the job was asked to stop.
+        #: Whether the job was asked to stop at its limit.
         self.asked = False
+        #: When (monotonic) the attempt is abandoned because its job was
+        #: taken over elsewhere (see :meth:`TimeLimits.taken_over`).
+        self.taken_over_until = None
         #: Whether its thread noted the job's outcome settled (its callbacks
         #: may still run in the thread: they are not limited).
         self.ended = False
@@ -118,8 +128,16 @@ class Watch:
         return None if limit is None else cls(key, limit, grace(job))
 
     def next_step(self):
-        """When (monotonic) the job is asked to stop, or once asked abandoned."""
-        return self.started + self.limit + (self.grace if self.asked else 0)
+        """When (monotonic) the job is asked to stop, or abandoned: once
+        asked at its limit, or once taken over."""
+        steps = [] if self.taken_over_until is None else [self.taken_over_until]
+        if self.limit is not None:
+            steps.append(self.started + self.limit + (self.grace if self.asked else 0))
+        return min(steps)
+
+    def taken_over_by(self, now):
+        """Whether the grace of the job taken over elsewhere ended by ``now``."""
+        return self.taken_over_until is not None and self.taken_over_until <= now
 
     def error(self):
         return JobTimeoutError(f"timed out after {self.limit:g} s")
@@ -231,7 +249,8 @@ class TimeLimits:
         self._interrupting = {}
 
     def started(self):
-        """A worker thread started a job with a limit (any thread)."""
+        """A worker thread started a job with a limit, or one was taken
+        over (any thread): check, and set the timer, soon."""
         if self.dispatcher.activated:
             self.dispatcher.reactor.callFromThread(self.check)
 
@@ -256,8 +275,8 @@ class TimeLimits:
                 if watch.next_step() <= now:
                     if self._ended(thread, watch):
                         continue
-                    if watch.asked:
-                        self._abandon(pool, thread, watch)
+                    if watch.asked or watch.taken_over_by(now):
+                        self._abandon(pool, thread, watch, watch.taken_over_by(now))
                         continue
                     self._ask(thread, watch)
                 step = watch.next_step()
@@ -289,19 +308,35 @@ class TimeLimits:
             events.warning("job %s ran past its time limit (%g s) in %s: asking it to stop",
                            watch.key, watch.limit, thread.name)
 
-    def _abandon(self, pool, thread, watch):
-        if not pool.abandon(thread, watch):
+    def taken_over(self, thread, key, grace):
+        """The job ``key`` that ``thread`` runs was taken over elsewhere (a
+        sibling found this dispatcher dead): it was asked to stop; abandon
+        and interrupt its attempt ``grace`` seconds from now if it still
+        runs then (any thread; the timer is set after the caller's work, as
+        a poll learns it within its transaction)."""
+        if thread.watch_taken_over(key, time.monotonic() + grace):
+            self.started()
+
+    def _abandon(self, pool, thread, watch, taken_over=False):
+        if not pool.abandon(thread, watch, taken_over):
             return
         dispatcher = self.dispatcher
-        dispatcher.statistics.add("jobs abandoned at their time limit")
-        events.error("job %s still runs %g s after it was asked to stop (time limit %g s); "
-                     "abandoning it in %s: nothing that thread does from now on is "
-                     "committed, the job is interrupted, and a new thread replaces it",
-                     watch.key, watch.grace, watch.limit, thread.name)
-        try:
-            self._settle(pool, thread, watch)
-        finally:
-            self._interrupt(thread, watch.grace, time.monotonic())
+        if taken_over:
+            dispatcher.statistics.add("jobs abandoned after a takeover")
+            events.error("job %s, taken over elsewhere, still runs %g s after it was asked "
+                         "to stop; abandoning it in %s: the job is interrupted, and a new "
+                         "thread replaces it", watch.key, watch.grace, thread.name)
+        else:
+            dispatcher.statistics.add("jobs abandoned at their time limit")
+            events.error("job %s still runs %g s after it was asked to stop (time limit %g s); "
+                         "abandoning it in %s: nothing that thread does from now on is "
+                         "committed, the job is interrupted, and a new thread replaces it",
+                         watch.key, watch.grace, watch.limit, thread.name)
+        held = thread.holding() - {watch.key}
+        # First, as it needs no database: a thread computing in Python
+        # holds the interpreter from this thread's requests to the storage.
+        self._interrupt(thread, watch.grace, time.monotonic())
+        self._settle(pool, thread, watch, held, taken_over)
 
     def _interrupt(self, thread, grace, now):
         """Interrupt the abandoned ``thread`` if it still runs a job; return
@@ -314,12 +349,12 @@ class TimeLimits:
         self._interrupting[thread] = step, grace
         return step
 
-    def _settle(self, pool, thread, watch):
-        """Store the timeout of the abandoned attempt and give up the other
-        jobs its thread held."""
+    def _settle(self, pool, thread, watch, held, taken_over):
+        """Store the timeout of the abandoned attempt (not of one taken over:
+        its job is another's now) and give up the other jobs its thread
+        held (``held``, their keys)."""
         dispatcher = self.dispatcher
         connection = dispatcher._connection
-        held = thread.holding() - {watch.key}
 
         def ours(job):
             agent = job.agent
@@ -328,7 +363,8 @@ class TimeLimits:
 
         def settle():
             job = load(connection, *watch.key)
-            if ours(job) and job.status == ACTIVE and job.holder == thread.holder:
+            if (not taken_over and ours(job) and job.status == ACTIVE
+                    and job.holder == thread.holder):
                 job.time_out(watch.error())
             elif ours(job):
                 job.agent.give_up(job)  # it ended meanwhile; what is left goes on elsewhere
@@ -346,5 +382,5 @@ class TimeLimits:
                             "to its retry policy", watch.key, exc_info=True)
             return
         info = dispatcher.jobs.get(watch.key)
-        if info is not None and info["completed"] is None:
+        if not taken_over and info is not None and info["completed"] is None:
             dispatcher.job_finished(info, job)

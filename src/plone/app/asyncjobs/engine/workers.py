@@ -69,10 +69,12 @@ BATCH = 16
 #: and :meth:`WorkerThread.cancel_error`.
 VERIFY_EVERY = 1.0
 
-#: Why an attempt was abandoned: its time limit (see :mod:`.timeouts`), or
-#: its dispatcher's lease (see :meth:`WorkerThread.lapsed`).
+#: Why an attempt was abandoned: its time limit (see :mod:`.timeouts`), its
+#: dispatcher's lease (see :meth:`WorkerThread.lapsed`), or its job taken
+#: over elsewhere (see :meth:`AgentWorkers.stop_superseded`).
 TIMED_OUT = "its job's time limit and grace period passed"
 LEASE_LAPSED = "its dispatcher's lease lapsed"
+TAKEN_OVER = "its job was taken over elsewhere and its grace period passed"
 
 
 class AgentWorkers:
@@ -135,13 +137,15 @@ class AgentWorkers:
             if self.waiting:
                 self._condition.notify(1)
 
-    def abandon(self, thread, watch):
+    def abandon(self, thread, watch, taken_over=False):
         """Abandon the attempt ``thread`` runs, if it still runs the one
-        ``watch`` watches (see :mod:`.timeouts`): its commits are refused
-        from now on, and a new thread takes its place.  Returns whether it
-        was abandoned."""
+        ``watch`` watches (see :mod:`.timeouts`), past its time limit or,
+        with ``taken_over``, its job taken over elsewhere: its commits are
+        refused from now on, and a new thread takes its place.  Returns
+        whether it was abandoned."""
+        reason = TAKEN_OVER if taken_over else TIMED_OUT
         with self._condition:
-            if thread.watch is not watch or not self._drop(thread, watch.key, TIMED_OUT):
+            if thread.watch is not watch or not self._drop(thread, watch.key, reason):
                 return False
             while len(self._threads) < self._wanted:
                 replacement = WorkerThread(self)
@@ -275,6 +279,7 @@ class AgentWorkers:
                 events.error("%r was taken over while %s ran it (this worker was found dead?); "
                              "its outcome will not be committed: asking it to stop",
                              job, thread.name)
+                self.dispatcher.time_limits.taken_over(thread, key, timeouts.grace(job))
         return asked
 
     def any_found_nothing(self):
@@ -347,6 +352,9 @@ class WorkerThread(threading.Thread):
         #: in the engine's code.
         self._interruptible = 0
         self._interruptible_lock = threading.Lock()
+        #: Guards :attr:`current_job` and :attr:`watch` as they change
+        #: together (see :meth:`watch_taken_over`).
+        self._attempt_lock = threading.Lock()
 
     def run(self):
         # The thread's own default manager: code run by jobs (Plone's catalog
@@ -407,6 +415,20 @@ class WorkerThread(threading.Thread):
         :meth:`AgentWorkers.abandon` and :meth:`lapsed`)."""
         self.fence.abandoned = reason
         self.taken_over = key  # so stop_requested() tells the job
+
+    def watch_taken_over(self, key, until):
+        """Note that job ``key`` was taken over elsewhere: if this thread
+        still runs it, its attempt is to be abandoned at ``until``
+        (monotonic) unless it ends first; return whether it still runs it
+        (any thread; see :meth:`.timeouts.TimeLimits.taken_over`)."""
+        with self._attempt_lock:
+            if self.current_job != key:
+                return False
+            if self.watch is None:
+                self.watch = timeouts.Watch(key, None, until - time.monotonic())
+            if self.watch.taken_over_until is None:
+                self.watch.taken_over_until = until
+            return True
 
     def interrupt(self):
         """Raise :class:`~.exceptions.AttemptInterrupted` in this thread,
@@ -817,8 +839,9 @@ class WorkerThread(threading.Thread):
         job.load_arguments()  # before any log message shows them
         info = self.dispatcher.job_started(job, self.pool, self.name, self.pickup)
         self.pickup = NEXT
-        self.current_job = info["id"]
-        self.watch = timeouts.Watch.of(job, info["id"])
+        with self._attempt_lock:
+            self.current_job = info["id"]
+            self.watch = timeouts.Watch.of(job, info["id"])
         if self.watch is not None:
             self.dispatcher.time_limits.started()
         trace.info("%r starting in %s", job, self.name)
@@ -839,10 +862,13 @@ class WorkerThread(threading.Thread):
             events.critical("unexpected error running %r", job, exc_info=True)
             self._fail_abandoned(job, manager, failures.capture())
         finally:
-            self.watch = None
-            self.current_job = None
+            with self._attempt_lock:
+                self.watch = None
+                self.current_job = None
             if not self.abandoned:
                 self.dispatcher.job_finished(info, job)
+            elif self.abandoned == TAKEN_OVER:
+                self.dispatcher.job_abandoned(info, TAKEN_OVER)
             elif self.abandoned == LEASE_LAPSED:
                 self.dispatcher.job_abandoned(info, LEASE_LAPSED)
                 events.error("%r stopped in %s: its dispatcher's lease lapsed (its last ping "

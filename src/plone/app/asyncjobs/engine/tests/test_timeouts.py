@@ -19,6 +19,7 @@ from plone.app.asyncjobs.engine.tests import jobs
 from plone.app.asyncjobs.engine.tests.support import commit
 from plone.app.asyncjobs.engine.tests.support import sync
 from plone.app.asyncjobs.engine.timeouts import time_limit
+from plone.app.asyncjobs.engine.workers import TAKEN_OVER
 
 
 def assert_timed_out(result, limit):
@@ -117,26 +118,53 @@ def test_an_abandoned_job_that_never_returns_is_interrupted_until_its_thread_end
     assert wait_for_result(quick) == "quick"
 
 
-def test_a_job_completed_elsewhere_while_it_runs_here_is_still_stopped(
-        start_dispatcher, queue, conn):
-    dispatcher = start_dispatcher(agent_size=1)
-    queue.timeout_grace = 0.2
-    job = queue.put(Job(jobs.spin, "taken"), timeout=0.5, retry_policy_factory="never")
+def spin_then_take_over(dispatcher, queue, key, **options):
+    """Queue :func:`jobs.spin` (with ``options`` for ``put``); once it runs,
+    complete it as a sibling that found this worker dead would (its outcome
+    unknown) while its attempt still spins here; return the job, after
+    checking that the thread that ran it ended, interrupted."""
+    job = queue.put(Job(jobs.spin, key), retry_policy_factory="never", **options)
     commit(queue)
-    assert jobs.event("taken running").wait(jobs.WAIT)
+    assert jobs.event(f"{key} running").wait(jobs.WAIT)
     [thread] = dispatcher._pools["", "main"].alive()
-    # As a sibling that found this worker dead would: the job is completed
-    # (its outcome unknown) while its attempt still spins here.
     sync(job)
     job.agent.give_up(job)
     commit(queue)
     assert wait_for_result(job).check(OutcomeUnknownError)
     thread.join(jobs.WAIT)
     assert not thread.is_alive()
-    assert jobs.calls["taken interrupted"] == 1 and jobs.calls["taken spun out"] == 0
+    assert jobs.calls[f"{key} interrupted"] == 1 and jobs.calls[f"{key} spun out"] == 0
+    return job
+
+
+def test_a_job_completed_elsewhere_while_it_runs_here_is_still_stopped(
+        start_dispatcher, queue, conn):
+    dispatcher = start_dispatcher(agent_size=1)
+    queue.timeout_grace = 0.2
+    spin_then_take_over(dispatcher, queue, "taken", timeout=0.5)
     snapshot = dispatcher.statistics.snapshot()
-    assert snapshot["jobs abandoned at their time limit"] == 1
+    # At its time limit, or at the end of its grace once a poll saw it
+    # taken over, whichever came first.
+    assert (snapshot.get("jobs abandoned at their time limit", 0)
+            + snapshot.get("jobs abandoned after a takeover", 0)) == 1
     assert snapshot["abandoned threads interrupted"] == 1
+
+
+def test_a_job_without_a_limit_taken_over_elsewhere_is_stopped_after_its_grace(
+        start_dispatcher, queue, conn):
+    dispatcher = start_dispatcher(agent_size=1)
+    queue.timeout_grace = 0.2
+    # The next poll asks it to stop; a grace period later it is abandoned
+    # and interrupted, and a new thread takes its place.
+    job = spin_then_take_over(dispatcher, queue, "free")
+    snapshot = dispatcher.statistics.snapshot()
+    assert snapshot["jobs abandoned after a takeover"] == 1
+    assert "jobs abandoned at their time limit" not in snapshot
+    info = dispatcher.job_info(*object_id(job))
+    assert info["result"] == "attempt abandoned: " + TAKEN_OVER
+    quick = queue.put(Job(jobs.echo, "quick"))
+    commit(queue)
+    assert wait_for_result(quick) == "quick"
 
 
 def test_a_thread_is_interrupted_only_once_abandoned_and_while_it_runs_a_job(
