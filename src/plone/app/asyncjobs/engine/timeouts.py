@@ -275,8 +275,9 @@ class TimeLimits:
                 if watch.next_step() <= now:
                     if self._ended(thread, watch):
                         continue
-                    if watch.asked or watch.taken_over_by(now):
-                        self._abandon(pool, thread, watch, watch.taken_over_by(now))
+                    taken_over = watch.taken_over_by(now)
+                    if watch.asked or taken_over:
+                        self._abandon(pool, thread, watch, taken_over)
                         continue
                     self._ask(thread, watch)
                 step = watch.next_step()
@@ -314,7 +315,7 @@ class TimeLimits:
         and interrupt its attempt ``grace`` seconds from now if it still
         runs then (any thread; the timer is set after the caller's work, as
         a poll learns it within its transaction)."""
-        if thread.watch_taken_over(key, time.monotonic() + grace):
+        if thread.watch_taken_over(key, grace):
             self.started()
 
     def _abandon(self, pool, thread, watch, taken_over=False):

@@ -351,6 +351,8 @@ class WorkerThread(threading.Thread):
         #: another in its code): :meth:`interrupt` raises only then, never
         #: in the engine's code.
         self._interruptible = 0
+        #: Whether :meth:`interrupt` raised (or is about to raise) in it.
+        self._interrupt_asked = False
         self._interruptible_lock = threading.Lock()
         #: Guards :attr:`current_job` and :attr:`watch` as they change
         #: together (see :meth:`watch_taken_over`).
@@ -416,18 +418,18 @@ class WorkerThread(threading.Thread):
         self.fence.abandoned = reason
         self.taken_over = key  # so stop_requested() tells the job
 
-    def watch_taken_over(self, key, until):
+    def watch_taken_over(self, key, grace):
         """Note that job ``key`` was taken over elsewhere: if this thread
-        still runs it, its attempt is to be abandoned at ``until``
-        (monotonic) unless it ends first; return whether it still runs it
+        still runs it, its attempt is to be abandoned ``grace`` seconds
+        from now unless it ends first; return whether it still runs it
         (any thread; see :meth:`.timeouts.TimeLimits.taken_over`)."""
         with self._attempt_lock:
             if self.current_job != key:
                 return False
             if self.watch is None:
-                self.watch = timeouts.Watch(key, None, until - time.monotonic())
+                self.watch = timeouts.Watch(key, None, grace)
             if self.watch.taken_over_until is None:
-                self.watch.taken_over_until = until
+                self.watch.taken_over_until = time.monotonic() + grace
             return True
 
     def interrupt(self):
@@ -435,8 +437,10 @@ class WorkerThread(threading.Thread):
         whose attempt was abandoned, if it runs a job's own code (any
         thread; see :mod:`.timeouts`); return whether it was raised."""
         with self._interruptible_lock:
-            return (bool(self.abandoned) and self._interruptible > 0
-                    and timeouts.interrupt_thread(self.ident))
+            asked = (bool(self.abandoned) and self._interruptible > 0
+                     and timeouts.interrupt_thread(self.ident))
+            self._interrupt_asked = self._interrupt_asked or asked
+            return asked
 
     @contextlib.contextmanager
     def _interruptible_run(self):
@@ -456,8 +460,9 @@ class WorkerThread(threading.Thread):
             with self._interruptible_lock:
                 if counted:
                     self._interruptible -= 1
-                if not self._interruptible:
+                if not self._interruptible and self._interrupt_asked:
                     timeouts.withdraw_interrupt(self.ident)
+                    self._interrupt_asked = False
 
     def holding(self):
         """``(oid, database)`` of the jobs this thread holds (any thread):
@@ -839,10 +844,10 @@ class WorkerThread(threading.Thread):
         job.load_arguments()  # before any log message shows them
         info = self.dispatcher.job_started(job, self.pool, self.name, self.pickup)
         self.pickup = NEXT
+        watch = timeouts.Watch.of(job, info["id"])
         with self._attempt_lock:
-            self.current_job = info["id"]
-            self.watch = timeouts.Watch.of(job, info["id"])
-        if self.watch is not None:
+            self.current_job, self.watch = info["id"], watch
+        if watch is not None:
             self.dispatcher.time_limits.started()
         trace.info("%r starting in %s", job, self.name)
         try:
