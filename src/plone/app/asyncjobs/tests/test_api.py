@@ -82,12 +82,15 @@ def test_queue_serial_jobs(portal):
 
 
 def test_queue_parallel_jobs_with_a_delay(portal):
+    # Compared with the time before the call, not after: a slow moment
+    # between the call and the check must not decide the test.
+    before = datetime.now(timezone.utc)
     composite = jobs_api.queue_parallel_jobs(
         jobs_api.make_job(jobs.add, portal, 1),
         jobs_api.make_job(jobs.add, portal, 2),
         delay=0.1,
     )
-    assert composite.begin_after > datetime.now(timezone.utc)
+    assert composite.begin_after >= before + timedelta(seconds=0.1)
     inner = wait_for_result(composite)
     assert [job.result for job in inner] == [1, 2]
     # The composite completes as soon as its postprocess has; an inner job
