@@ -120,6 +120,15 @@ class PendingJobs(OOBTree):
 
     max_leaf_size = 120
     MARKER_KEY = (-1, -1)
+    #: The smallest key after the marker's (oids are not negative).
+    AFTER_MARKER = (-1, 0)
+
+    @classmethod
+    def key_of(cls, job):
+        """The key of ``job`` (stored, with a due time) in a lane: its due
+        time in µs, or 0 for a due time before 1970, so that every job sorts
+        after the marker; then its oid."""
+        return (max(job.due_microseconds(), 0), u64(job._p_oid))
 
     @classmethod
     def new_lane(cls):
@@ -138,9 +147,11 @@ class PendingJobs(OOBTree):
         return self.items(min=self.MARKER_KEY, excludemin=True)
 
     def first_key(self):
-        for key in self.keys(min=self.MARKER_KEY, excludemin=True):
-            return key
-        return None
+        """The key of the first job, or ``None`` if the lane has none."""
+        try:
+            return self.minKey(self.AFTER_MARKER)
+        except ValueError:
+            return None
 
 
 @implementer(IQueues)
@@ -365,7 +376,7 @@ class Queue(Persistent):
         return (job.priority, lane)
 
     def _insert(self, job, lane):
-        key = (job.due_microseconds(), u64(job._p_oid))
+        key = PendingJobs.key_of(job)
         where = self._where(job, lane)
         self._tree(where)[key] = job
         job._queue_key = (where, key)
@@ -645,6 +656,8 @@ class _Eligibility:
         eligible: usually one, where checking the whole window would load
         every job in it, and load each again after another thread claims
         it."""
+        if lane.first_key() is None:
+            return None  # most lanes, when few jobs are pending: cheaply
         candidates = []
         for job in self.queue._due_jobs(lane, self.now_us):
             candidates.append(job)

@@ -1,7 +1,9 @@
 """Queues: transactional put, ordering, removal, claims and input checks."""
 import gc
 import threading
+from datetime import datetime
 from datetime import timedelta
+from datetime import timezone
 
 import pytest
 import transaction
@@ -153,6 +155,17 @@ def test_claim_takes_due_jobs_handed_back_first(queue, clock):
     clock.advance(minutes=1)
     assert queue.claim() is future
     assert len(queue) == 0 and due.parent is None
+
+
+def test_a_job_due_before_1970_is_claimed_at_once_and_keeps_its_due_time(queue):
+    # Its key sorted before the lane's marker: pending for ever, unseen.
+    long_ago = datetime(1960, 5, 1, tzinfo=timezone.utc)
+    old = queue.put(Job(jobs.echo, "old"), begin_after=long_ago)
+    commit(queue)
+    assert [job for _, job in queue.items()] == [old]
+    assert queue.has_due_jobs()
+    assert queue.claim() is old
+    assert old.begin_after == long_ago and len(queue) == 0
 
 
 def test_claim_with_a_filter_skips_what_the_filter_refuses(queue):
