@@ -391,10 +391,14 @@ class Job(Persistent, ZcAsyncJobSpellings):
 
     @property
     def deadline(self):
-        """``begin_after + begin_by``, or ``None`` without a deadline."""
+        """``begin_after + begin_by``, or ``None`` without a deadline (or
+        with one after the last datetime, in year 9999: it never passes)."""
         if self._begin_by is None or self._begin_after is None:
             return None
-        return self.begin_after + self._begin_by
+        try:
+            return self.begin_after + self._begin_by
+        except OverflowError:
+            return None
 
     def deadline_passed(self, now=None):
         deadline = self.deadline

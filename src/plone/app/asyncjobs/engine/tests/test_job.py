@@ -395,6 +395,13 @@ def test_a_job_in_time_runs_despite_begin_by(dispatcher, queue):
     assert wait_for_result(job) == 2
 
 
+def test_a_deadline_past_the_last_datetime_never_passes(dispatcher, queue):
+    # begin_after + begin_by overflowed at every claim: skipped for ever.
+    job = put(queue, Job(jobs.add, 1, 1), begin_by=timedelta.max)
+    assert job.deadline is None and not job.deadline_passed()
+    assert wait_for_result(job) == 2
+
+
 def test_begin_by_must_be_a_non_negative_timedelta(queue):
     with pytest.raises(ValueError, match="begin_by must not be negative"):
         queue.put(Job(jobs.add, 1, 2), begin_by=timedelta(seconds=-1))
