@@ -13,6 +13,7 @@ from plone.app.asyncjobs.engine.exceptions import DuplicateJobError
 from plone.app.asyncjobs.engine.ids import load
 from plone.app.asyncjobs.engine.ids import object_id
 from plone.app.asyncjobs.engine.interfaces import IJob
+from plone.app.asyncjobs.engine.internal import is_internal
 from plone.app.asyncjobs.engine.listing import histories
 from plone.app.asyncjobs.engine.status import ACTIVE
 from plone.app.asyncjobs.engine.status import COMPLETED
@@ -77,6 +78,13 @@ def _retry_copy(job):
         raise BadStatusError(f"only a finished job can be retried; this one is {job.status}")
     if job.queue is None:
         raise BadStatusError("this job is not in a queue, so it cannot be retried")
+    owner = job.owning_job()
+    if owner is not None:
+        # Its copy would run alone, without the job whose result it takes.
+        raise BadStatusError(f"this job is a callback of job {object_id(owner)[0]}: "
+                             "retry that job instead")
+    if is_internal(job):
+        raise BadStatusError("this job is one the engine made for itself; it cannot be retried")
     try:
         return job.copy()
     except ValueError as error:  # the job involves other jobs

@@ -39,6 +39,12 @@ def collect(*jobs):
 def _composite(start, jobs, postprocess):
     inner = [IJob(job) for job in jobs]
     final = IJob(postprocess if postprocess is not None else collect)
+    for job in (*inner, final):
+        # The composite queues them and follows them with a callback: one
+        # queued, or part of another job, already would never be followed.
+        if job.status != NEW or job.parent is not None:
+            raise ValueError(f"{job!r} cannot be part of a composite job: it must be "
+                             f"new, not queued nor part of another job ({job.status})")
     return Job(start, *inner, postprocess=final)
 
 

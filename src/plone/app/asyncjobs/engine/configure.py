@@ -58,6 +58,9 @@ def ensure_queues(connection, queue_names=("",), database_name=None):
     and referenced from the main root under the same key.  Returns the
     container.
     """
+    if isinstance(queue_names, str):
+        raise TypeError(f"queue_names must be a sequence of names, not the string "
+                        f"{queue_names!r}")
     home = connection if database_name is None else connection.get_connection(database_name)
     queues = home.root().get(KEY)
     if queues is None:

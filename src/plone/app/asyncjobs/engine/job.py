@@ -79,6 +79,7 @@ from plone.app.asyncjobs.engine.transactions import abort
 from plone.app.asyncjobs.engine.transactions import count_conflict
 from plone.app.asyncjobs.engine.transactions import retry_forever
 from plone.app.asyncjobs.engine.validation import check_callable
+from plone.app.asyncjobs.engine.validation import check_log_level
 
 
 #: What ends an attempt at once, its changes aborted and its set-up torn
@@ -235,6 +236,22 @@ class Job(Persistent, ZcAsyncJobSpellings):
         """Make ``tree`` the job's annotations (for its agent, when it lets
         go of a job it kept annotations for)."""
         self._annotations = tree
+
+    def owning_job(self):
+        """The job this one is part of - its callable, or one of its
+        callbacks - which runs it; ``None`` if there is none."""
+        parent = self.parent
+        if IJob.providedBy(parent) and (
+                parent._callable is self or any(job is self for job in parent.callbacks)):
+            return parent
+        return None
+
+    def _job_lineage(self):
+        """This job, then the jobs it is part of, outwards."""
+        job = self
+        while IJob.providedBy(job):
+            yield job
+            job = job.parent
 
     def _holding_agent(self):
         """The agent holding this job, if any."""
@@ -479,6 +496,15 @@ class Job(Persistent, ZcAsyncJobSpellings):
             callback = IJob(callback)
         if callback.status != NEW:
             raise BadStatusError(f"a callback must be new; {callback!r} is {callback.status}")
+        if IJob.providedBy(callback):  # a chooser is made for this call
+            owner = callback.owning_job()
+            if owner is not None:
+                raise ValueError(f"{callback!r} is part of {owner!r} already (its "
+                                 "callable or one of its callbacks)")
+            if any(job is callback for job in self._job_lineage()):
+                raise ValueError(f"{callback!r} cannot be a callback of {self!r}: "
+                                 "it is that job, or a job it is part of")
+        check_log_level(failure_log_level)
         callback.parent = self
         callback._policy_kind = "callback"
         if failure_log_level is not None:
@@ -719,8 +745,16 @@ class Job(Persistent, ZcAsyncJobSpellings):
         return self._result
 
     def _allowed(self, decision):
-        """Refuse retries past the deadline, and reschedules without a queue."""
-        if not decision:
+        """The retry policy's ``decision`` as ``False``, ``True`` or an aware
+        datetime: refuse retries past the deadline, reschedules without a
+        queue, and decisions of another kind (logged: a policy's mistake,
+        say seconds as a number, must not rerun the job without end)."""
+        if decision is False or decision is None:
+            return False
+        if decision is not True and not isinstance(decision, (datetime, timedelta)) or (
+                isinstance(decision, datetime) and decision.utcoffset() is None):
+            events.critical("%r: its retry policy decided %r, which is neither a bool, a "
+                            "timedelta nor an aware datetime; not retrying", self, decision)
             return False
         if self.deadline_passed():
             trace.warning("%r: not retrying, its begin_by deadline has passed", self)
@@ -731,8 +765,6 @@ class Job(Persistent, ZcAsyncJobSpellings):
                 return False
             if isinstance(decision, timedelta):
                 decision = utcnow() + decision
-            elif not isinstance(decision, datetime):
-                return True
         return decision
 
     def _reschedule(self, when, manager):

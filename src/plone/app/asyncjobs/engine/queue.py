@@ -87,6 +87,7 @@ from plone.app.asyncjobs.engine.quota import Quotas
 from plone.app.asyncjobs.engine.status import NEW
 from plone.app.asyncjobs.engine.timeouts import set_timeout
 from plone.app.asyncjobs.engine.trees import descending
+from plone.app.asyncjobs.engine.validation import check_log_level
 from plone.app.asyncjobs.engine.validation import check_picklable
 
 
@@ -159,6 +160,8 @@ class Queues(Container):
     """Queues by name."""
 
     def __setitem__(self, name, queue):
+        if not isinstance(name, str):
+            raise TypeError(f"a queue name must be a string, not {name!r}")
         if not IQueue.providedBy(queue):
             raise ValueError(f"{queue!r} is not a queue")
         if name in self._items:
@@ -250,8 +253,8 @@ class Queue(Persistent):
         """
         unique.check_on_duplicate(on_duplicate)
         job = self._prepared(item, begin_after, begin_by, failure_log_level,
-                             retry_policy_factory, quota_names, priority, timeout)
-        set_claim_options(job, unique_key=unique_key, unique_while=unique_while)
+                             retry_policy_factory, quota_names, priority, timeout,
+                             unique_key, unique_while)
         return self._enqueue(job, on_duplicate)
 
     def put_many(self, items, begin_after=None, begin_by=None, failure_log_level=None,
@@ -263,28 +266,36 @@ class Queue(Persistent):
         the queue as it was.  A job keeps its own ``unique_key`` and
         ``unique_while``; a job whose key is held (by a job queued before,
         or earlier in ``items``) is not queued, and the holder takes its
-        place in the list.
+        place in the list.  A job given twice is refused.
         """
         jobs = [self._prepared(item, begin_after, begin_by, failure_log_level,
                                retry_policy_factory, quota_names, priority, timeout)
                 for item in items]
+        if len({id(job) for job in jobs}) < len(jobs):
+            raise ValueError("put_many was given the same job twice")
         return [self._enqueue(job, "return") for job in jobs]
 
     def _prepared(self, item, begin_after, begin_by, failure_log_level,
-                  retry_policy_factory, quota_names, priority, timeout):
+                  retry_policy_factory, quota_names, priority, timeout,
+                  unique_key=None, unique_while=None):
         """The job for ``item``, checked and given the options of :meth:`put`."""
         job = IJob(item)
         if job.status != NEW:
             raise ValueError(f"only a new job can be queued; {job!r} is {job.status}")
+        owner = job.owning_job()
+        if owner is not None:
+            raise ValueError(f"{job!r} is part of {owner!r} (its callable or one of its "
+                             "callbacks), which runs it: queue that job instead")
         if self._p_jar is None:
             raise ValueError("this queue is not stored in a database yet")
-        set_claim_options(job, priority)
+        set_claim_options(job, priority, unique_key, unique_while)
         set_timeout(job, timeout)
         if retry_policy_factory is not None:
             retry.resolve(retry_policy_factory)
             job.retry_policy_factory = retry_policy_factory
         if failure_log_level is not None:
             job.failure_log_level = failure_log_level
+        check_log_level(job.failure_log_level)
         if quota_names is not None:
             job.quota_names = quota_names
         self.quotas.check_names(job.quota_names)
@@ -699,10 +710,15 @@ def check_priority(priority):
 
 def set_claim_options(job, priority=None, unique_key=None, unique_while=None):
     """Check and set the options of :meth:`Queue.put` that ``job`` keeps
-    (``None`` leaves the job's); for code that puts the job later."""
-    if priority is not None and check_priority(priority) != job.priority:
+    (``None`` leaves the job's own, which are checked too: code may have
+    set them on the job); for code that puts the job later."""
+    priority = check_priority(job.priority if priority is None else priority)
+    if priority != job.priority:
         job.priority = priority  # the default stays out of the job's record
     if unique_key is not None:
         job.unique_key = unique.check_key(unique_key)
-    if unique_while is not None:
-        job.unique_while = unique.check_while(unique_while)
+    elif job.unique_key is not None:
+        unique.check_key(job.unique_key)
+    statuses = unique.check_while(job.unique_while if unique_while is None else unique_while)
+    if statuses != job.unique_while:
+        job.unique_while = statuses

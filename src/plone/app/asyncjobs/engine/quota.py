@@ -104,6 +104,6 @@ class Quotas(Container):
 
 
 def _checked_size(size):
-    if not isinstance(size, int) or size < 1:
+    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
         raise ValueError(f"a quota size must be a positive integer, not {size!r}")
     return size

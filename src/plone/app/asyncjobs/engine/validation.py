@@ -49,6 +49,15 @@ def check_callable(candidate):
     return candidate
 
 
+def check_log_level(level):
+    """Return ``level`` if it is a logging level (an integer) or ``None``,
+    else raise ``TypeError``: a job logs its failure at it."""
+    if level is not None and (not isinstance(level, int) or isinstance(level, bool)):
+        raise TypeError(f"failure_log_level must be a logging level (an integer "
+                        f"such as logging.WARNING) or None, not {level!r}")
+    return level
+
+
 def _importable(function):
     """Whether ``function`` (a function or a builtin) is found by its name:
     then it is pickled by reference, without fail."""

@@ -26,6 +26,7 @@ from plone.app.asyncjobs.engine import local
 from plone.app.asyncjobs.engine.exceptions import AttemptInterrupted
 from plone.app.asyncjobs.engine.failure import is_failure
 from plone.app.asyncjobs.engine.job import Job
+from plone.app.asyncjobs.engine.retry import RetryCommonFourTimes
 
 
 #: How long a job waits for an event before giving up (never hang a test).
@@ -559,3 +560,10 @@ def overrun_and_write(key):
         return "finished"
     finally:
         event(f"{key} done").set()
+
+
+class SecondsPolicy(RetryCommonFourTimes):
+    """A policy's mistake: it decides a number of seconds to wait."""
+
+    def job_error(self, failure, data_cache):
+        return 30

@@ -13,6 +13,7 @@ from plone.app.asyncjobs.engine.exceptions import BadStatusError
 from plone.app.asyncjobs.engine.exceptions import CancelledError
 from plone.app.asyncjobs.engine.failure import is_failure
 from plone.app.asyncjobs.engine.ids import object_id
+from plone.app.asyncjobs.engine.internal import internal
 from plone.app.asyncjobs.engine.job import Job
 from plone.app.asyncjobs.engine.testing.waiting import wait_for_result
 from plone.app.asyncjobs.engine.testing.waiting import wait_until
@@ -190,6 +191,22 @@ def test_check_retry_refuses_what_retry_refuses(queue):
         admin.check_retry(job)
     with pytest.raises(BadStatusError, match="cannot be copied"):
         admin.retry(job)
+
+
+def test_a_callback_or_an_internal_job_cannot_be_retried_alone(queue, agent):
+    # A callback's copy ran alone, without the job whose result it takes,
+    # and as whoever the console user was rather than its job's user.
+    job = queue.put(Job(jobs.echo, 1), quota_names=())
+    callback = job.add_callback(Job(jobs.describe))
+    run_here(queue, agent, job)
+    internal_job = queue.put(internal(Job(jobs.echo, 2)), quota_names=())
+    run_here(queue, agent, internal_job)
+    assert callback.status == status.COMPLETED
+    with pytest.raises(BadStatusError, match=f"a callback of job {object_id(job)[0]}"):
+        admin.check_retry(callback)
+    with pytest.raises(BadStatusError, match="the engine made for itself"):
+        admin.retry(internal_job)
+    admin.check_retry(job)
 
 
 def test_a_copy_inherits_the_options_and_nothing_of_the_run(queue):

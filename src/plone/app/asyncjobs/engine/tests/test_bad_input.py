@@ -10,7 +10,10 @@ from plone.app.asyncjobs.engine import configure
 from plone.app.asyncjobs.engine import status
 from plone.app.asyncjobs.engine.exceptions import BadStatusError
 from plone.app.asyncjobs.engine.ids import object_id
+from plone.app.asyncjobs.engine.composite import parallel
+from plone.app.asyncjobs.engine.composite import serial
 from plone.app.asyncjobs.engine.job import Job
+from plone.app.asyncjobs.engine.queue import Queue
 from plone.app.asyncjobs.engine.testing.clock import Clock
 from plone.app.asyncjobs.engine.testing.waiting import wait_for_poll
 from plone.app.asyncjobs.engine.testing.waiting import wait_for_result
@@ -174,3 +177,108 @@ def test_a_job_whose_claim_cannot_be_committed_stays_pending_and_blocks_nothing(
     assert poison.status == status.PENDING and poison.result is None
     assert jobs.calls["poison"] == 0
     assert "cannot claim job" in caplog.text
+
+
+def test_a_job_that_is_part_of_another_cannot_be_queued_too(queue):
+    # Queued as well, a callback ran twice, the second time while the first
+    # run was alive.
+    job = Job(jobs.echo, 1)
+    callback = job.add_callback(Job(jobs.describe))
+    inner = Job(jobs.add, 1, 2)
+    outer = Job(inner)
+    for part, owner in ((callback, job), (inner, outer)):
+        with pytest.raises(ValueError, match="is part of .* queue that job instead"):
+            queue.put(part)
+        with pytest.raises(ValueError, match="is part of"):
+            queue.put_many([Job(jobs.echo, 2), part])
+    assert len(queue) == 0
+    queue.put(job)
+    assert len(queue) == 1
+
+
+def test_put_many_refuses_a_job_given_twice(queue):
+    # Both copies were inserted: the queue's length stayed one too high.
+    job = Job(jobs.echo, 1)
+    with pytest.raises(ValueError, match="the same job twice"):
+        queue.put_many([job, Job(jobs.echo, 2), job])
+    assert len(queue) == 0 and job.status == status.NEW
+
+
+def test_a_callback_must_not_belong_to_another_job_or_make_a_cycle():
+    # Accepted, a job that was its own callback stayed in 'callbacks' for
+    # ever; a callback of two jobs ran for one of them only.
+    first, second = Job(jobs.echo, 1), Job(jobs.echo, 2)
+    with pytest.raises(ValueError, match="it is that job"):
+        first.add_callback(first)
+    callback = first.add_callback(Job(jobs.describe))
+    with pytest.raises(ValueError, match="is part of .* already"):
+        second.add_callback(callback)
+    with pytest.raises(ValueError, match="it is that job, or a job it is part of"):
+        callback.add_callback(first)
+    assert first.callbacks == (callback,) and not second.callbacks
+
+
+def test_a_composite_takes_only_new_jobs_of_its_own(queue):
+    # A queued inner job never got the callback that moves the composite
+    # on: the composite waited for ever.
+    queued = queue.put(Job(jobs.echo, 1))
+    with pytest.raises(ValueError, match="cannot be part of a composite job"):
+        serial(Job(jobs.echo, 2), queued)
+    with pytest.raises(ValueError, match="cannot be part of a composite job"):
+        parallel(Job(jobs.echo, 2), postprocess=queued)
+    owned = Job(jobs.echo, 3)
+    Job(jobs.echo, 4).add_callback(owned)
+    with pytest.raises(ValueError, match="cannot be part of a composite job"):
+        parallel(owned)
+
+
+@pytest.mark.parametrize("level", ["loud", 10.0, True])
+def test_a_failure_log_level_must_be_a_logging_level(queue, level):
+    # Accepted, it failed the worker's logging of the job's failure.
+    with pytest.raises(TypeError, match="failure_log_level must be a logging level"):
+        queue.put(Job(jobs.echo, 1), failure_log_level=level)
+    job = Job(jobs.echo, 1)
+    job.failure_log_level = level
+    with pytest.raises(TypeError, match="failure_log_level must be a logging level"):
+        queue.put(job)
+    with pytest.raises(TypeError, match="failure_log_level must be a logging level"):
+        Job(jobs.echo, 1).add_callback(Job(jobs.describe), failure_log_level=level)
+    assert len(queue) == 0
+
+
+@pytest.mark.parametrize("name, value, error", [
+    ("priority", "high", TypeError), ("priority", None, TypeError),
+    ("unique_key", 42, TypeError), ("unique_while", ("running",), ValueError),
+])
+def test_claim_options_set_on_the_job_are_checked_when_it_is_queued(queue, name, value, error):
+    # A priority of "high" made every later claim and listing of the
+    # queue fail; a bad unique_while every later put of the key.
+    job = Job(jobs.echo, 1)
+    setattr(job, name, value)
+    with pytest.raises(error, match=name):
+        queue.put(job)
+    assert len(queue) == 0
+    job = Job(jobs.echo, 1)
+    job.unique_while = ["active", "pending"]  # any iterable of the statuses
+    assert queue.put(job, unique_key="k").unique_while == ("pending", "active")
+
+
+def test_queue_and_quota_names_and_sizes(conn):
+    # "work" made the queues 'w', 'o', 'r' and 'k'.
+    with pytest.raises(TypeError, match="not the string 'work'"):
+        configure.ensure_queues(conn, "work")
+    queues = configure.ensure_queues(conn)
+    with pytest.raises(TypeError, match="a queue name must be a string"):
+        queues[None] = Queue()
+    with pytest.raises(ValueError, match="a quota size must be a positive integer"):
+        queues[""].quotas.create("one", size=True)
+    assert list(queues) == [""]
+
+
+def test_a_retry_decision_of_the_wrong_kind_fails_the_job(dispatcher, queue, caplog):
+    # A policy deciding 30 (seconds) reran the job at once, without end.
+    job = queue.put(Job(jobs.boom, "no"), retry_policy_factory=jobs.SecondsPolicy)
+    commit(queue)
+    assert wait_for_result(job).getErrorMessage() == "no"
+    assert job.attempts == 1
+    assert "decided 30, which is neither a bool" in caplog.text
