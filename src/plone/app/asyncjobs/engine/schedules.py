@@ -35,6 +35,13 @@ Pausing
     starts from the resume time: the slots of the pause are not misfires.
     Installing a schedule whose trigger changed also starts from then.
 
+Broken schedules
+    A slot whose job cannot be made or queued (its queue was removed, say)
+    is recorded among the runs with the error, and not retried.  A schedule
+    whose slots cannot be computed (a stored trigger that fails) queues
+    nothing: the error is recorded among its runs and logged once, and the
+    other schedules go on.
+
 A schedule removed from the code stays in the database (workers of an
 older release may still declare it) until :meth:`Schedules.remove`.
 """
@@ -221,7 +228,7 @@ class ScheduleRecord(Persistent):
         if missed and schedule.misfire == SKIP:
             events.warning("schedule %r: skipping the missed slots from %s", self.name, first)
             first = trigger.next_after(now - schedule.misfire_grace)
-            if first > now:
+            if first is None or first > now:
                 return [], latest
         slots = []
         slot = first
@@ -248,13 +255,23 @@ class ScheduleRecord(Persistent):
                 # retried by every worker at every slot's timer.
                 events.critical("schedule %r: cannot queue the job of slot %s",
                                 self.name, slot, exc_info=True)
-                self._record(slot, None, f"not queued: {type(error).__name__}: {error}")
+                self._record(slot, None, _not_queued(error))
                 continue
             self._record(slot, job, note)
             queued += 1
         # The slot key: the write two racing workers conflict on.
         self.last_slot = last
         return queued
+
+    def failed(self, now, error):
+        """Record and log that the due slots could not be queued at ``now``
+        (``error``), unless that is the latest run already: every worker
+        fails so at every poll until the declaration changes."""
+        note = _not_queued(error)
+        if self.runs and self.runs[self.runs.maxKey()][1] == note:
+            return
+        events.critical("schedule %r: cannot queue its due slots", self.name, exc_info=error)
+        self._record(now, None, note)
 
     def run_now(self, queues, now, note="run now", job=None):
         """Queue a job now, outside the slots (``job``: one made already
@@ -289,6 +306,10 @@ class ScheduleRecord(Persistent):
 
 def _from_microseconds(value):
     return EPOCH + timedelta(microseconds=value)
+
+
+def _not_queued(error):
+    return f"not queued: {type(error).__name__}: {error}"
 
 
 class Schedules(Container):
@@ -367,7 +388,9 @@ def get_record(connection, name):
 def queue_due_slots(connection, now=None):
     """Queue the jobs of every due slot of the active schedules, in the
     current transaction of ``connection`` (commit it: see the module
-    documentation); return the earliest next slot, or ``None``."""
+    documentation); return the earliest next slot, or ``None``.  A record
+    that fails is recorded as such (:meth:`ScheduleRecord.failed`) and the
+    others go on."""
     schedules = find(connection)
     if schedules is None:
         return None
@@ -377,10 +400,18 @@ def queue_due_slots(connection, now=None):
     for record in schedules.values():
         if not record.active:
             continue
-        if record.queue_due(queues, now):
-            trace.debug("schedule %r: queued the job(s) up to slot %s", record.name,
-                        record.last_slot)
-        following = record.next_slot()
+        try:
+            if record.queue_due(queues, now):
+                trace.debug("schedule %r: queued the job(s) up to slot %s", record.name,
+                            record.last_slot)
+            following = record.next_slot()
+        except ConflictError:
+            raise
+        except Exception as error:
+            # queue_due computes the slots (plan) before it writes: a record
+            # whose trigger fails has queued nothing.
+            record.failed(now, error)
+            continue
         if following is not None:
             upcoming.append(following)
     return min(upcoming, default=None)

@@ -13,10 +13,16 @@ local time that does not exist that day (2:30 when clocks jump from 2:00
 to 3:00) gives the first instant after the jump, and a local time that
 happens twice (2:30 when clocks go back from 3:00 to 2:00) gives a slot
 each time: schedule daily jobs outside 2:00-3:00 local time, or in UTC.
+An expression without a slot in the next :data:`HORIZON_YEARS` years is
+refused (``"0 0 30 2 *"``, February 30).
 
 :class:`Interval` takes a period: slots are ``start + n * every``
 (``start`` defaults to the Unix epoch, so that an interval of a day falls
-at 0:00 UTC and every worker agrees without storing anything).
+at 0:00 UTC and every worker agrees without storing anything).  One whose
+next slot is past the year 9999 is refused.
+
+A trigger stored before these checks may have no slot left: its
+``next_after`` returns ``None``.
 """
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,10 +31,17 @@ from datetime import timezone
 from zoneinfo import ZoneInfo
 from zoneinfo import ZoneInfoNotFoundError
 
+from croniter import CroniterBadDateError
 from croniter import croniter
 
 from plone.app.asyncjobs.engine.clock import EPOCH
 from plone.app.asyncjobs.engine.clock import as_utc
+from plone.app.asyncjobs.engine.clock import utcnow
+
+
+#: How many years a cron expression's slots may be apart: a leap day's are
+#: up to eight (2096, 2104).
+HORIZON_YEARS = 10
 
 
 def _zone(name):
@@ -51,20 +64,32 @@ class Cron:
         if not isinstance(self.expression, str) or not croniter.is_valid(self.expression):
             raise ValueError(f"invalid cron expression {self.expression!r}")
         _zone(self.timezone)
+        if self.next_after(utcnow()) is None:
+            raise ValueError(f"cron expression {self.expression!r} has no slot "
+                             f"in the next {HORIZON_YEARS} years")
 
     def next_after(self, moment):
-        """The first slot strictly after the aware ``moment``, in UTC."""
-        local = as_utc(moment, "moment").astimezone(_zone(self.timezone))
-        found = croniter(self.expression, local).get_next(datetime)
-        return found.astimezone(timezone.utc)
+        """The first slot strictly after the aware ``moment``, in UTC
+        (``None`` if there is none in the :data:`HORIZON_YEARS` after it)."""
+        return self._find(as_utc(moment, "moment"), previous=False)
 
     def latest_until(self, moment):
-        """The last slot at or before the aware ``moment``, in UTC."""
-        local = as_utc(moment, "moment").astimezone(_zone(self.timezone))
-        before = croniter(self.expression, local).get_prev(datetime).astimezone(timezone.utc)
-        # get_prev is strictly before a moment that is a slot itself.
-        after = self.next_after(before)
-        return after if after <= moment else before
+        """The last slot at or before the aware ``moment``, in UTC (``None``
+        if there is none in the :data:`HORIZON_YEARS` before it)."""
+        # get_prev is strictly before its start: at or before moment is
+        # before a microsecond later.
+        return self._find(as_utc(moment, "moment") + timedelta(microseconds=1), previous=True)
+
+    def _find(self, start, previous):
+        """The slot after (``previous``: before) the aware UTC ``start``, or
+        ``None``."""
+        found = croniter(self.expression, start.astimezone(_zone(self.timezone)),
+                         max_years_between_matches=HORIZON_YEARS)
+        try:
+            slot = found.get_prev(datetime) if previous else found.get_next(datetime)
+        except CroniterBadDateError:
+            return None
+        return slot.astimezone(timezone.utc)
 
     def __str__(self):
         return f"cron {self.expression!r} ({self.timezone})"
@@ -81,13 +106,20 @@ class Interval:
         if not isinstance(self.every, timedelta) or self.every <= timedelta(0):
             raise ValueError(f"an interval must be a positive timedelta, not {self.every!r}")
         object.__setattr__(self, "start", as_utc(self.start, "start"))
+        if self.next_after(utcnow()) is None:
+            raise ValueError(f"an interval of {self.every} has no slot after now "
+                             f"before the year {datetime.max.year + 1}")
 
     def next_after(self, moment):
-        """The first slot strictly after the aware ``moment``, in UTC."""
+        """The first slot strictly after the aware ``moment``, in UTC
+        (``None`` past the year 9999)."""
         moment = as_utc(moment, "moment")
         if moment < self.start:
             return self.start
-        return self.start + ((moment - self.start) // self.every + 1) * self.every
+        try:
+            return self.start + ((moment - self.start) // self.every + 1) * self.every
+        except OverflowError:
+            return None
 
     def latest_until(self, moment):
         """The last slot at or before the aware ``moment`` (``None`` before

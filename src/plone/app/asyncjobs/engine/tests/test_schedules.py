@@ -25,6 +25,14 @@ def every(seconds, **options):
     return Schedule("s", COUNTED, Interval(timedelta(seconds=seconds)), args=("ran",), **options)
 
 
+def stored(trigger, **fields):
+    """``trigger`` with ``fields`` as a database holds them from before they
+    were checked."""
+    for name, value in fields.items():
+        object.__setattr__(trigger, name, value)
+    return trigger
+
+
 # -- slots ------------------------------------------------------------------------
 
 
@@ -57,8 +65,17 @@ def test_cron_with_seconds():
     assert Cron("*/1 * * * * *").next_after(T0) == T0 + timedelta(seconds=1)
 
 
+def test_leap_day_slots_are_up_to_eight_years_apart(clock):
+    clock.set(datetime(2096, 3, 1, tzinfo=UTC))
+    leap_day = Cron("0 0 29 2 *")  # 2100 is no leap year
+    assert leap_day.next_after(clock.now) == datetime(2104, 2, 29, tzinfo=UTC)
+    assert leap_day.latest_until(clock.now) == datetime(2096, 2, 29, tzinfo=UTC)
+
+
 @pytest.mark.parametrize("make, message", [
     (lambda: Cron("61 * * * *"), "invalid cron expression"),
+    (lambda: Cron("0 0 30 2 *"), "no slot in the next 10 years"),
+    (lambda: Interval(timedelta(days=999_999_999)), "no slot after now"),
     (lambda: Cron("* * * * *", "Mars/Olympus"), "unknown timezone"),
     (lambda: Interval(timedelta(0)), "positive timedelta"),
     (lambda: Interval(timedelta(seconds=1), datetime(2026, 1, 1)), "timezone-aware"),
@@ -155,6 +172,14 @@ def test_misfire_skip_may_queue_nothing(install, conn, queue, clock):
     assert record.last_slot == T0 + timedelta(minutes=10)
 
 
+def test_misfire_skip_of_the_last_slot_queues_nothing(install, conn, queue, clock):
+    last = datetime(2030, 1, 1, tzinfo=UTC)
+    record = install(Schedule("s", COUNTED, Cron("0 0 1 1 * 0 2030"), misfire=schedules.SKIP))
+    clock.set(last + timedelta(minutes=1))
+    assert queue_now(conn) is None
+    assert len(queue) == 0 and record.last_runs() == [] and record.last_slot == last
+
+
 def test_paused_schedules_queue_nothing_and_resume_without_catching_up(install, conn, queue,
                                                                        clock):
     record = install(every(60))
@@ -192,6 +217,36 @@ def test_a_job_that_cannot_be_queued_is_recorded_not_retried(install, conn, queu
     assert queue_now(conn) == T0 + timedelta(minutes=2)
     [(slot, job, note)] = record.last_runs()
     assert job is None and note == "not queued: LookupError: no queue 'missing'"
+
+
+def test_stored_triggers_without_slots_stop_no_other_schedule(install, conn, queue, clock):
+    """February 30, and an interval whose next slot is past the year 9999,
+    stored before triggers were checked: they have no next slot."""
+    never = [install(Schedule(name, COUNTED, trigger, args=(name,))) for name, trigger in (
+        ("february-30", stored(Cron("* * * * *"), expression="0 0 30 2 *")),
+        ("beyond-9999", stored(Interval(timedelta(days=1)), every=timedelta(days=999_999_999))),
+    )]
+    install(every(60))
+    clock.advance(minutes=1)
+    assert queue_now(conn) == T0 + timedelta(minutes=2)
+    assert [job.begin_after for job in queue] == [T0 + timedelta(minutes=1)]
+    assert [(record.next_slot(), record.last_runs()) for record in never] == [(None, [])] * 2
+
+
+def test_a_schedule_whose_slots_fail_is_recorded_once_and_stops_no_other(install, conn, queue,
+                                                                         clock, caplog):
+    # A time zone gone from the system's database since the trigger was stored.
+    lost = install(Schedule("lost", COUNTED, stored(Cron("* * * * *"), timezone="Mars/Olympus")))
+    install(every(60))
+    clock.advance(minutes=1)
+    assert queue_now(conn) == T0 + timedelta(minutes=2)
+    clock.advance(minutes=1)
+    assert queue_now(conn) == T0 + timedelta(minutes=3)
+    assert len(queue) == 2
+    [(slot, job, note)] = lost.last_runs()
+    assert (slot, job) == (T0 + timedelta(minutes=1), None)
+    assert note == "not queued: ValueError: unknown timezone 'Mars/Olympus'"
+    assert caplog.text.count("schedule 'lost'") == 1
 
 
 def test_a_renamed_schedule_keeps_its_state(install, conn, queue, clock):
@@ -257,3 +312,14 @@ def test_dispatchers_queue_slots_on_time_between_polls(queues, db, conn, start_d
     conn.transaction_manager.commit()
     start_dispatcher(poll_interval=60)
     wait_until(lambda: jobs.calls["tick"] >= 3, seconds=20)
+
+
+def test_a_broken_schedule_stops_no_other_in_the_dispatchers(queues, db, conn,
+                                                              start_dispatcher):
+    for name, trigger in (("february-30", stored(Cron("* * * * *"), expression="0 0 30 2 *")),
+                          ("lost", stored(Cron("* * * * *"), timezone="Mars/Olympus")),
+                          ("tick", Interval(timedelta(seconds=1)))):
+        schedules.install(conn, Schedule(name, COUNTED, trigger, args=(name,)))
+    conn.transaction_manager.commit()
+    start_dispatcher(poll_interval=60)
+    wait_until(lambda: jobs.calls["tick"] >= 2, seconds=20)
