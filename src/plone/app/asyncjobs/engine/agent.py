@@ -236,12 +236,16 @@ class Agent(Persistent):
         its policy reruns interrupted jobs, since it may have run in a group
         commit that was lost (see :mod:`.groupcommit`); an ACTIVE job, or
         one whose callbacks did not finish, is interrupted
-        (:meth:`.job.Job.interrupted`); a completed one goes to the history.
+        (:meth:`.job.Job.interrupted`), unless it waits for a job it
+        returned (nothing of it runs: that job completes it, and it then
+        joins this agent's history); a completed one goes to the history.
         """
         self.release(job)
         status = job.status
         if status == ASSIGNED and not job.reruns_when_interrupted():
             job.return_to_queue()
+        elif job.waiting_for_job:
+            pass
         elif status in (ACTIVE, ASSIGNED, CALLBACKS):
             job.interrupted()
         elif status == COMPLETED:

@@ -318,7 +318,14 @@ class Job(Persistent, ZcAsyncJobSpellings):
         No worker thread is busy with it then, so it does not count against
         its agent's size (a composite job waits like this).
         """
-        return self._status_id == _ACTIVE and (IJob.providedBy(self._result) or self._deferred)
+        return self.waiting_for_job or (self._status_id == _ACTIVE and self._deferred)
+
+    @property
+    def waiting_for_job(self):
+        """True while the job waits for a job its callable returned: that
+        job's completion completes it, wherever it runs, so no worker needs
+        to hold it, and one that stops or dies interrupts nothing."""
+        return self._status_id == _ACTIVE and IJob.providedBy(self._result)
 
     @property
     def queue(self):
@@ -937,7 +944,7 @@ class Job(Persistent, ZcAsyncJobSpellings):
 
         def store():
             if self.status == PENDING:
-                self.queue.remove(self)
+                self.queue.remove(self, completing=True)
             self._set_result(outcome)
 
         if self._p_jar is None:
@@ -970,7 +977,7 @@ class Job(Persistent, ZcAsyncJobSpellings):
         if self.status != PENDING:
             raise BadStatusError(f"only a pending job can be cancelled; {self!r} is {self.status}")
         queue = self.queue
-        queue.remove(self)
+        queue.remove(self, completing=True)
         self._set_result(failures.capture(CancelledError(reason)))
         self.parent = queue
         queue.completed.add(self, self.active_end)

@@ -73,12 +73,14 @@ from plone.app.asyncjobs.engine import wakeup
 from plone.app.asyncjobs.engine.clock import to_microseconds
 from plone.app.asyncjobs.engine.clock import utcnow
 from plone.app.asyncjobs.engine.container import Container
+from plone.app.asyncjobs.engine.exceptions import BadStatusError
 from plone.app.asyncjobs.engine.exceptions import DuplicateJobError
 from plone.app.asyncjobs.engine.dispatchers import Dispatchers
 from plone.app.asyncjobs.engine.history import CompletedJobs
 from plone.app.asyncjobs.engine.ids import object_id
 from plone.app.asyncjobs.engine.instanceuuid import configured_uuid
 from plone.app.asyncjobs.engine.interfaces import IJob
+from plone.app.asyncjobs.engine.internal import is_internal
 from plone.app.asyncjobs.engine.interfaces import IQueue
 from plone.app.asyncjobs.engine.interfaces import IQueues
 from plone.app.asyncjobs.engine.log import events
@@ -435,10 +437,21 @@ class Queue(Persistent):
         if not (claimed and unique.kept_while_active(job)):
             self.release_unique_key(job)
 
-    def remove(self, job):
-        """Take a pending job out of the queue (cancel it)."""
+    def remove(self, job, completing=False):
+        """Take a pending job out of the queue; it is a new job again, as in
+        zc.async (to cancel it, completing it, see :meth:`.job.Job.cancel`).
+
+        A job that other jobs wait for - through a callback the engine
+        added: a composite's part, a job another returned, the predecessor
+        of jobs queued after it - is refused, since they would wait for
+        ever, unless ``completing`` (the job's own cancel or fail, which
+        completes it and runs those callbacks).
+        """
         if job.parent is not self or job._queue_key is None:
             raise LookupError(f"{job!r} is not pending in queue {self.name!r}")
+        if not completing and any(is_internal(callback) for callback in job.callbacks):
+            raise BadStatusError(f"other jobs wait for {job!r}: cancel it instead, "
+                                 "which completes it")
         self._take(job, claimed=False)
 
     def pull(self, index=0):

@@ -15,6 +15,9 @@ import pickle
 import collections
 import threading
 import time
+from datetime import datetime
+from datetime import timedelta
+from datetime import timezone
 
 import transaction
 from persistent import Persistent
@@ -567,3 +570,10 @@ class SecondsPolicy(RetryCommonFourTimes):
 
     def job_error(self, failure, data_cache):
         return 30
+
+
+def returns_job_due_later(value):
+    """Return a job due in an hour: the caller waits for it meanwhile."""
+    later = Job(add, value, 1)
+    later.begin_after = datetime.now(timezone.utc) + timedelta(hours=1)
+    return later

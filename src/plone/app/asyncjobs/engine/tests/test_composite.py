@@ -1,13 +1,23 @@
 """Serial and parallel composite jobs."""
+from datetime import datetime
+from datetime import timedelta
+from datetime import timezone
+
+import pytest
+
 from plone.app.asyncjobs.engine import configure
 from plone.app.asyncjobs.engine import parallel
 from plone.app.asyncjobs.engine import serial
 from plone.app.asyncjobs.engine import status
 from plone.app.asyncjobs.engine.composite import collect
+from plone.app.asyncjobs.engine.exceptions import BadStatusError
+from plone.app.asyncjobs.engine.exceptions import CancelledError
 from plone.app.asyncjobs.engine.job import Job
 from plone.app.asyncjobs.engine.testing.waiting import wait_for_result
+from plone.app.asyncjobs.engine.testing.waiting import wait_until
 from plone.app.asyncjobs.engine.tests import jobs
 from plone.app.asyncjobs.engine.tests.support import commit
+from plone.app.asyncjobs.engine.tests.support import sync
 
 
 def put(queue, job):
@@ -111,3 +121,36 @@ def test_work_added_before_the_start_runs_too(dispatcher, queue):
     composite.args.append(Job(jobs.step, "b", 2))
     put(queue, composite)
     assert wait_for_result(composite) == [1, 2]
+
+
+def test_a_waiting_job_is_not_rerun_when_its_dispatcher_stops(queues, queue, start_dispatcher):
+    # Given up with the dispatcher's other jobs, it was interrupted: its
+    # callable ran again at every stop, and failed after ten.
+    started = start_dispatcher()
+    outer = queue.put(Job(jobs.returns_job_due_later, 41))
+    commit(queue)
+    wait_until(lambda: outer.waiting_for_job, sync=lambda: sync(outer))
+    assert configure.stop(started)
+    sync(outer)
+    assert outer.status == status.ACTIVE and outer.waiting_for_job
+    assert (outer.attempts, outer.interruptions) == (1, 0)
+    inner = outer.result
+    assert queue.pull() is inner
+    inner()  # its completion completes the job waiting for it
+    sync(outer)
+    assert outer.status == status.COMPLETED and outer.result == 42 and outer.attempts == 1
+    assert outer in queue.dispatchers[started.uuid]["main"].completed
+
+
+def test_a_job_others_wait_for_is_cancelled_not_removed(dispatcher, queue):
+    # Removed, it left the composite waiting for ever.
+    inner = Job(jobs.echo, "inner")
+    inner.begin_after = datetime.now(timezone.utc) + timedelta(hours=1)
+    composite = put(queue, serial(inner))
+    wait_until(lambda: inner.status == status.PENDING, sync=lambda: sync(inner))
+    with pytest.raises(BadStatusError, match="other jobs wait for"):
+        queue.remove(inner)
+    inner.cancel()
+    commit(queue)
+    (result,) = wait_for_result(composite)
+    assert result is inner and inner.result.check(CancelledError)
