@@ -127,6 +127,10 @@ MATRIX = [
     (("retry /plone's job from /other", "other", "token", "POST",
       "@@asyncjobs-action?id={root_done}&form.buttons.retry=1", None),
      "302 302 302 302 302 302error 302 302error"),
+    # A callback's copy ran alone, as the clicking user (not the job's).
+    (("retry a callback of root's job", "plone", "token", "POST",
+      "@@asyncjobs-action?id={root_callback}&form.buttons.retry=1", None),
+     "302 302 302 302 302error 302 302error 302error"),
     (("remove?", "plone", "page", "GET", "@@asyncjobs-action?action=remove&id={removable_1}", None),
      "302 302 302 302 200 302 200 200"),
     (("remove, no token", "plone", "post", "POST",
@@ -248,6 +252,12 @@ MATRIX = [
     (("POST retry /plone's job from /other", "other", "rest", "POST",
       "@asyncjobs/jobs/{root_done}/retry", {}),
      "401 401 401 401 401 404 401 404"),
+    (("POST retry a callback of root's job", "plone", "rest", "POST",
+      "@asyncjobs/jobs/{root_callback}/retry", {}),
+     "401 403 403 403 409 401 409 409"),
+    (("POST retry the event callback of root's job", "plone", "rest", "POST",
+      "@asyncjobs/jobs/{root_event_callback}/retry", {}),
+     "401 403 403 403 409 401 409 409"),
     (("POST cancel", "plone", "rest", "POST", "@asyncjobs/jobs/{pending_3}/cancel", {}),
      "401 403 403 403 200 401 200 200"),
     (("POST cancel /plone's job from /other", "other", "rest", "POST",
@@ -380,6 +390,8 @@ def world(two_sites, monkeypatch):
     queues = jobs_api.get_queues(plone)
     made["engine_done"] = queues[""].put(Job(max, 5, 6))
     wait_for_all_jobs(context=plone)
+    made["root_event_callback"] = made["root_done"].callbacks[0]
+    made["root_callback"] = made["root_done"].add_callback(Job(jobs.add, 9))
     for number in (1, 2, 3, 4):
         made[f"pending_{number}"] = _queue(plone, root_users, SITE_OWNER_NAME, jobs.add, 7,
                                            delay=timedelta(days=1))
