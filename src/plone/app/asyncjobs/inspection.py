@@ -352,8 +352,17 @@ def _parse_time(field, text):
     return moment
 
 
+def _text_params(params):
+    """``params.get`` giving text: Zope's typed parameters (``size:float``,
+    ``since:date``, ``queue.a:record``) are checked as the text they show."""
+    def get(name):
+        value = params.get(name)
+        return None if value is None else str(value)
+    return get
+
+
 class JobQuery:
-    """A listing request, built from (string) parameters and checked.
+    """A listing request, built from parameters (read as text) and checked.
 
     Parameters: ``state`` (one of :data:`STATES`, default ``pending``),
     ``queue`` (name; repeatable as a list), ``user`` (user id, exact),
@@ -364,12 +373,16 @@ class JobQuery:
     """
 
     def __init__(self, params):
-        get = params.get
+        get = _text_params(params)
         self.state = get("state") or listing.PENDING
         if self.state not in STATES:
             raise QueryError("state", f"must be one of {', '.join(STATES)}")
-        queue = get("queue")
-        self.queues = None if not queue else ([queue] if isinstance(queue, str) else list(queue))
+        queue = params.get("queue")
+        if queue:
+            names = queue if isinstance(queue, (list, tuple)) else [queue]
+            self.queues = [str(name) for name in names]
+        else:
+            self.queues = None
         self.user = get("user") or None
         self.callable = (get("callable") or "").strip() or None
         self.text = (get("text") or "").strip().lower() or None
@@ -386,7 +399,7 @@ class JobQuery:
         size = get("size") or DEFAULT_PAGE_SIZE
         try:
             self.size = int(size)
-        except (TypeError, ValueError):
+        except ValueError:
             raise QueryError("size", f"not a number: {size!r}") from None
         if not 1 <= self.size <= MAX_PAGE_SIZE:
             raise QueryError("size", f"must be between 1 and {MAX_PAGE_SIZE}")

@@ -64,12 +64,21 @@ def _delete(view, record):
 ACTIONS = {"pause": _pause, "resume": _resume, "run": _run, "delete": _delete}
 
 
+def _text(form, key, field):
+    """The form's text for ``key`` (``""`` if missing); ``QueryError``
+    naming ``field`` for a key given twice or typed (``:int``, ``:record``)."""
+    value = form.get(key)
+    if value is not None and not isinstance(value, str):
+        raise QueryError(field, "give it once, as text")
+    return value or ""
+
+
 def _form_values(form):
     """The declaration (see :func:`..schedules.saved.declaration`) of the
-    form's ``saved.<field>`` values; ``QueryError`` for bad JSON or a bad
-    number."""
+    form's ``saved.<field>`` values; ``QueryError`` for bad JSON, a bad
+    number or a field given twice."""
     def text(field):
-        return (form.get(f"saved.{field}") or "").strip()
+        return _text(form, f"saved.{field}", field).strip()
 
     data = {"schedulable": text("schedulable"), "cron": text("cron") or None,
             "timezone": text("timezone") or "UTC",
@@ -92,6 +101,8 @@ class SchedulesView(PanelView):
     template = ViewPageTemplateFile("templates/schedules.pt")
     misfire_policies = MISFIRE_POLICIES
     form_error = None
+    #: The saved schedule the form changes (``?edit=``), or ``None``.
+    edit_name = None
 
     @without_tracebacks
     def __call__(self):
@@ -101,6 +112,13 @@ class SchedulesView(PanelView):
             if "form.buttons.save" in self.request.form:
                 return self.save()
             return self.perform()
+        try:
+            self.edit_name = _text(self.request.form, "edit", "edit") or None
+        except QueryError as error:
+            IStatusMessage(self.request).add(
+                _("msg_bad_edit", default="The schedule could not be opened: ${error}",
+                  mapping={"error": str(error)}), type="error")
+            self.request.response.setStatus(400)
         return self.template()
 
     def perform(self):
@@ -123,10 +141,11 @@ class SchedulesView(PanelView):
         if not self.may_edit:
             raise Forbidden(f"saving schedules needs the permission {saved.MANAGE!r}")
         form = self.request.form
-        editing = form.get("saved.editing") or None
         try:
+            editing = _text(form, "saved.editing", "name") or None
             data = _form_values(form)
-            record = saved.save(self.context, self.queues, editing or form.get("saved.name"),
+            record = saved.save(self.context, self.queues,
+                                editing or _text(form, "saved.name", "name"),
                                 data, replace=editing is not None)
         except (LookupError, QueryError) as error:
             self.form_error = str(error)
@@ -167,7 +186,7 @@ class SchedulesView(PanelView):
         """What the form shows: the request's after an error, else those
         of the saved schedule ``?edit=`` names, else the defaults."""
         form = self.request.form
-        name = form.get("edit")
+        name = self.edit_name
         declared = saved.saved(self.context).get(name) if name else None
         values = {**saved.DEFAULTS, **(declared or {}), "name": name if declared else ""}
         values["editing"] = values["name"]
@@ -176,6 +195,6 @@ class SchedulesView(PanelView):
         values["interval"] = "" if values["interval"] is None else f"{values['interval']:g}"
         if self.form_error is not None:
             values.update({key[len("saved."):]: value for key, value in form.items()
-                           if key.startswith("saved.")})
+                           if key.startswith("saved.") and isinstance(value, str)})
             values["enabled"] = bool(form.get("saved.enabled"))
         return {key: "" if value is None else value for key, value in values.items()}

@@ -41,7 +41,10 @@ def as_utc(value, name="datetime"):
             f"{name} must be timezone-aware (for example "
             f"datetime.now(timezone.utc)); got the naive {value!r}"
         )
-    return value.astimezone(timezone.utc)
+    try:
+        return value.astimezone(timezone.utc)
+    except OverflowError:
+        raise ValueError(f"{name} {value!r} is out of range in UTC") from None
 
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)

@@ -409,6 +409,9 @@ class Job(Persistent, ZcAsyncJobSpellings):
                 f"quota_names must be a sequence of names, not the string {value!r}"
             )
         names = tuple(value)
+        for name in names:
+            if not isinstance(name, str) or not name:
+                raise TypeError(f"quota names must be non-empty strings, not {name!r}")
         if status == PENDING:
             self.queue.quotas.check_names(names)
         self._quota_names = names

@@ -87,6 +87,7 @@ from plone.app.asyncjobs.engine.log import events
 from plone.app.asyncjobs.engine.pickups import committed_at
 from plone.app.asyncjobs.engine.quota import Quotas
 from plone.app.asyncjobs.engine.status import NEW
+from plone.app.asyncjobs.engine.timeouts import check_timeout
 from plone.app.asyncjobs.engine.timeouts import set_timeout
 from plone.app.asyncjobs.engine.trees import descending
 from plone.app.asyncjobs.engine.validation import check_log_level
@@ -217,6 +218,15 @@ class Queue(Persistent):
     #: put (see :data:`LANE_RUN`).
     _v_lane_run = None
 
+    def __setattr__(self, name, value):
+        # The time-limit settings are read by every worker's timers: a bad
+        # one is refused where it is set.
+        if name == "default_timeout":
+            value = check_timeout(value, name)
+        elif name == "timeout_grace":
+            value = check_timeout(value, name, zero=True)
+        super().__setattr__(name, value)
+
     def __init__(self):
         self.install_doorbells()
         self.install_unique_index()
@@ -312,17 +322,9 @@ class Queue(Persistent):
 
     def _enqueue(self, job, on_duplicate):
         """Queue a prepared job, unless a job holds its unique key."""
-        if job.unique_key is not None:
-            holder = self._unique_holder(job.unique_key)
-            if holder is not None:
-                # Written back, so that a concurrent claim releasing the key
-                # conflicts with this put (see .unique).
-                self._unique_tree(job.unique_key)[job.unique_key] = holder
-                if on_duplicate == "raise":
-                    raise DuplicateJobError(
-                        f"{holder!r} holds the unique key {job.unique_key!r} "
-                        f"in queue {self.name!r}", holder)
-                return holder
+        holder = self._duplicate_of(job, on_duplicate)
+        if holder is not None:
+            return holder
         if job._p_jar is None:
             self._p_jar.add(job)
         uuid = configured_uuid()
@@ -330,6 +332,23 @@ class Queue(Persistent):
             job.assigner_uuid = uuid
         self._insert(job, self._next_lane())
         return job
+
+    def _duplicate_of(self, job, on_duplicate):
+        """The job holding ``job``'s unique key now, or ``None``; with
+        ``on_duplicate="raise"``, raise ``DuplicateJobError`` instead of
+        returning it."""
+        if job.unique_key is None:
+            return None
+        holder = self._unique_holder(job.unique_key)
+        if holder is None:
+            return None
+        # Written back, so that a concurrent claim releasing the key
+        # conflicts with this transaction (see .unique).
+        self._unique_tree(job.unique_key)[job.unique_key] = holder
+        if on_duplicate == "raise":
+            raise DuplicateJobError(f"{holder!r} holds the unique key {job.unique_key!r} "
+                                    f"in queue {self.name!r}", holder)
+        return holder
 
     def _next_lane(self):
         """The lane of the next job this transaction puts (see :data:`LANE_RUN`)."""

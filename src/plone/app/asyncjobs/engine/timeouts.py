@@ -65,15 +65,21 @@ DEFAULT_GRACE = 10.0
 TIMER_SLACK = 0.01
 
 
-def check_timeout(value, name="timeout"):
+def check_timeout(value, name="timeout", zero=False):
     """Return ``value`` if it is a time limit (a positive, finite number of
-    seconds) or ``None``; else raise ``TypeError`` or ``ValueError``."""
+    seconds; ``zero``: or 0) or ``None``; else raise ``TypeError`` or
+    ``ValueError``."""
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a number of seconds or None, not {value!r}")
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a positive number of seconds, not {value!r}")
+    try:
+        finite = math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        finite = False
+    if not finite or value < 0 or (value == 0 and not zero):
+        raise ValueError(f"{name} must be a {'' if zero else 'positive '}finite number of "
+                         f"seconds{', or 0' if zero else ''}, not {value!r}")
     return value
 
 

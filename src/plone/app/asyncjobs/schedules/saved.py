@@ -28,6 +28,7 @@ Where it is kept
 """
 import dataclasses
 import json
+import math
 import re
 from dataclasses import dataclass
 from datetime import timedelta
@@ -40,6 +41,7 @@ from zope.component import getUtility
 from plone.app.asyncjobs import access
 from plone.app.asyncjobs.engine import retry
 from plone.app.asyncjobs.engine import schedules
+from plone.app.asyncjobs.engine.clock import utcnow
 from plone.app.asyncjobs.engine.triggers import Cron
 from plone.app.asyncjobs.engine.triggers import Interval
 from plone.app.asyncjobs.inspection import QueryError
@@ -123,7 +125,8 @@ def saved_name(record, site):
 
 
 def _number(field, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
+    if (isinstance(value, bool) or not isinstance(value, (int, float))
+            or not math.isfinite(value) or value < minimum):
         raise QueryError(field, f"must be a number of seconds of at least {minimum}")
     return float(value)
 
@@ -163,11 +166,9 @@ def declaration(data):
         found["interval"] = _number("interval", found["interval"], 1)
     else:
         found["interval"] = None
-    try:
-        trigger(found)
-    except (TypeError, ValueError) as error:
-        field = "timezone" if "timezone" in str(error) else "cron"
-        raise QueryError(field, str(error)) from None
+    if found["misfire_grace"] is not None:
+        found["misfire_grace"] = _number("misfire_grace", found["misfire_grace"], 0)
+    _check_slots(found)
     if not isinstance(found["arguments"], dict):
         raise QueryError("arguments", "must be a JSON object (keyword arguments)")
     if not isinstance(found["queue"], str):
@@ -184,8 +185,6 @@ def declaration(data):
             raise QueryError("retry_policy", str(error)) from None
     if found["misfire"] not in schedules.MISFIRE_POLICIES:
         raise QueryError("misfire", f"one of {', '.join(schedules.MISFIRE_POLICIES)}")
-    if found["misfire_grace"] is not None:
-        found["misfire_grace"] = _number("misfire_grace", found["misfire_grace"], 0)
     if not isinstance(found["enabled"], bool):
         raise QueryError("enabled", "must be true or false")
     return found
@@ -202,6 +201,27 @@ def _check_queue(queues, found):
         queue.quotas.check_names(found["quota_names"])
     except ValueError as error:
         raise QueryError("quota_names", str(error)) from None
+
+
+def _check_slots(found):
+    """``QueryError`` naming the field unless the workers can compute the
+    slots of ``found``: its trigger can be made (the engine refuses one
+    without a next slot: a cron that never fires, an interval past the last
+    date), and so can its first slot within the misfire grace."""
+    field = "cron" if found["cron"] is not None else "interval"
+    try:
+        made = trigger(found)
+    except OverflowError:
+        raise QueryError(field, "too long: its next slot is after the last date") from None
+    except (TypeError, ValueError) as error:
+        raise QueryError("timezone" if "timezone" in str(error) else field,
+                         str(error)) from None
+    if found["misfire_grace"] is not None:
+        try:
+            made.next_after(utcnow() - timedelta(seconds=found["misfire_grace"]))
+        except OverflowError:
+            raise QueryError("misfire_grace",
+                             "too long: it reaches before the first date") from None
 
 
 def trigger(found):

@@ -88,7 +88,9 @@ class ExecutionContext:
 
     @classmethod
     def capture(cls, context, request=None):
-        """Record where ``context`` is and who is working on it now."""
+        """Record where ``context`` is and who is working on it now;
+        ``ValueError`` for a context that is not stored where its path
+        leads, where the worker looks for it."""
         if not hasattr(aq_base(context), "getPhysicalPath"):
             raise TypeError(
                 f"the context of a job must be a traversable object with a "
@@ -97,6 +99,7 @@ class ExecutionContext:
         recorded = cls()
         recorded.context_path = tuple(context.getPhysicalPath())
         recorded.context_uid = IUUID(context, None)
+        recorded._check_findable(context)
         site = _site_of(context)
         if site is not None:
             recorded.site_path = tuple(site.getPhysicalPath())
@@ -106,6 +109,24 @@ class ExecutionContext:
         recorded._capture_user()
         recorded._capture_request(request if request is not None else getRequest())
         return recorded
+
+    def _check_findable(self, context):
+        """``ValueError`` unless :meth:`find_context` finds ``context``, as
+        the worker will look for it: an object stored nowhere (or not where
+        its path says) would fail there with ``ContextNotFoundError``."""
+        try:
+            root = context.getPhysicalRoot()
+        except (AttributeError, TypeError):  # no Zope root above it to acquire that from
+            root = None
+        if root is not None and _held_up_to(root, context):
+            return  # the common case, without the (slow) traversal
+        found = None if root is None else self.find_context(root)
+        if found is None or aq_base(found) is not aq_base(context):
+            raise ValueError(
+                f"the job's context {context!r} is not stored at its path "
+                f"{'/'.join(self.context_path) or '/'!r}, where the worker looks for "
+                "it: store it in its container first"
+            )
 
     def _capture_user(self):
         user = getSecurityManager().getUser()
@@ -367,6 +388,19 @@ def _site_of(context):
         if ISite.providedBy(obj) and hasattr(aq_base(obj), "getPhysicalPath"):
             return obj
     return None
+
+
+def _held_up_to(root, context):
+    """Whether each object from ``context`` up to ``root`` is its
+    container's item of its id (``_getOb``): what traversal by path
+    finds, cheaply."""
+    obj = aq_inner(context)
+    while aq_base(obj) is not aq_base(root):
+        get = getattr(aq_parent(obj), "_getOb", None)
+        if get is None or aq_base(get(obj.getId(), None)) is not aq_base(obj):
+            return False
+        obj = aq_inner(aq_parent(obj))
+    return True
 
 
 def _jar_of(*objects):

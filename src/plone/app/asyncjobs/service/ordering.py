@@ -12,21 +12,23 @@ a quota of size one with a job the same transaction queued before in the
 same queue, the new job is not put in the queue at once: a callback of the
 earlier job puts it there once that job has completed, whether it
 succeeded or failed.  Until then the new job's status is ``new`` and the
-queue does not list it.  Its start options (``begin_after``, ``begin_by``,
-quotas, retry policy, priority, unique key, time limit) are checked and set on it at
-once; its unique key is looked up when it is put: if a job holds the key
-then, it is not queued (that job does the work).
+queue does not list it.  The job and its start options (``begin_after``,
+``begin_by``, quotas, retry policy, priority, unique key, time limit,
+``on_duplicate``) are checked and set on it at once, as ``Queue.put``
+does, with the same errors.  Its unique key is looked up at once too: if
+a job holds it, that job is returned, or with ``on_duplicate="raise"``
+:class:`~plone.app.asyncjobs.engine.exceptions.DuplicateJobError` is
+raised, and nothing is held back; if a job holds it when the new job is
+put, the new job is not queued (that job does the work).
 
 Jobs queued by different transactions run one at a time too, in about the
 order they were queued.
 """
 from plone.app.asyncjobs.engine import local
-from plone.app.asyncjobs.engine import retry
+from plone.app.asyncjobs.engine import unique
 from plone.app.asyncjobs.engine.internal import internal
 from plone.app.asyncjobs.engine.job import Job
-from plone.app.asyncjobs.engine.queue import set_claim_options
 from plone.app.asyncjobs.engine.status import NEW
-from plone.app.asyncjobs.engine.timeouts import set_timeout
 
 
 #: The annotation of the callback that holds the job it queues.
@@ -44,32 +46,44 @@ def put_in_order(queue, job, begin_after=None, begin_by=None, quota_names=(),
     """``queue.put(job, ...)``, or put it after the job this transaction
     queued last with one of its quotas of size one (see the module doc).
     Returns what ``queue.put`` returned (the job, or the job holding its
-    unique key), or the job put later."""
+    unique key), or the job put later (or the job holding its unique key
+    now)."""
     quota_names = tuple(quota_names)
     queue.quotas.check_names(quota_names)
     keys = [(id(queue), name) for name in quota_names if queue.quotas[name].size == 1]
     last = _last_jobs(queue)
     previous = next((last[key] for key in reversed(keys) if key in last), None)
+    options = {"begin_after": begin_after, "begin_by": begin_by, "quota_names": quota_names,
+               "retry_policy_factory": retry_policy_factory, "priority": priority,
+               "unique_key": unique_key, "unique_while": unique_while,
+               "on_duplicate": on_duplicate, "timeout": timeout}
     if previous is None:
-        job = queue.put(job, begin_after=begin_after, begin_by=begin_by,
-                        quota_names=quota_names, retry_policy_factory=retry_policy_factory,
-                        priority=priority, unique_key=unique_key,
-                        unique_while=unique_while, on_duplicate=on_duplicate,
-                        timeout=timeout)
+        job = queue.put(job, **options)
     else:
-        if retry_policy_factory is not None:
-            retry.resolve(retry_policy_factory)
-            job.retry_policy_factory = retry_policy_factory
-        job.begin_after = begin_after
-        job.begin_by = begin_by
-        job.quota_names = quota_names
-        set_claim_options(job, priority, unique_key, unique_while)
-        set_timeout(job, timeout)
-        callback = internal(Job(put_successor, queue))
-        callback.annotations[SUCCESSOR] = job
-        previous.add_callback(callback)
+        job = _hold(queue, job, previous, **options)
     for key in keys:
         last[key] = job
+    return job
+
+
+def _hold(queue, job, previous, *, begin_after, begin_by, quota_names, retry_policy_factory,
+          priority, unique_key, unique_while, on_duplicate, timeout):
+    """Check ``job`` and its options as ``queue.put`` would, and have
+    ``previous`` put it once completed; return it, or the job holding its
+    unique key now (see the module doc)."""
+    unique.check_on_duplicate(on_duplicate)
+    own_due = job.begin_after
+    queue._prepared(job, begin_after, begin_by, None, retry_policy_factory, quota_names,
+                    priority, timeout, unique_key, unique_while)
+    if begin_after is None:
+        # _prepared made it due now; it is due once put (begin_by counts from then).
+        job.set_due(own_due)
+    holder = queue._duplicate_of(job, on_duplicate)
+    if holder is not None:
+        return holder
+    callback = internal(Job(put_successor, queue))
+    callback.annotations[SUCCESSOR] = job
+    previous.add_callback(callback)
     return job
 
 

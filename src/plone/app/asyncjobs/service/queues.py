@@ -25,6 +25,7 @@ plone.app.asyncjobs>`` sets another size (``0``: no such quota); see
 same way (see :func:`configure_time_limits`).
 """
 from plone.app.asyncjobs.engine.configure import ensure_queues
+from plone.app.asyncjobs.engine.interfaces import IQueue
 from plone.app.asyncjobs.engine.queue import KEY
 from plone.app.asyncjobs.engine.queue import Queue
 from plone.app.asyncjobs.worker.config import worker_settings
@@ -91,10 +92,12 @@ def resolve_queue(connection, queue, create_default=("",)):
 
     Queues named in ``create_default`` are created when missing; other
     unknown names raise ``LookupError`` (a typo would otherwise queue jobs
-    no worker serves).
+    no worker serves), anything else ``TypeError``.
     """
-    if not isinstance(queue, str):
+    if IQueue.providedBy(queue):
         return queue
+    if not isinstance(queue, str):
+        raise TypeError(f"queue must be a queue name (a string) or a queue, not {queue!r}")
     queues = get_queues(connection, queue_names=())
     if queue not in queues:
         if queue not in create_default:

@@ -76,6 +76,8 @@ def as_begin_after(delay):
     or an aware datetime (returned as it is); ``None`` stays ``None``."""
     if delay is None or hasattr(delay, "tzinfo"):
         return delay
+    if isinstance(delay, bool):  # an int, which True would be: one second
+        raise TypeError(f"delay must be a timedelta, seconds or a datetime, not {delay!r}")
     if not isinstance(delay, timedelta):
         delay = timedelta(seconds=delay)
     return utcnow() + delay

@@ -5,6 +5,8 @@ from datetime import timezone
 
 import pytest
 from plone import api
+from plone.app.testing import TEST_USER_ID
+from plone.app.testing import setRoles
 
 from plone.app.asyncjobs import api as jobs_api
 from plone.app.asyncjobs.engine.queue import Queues
@@ -142,3 +144,30 @@ def test_queue_jobs_refuses_bad_options_at_the_call(portal):
     with pytest.raises(ValueError, match="unknown retry policy"):
         jobs_api.queue_jobs([jobs_api.make_job(jobs.add, portal, 1)], retry_policy="sometimes")
     assert jobs_api.queue_jobs([]) == []
+
+
+@pytest.mark.parametrize("options, error, message", [
+    ({"delay": True}, TypeError, "delay must be"),
+    ({"queue": 0}, TypeError, "queue must be a queue name"),
+    ({"queue": b""}, TypeError, "queue must be a queue name"),
+    ({"queue": [""]}, TypeError, "queue must be a queue name"),
+])
+def test_bad_options_are_refused_clearly(portal, options, error, message):
+    with pytest.raises(error, match=message):
+        jobs_api.queue_job(jobs.add, portal, 1, **options)
+    assert len(jobs_api.get_queue()) == 0
+
+
+def test_a_context_stored_nowhere_is_refused_at_the_call(portal):
+    """The worker finds a job's context by its path: one that is not
+    stored there would fail the job with ContextNotFoundError."""
+    from OFS.SimpleItem import SimpleItem
+
+    loose = SimpleItem()
+    loose.id = "loose"
+    for context in (loose, loose.__of__(portal)):
+        with pytest.raises(ValueError, match="not stored at its path"):
+            jobs_api.queue_job(jobs.add, context, 1)
+    setRoles(portal, TEST_USER_ID, ["Manager"])
+    new = api.content.create(container=portal, type="Document", id="new")  # not committed
+    assert wait_for_result(jobs_api.queue_job(jobs.add, new, 1)) == 1

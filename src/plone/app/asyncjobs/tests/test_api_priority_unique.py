@@ -70,3 +70,27 @@ def test_the_job_page_shows_priority_and_unique_key(functional, functional_porta
     page = tree(browser)
     assert page.cssselect("#asyncjobs-job-priority")[0].text_content().strip() == "4"
     assert page.cssselect("#asyncjobs-job-unique-key code")[0].text == "reindex /plone"
+
+
+def test_a_job_put_after_its_quota_predecessor_is_checked_as_any_put(portal):
+    """At the call, with the errors of the first job of the transaction:
+    its unique key (the holder returned, or DuplicateJobError), on_duplicate
+    and arguments that cannot be stored."""
+    queue = add_queue(jobs_api.get_queues(), "serial")
+    queue.quotas.create("one", size=1)
+    holder = jobs_api.queue_job(jobs.add, portal, 0, queue="serial", unique_key="k")
+    jobs_api.queue_job(jobs.add, portal, 1, queue="serial", quota_names=("one",))
+
+    def held(*args, **options):
+        return jobs_api.queue_job(jobs.add, portal, *args, queue="serial",
+                                  quota_names=("one",), **options)
+
+    with pytest.raises(jobs_api.DuplicateJobError) as raised:
+        held(2, unique_key="k", on_duplicate="raise")
+    assert raised.value.job is holder
+    assert held(3, unique_key="k") is holder
+    with pytest.raises(ValueError, match="on_duplicate must be one of"):
+        held(4, on_duplicate="explode")
+    with pytest.raises(ValueError, match="cannot be stored"):
+        held(lambda: 5)
+    transaction.abort()

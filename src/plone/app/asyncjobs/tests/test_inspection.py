@@ -3,7 +3,11 @@ with jobs queued through the Plone service."""
 from datetime import timedelta
 
 import pytest
+import requests
 import transaction
+from DateTime import DateTime
+from plone.app.testing import SITE_OWNER_NAME
+from plone.app.testing import SITE_OWNER_PASSWORD
 from plone.app.testing import TEST_USER_ID
 
 from plone.app.asyncjobs import api as jobs_api
@@ -78,6 +82,48 @@ def test_bad_listing_parameters_name_the_field(params, field):
     with pytest.raises(inspection.QueryError) as raised:
         inspection.JobQuery(params)
     assert raised.value.field == field
+
+
+def _record(**values):
+    from ZPublisher.HTTPRequest import record
+
+    made = record()
+    made.__dict__.update(values)
+    return made
+
+
+@pytest.mark.parametrize("params, field", [
+    ({"size": float("inf")}, "size"), ({"size": 2.5}, "size"), ({"since": 5}, "since"),
+    ({"until": 5}, "until"), ({"since": DateTime("2024/01/01")}, "since"),
+    ({"after": 5}, "after"), ({"state": 5}, "state"),
+])
+def test_typed_listing_parameters_are_read_as_their_text(params, field):
+    """Zope's typed parameters (``size:float=inf``, ``since:date=...``)
+    give other values than strings: they are checked as text."""
+    with pytest.raises(inspection.QueryError) as raised:
+        inspection.JobQuery(params)
+    assert raised.value.field == field
+    query = inspection.JobQuery({"callable": 5, "text": 6, "user": 7, "size": 3,
+                                 "queue": [5, _record(a="1")]})
+    assert (query.callable, query.text, query.user, query.size) == ("5", "6", "7", 3)
+    assert query.queues == ["5", "a: 1"]
+
+
+@pytest.mark.parametrize("query, status, field", [
+    ("size:float=inf", 400, "size"), ("since:int=5", 400, "since"),
+    ("until:int=5", 400, "until"), ("since:date=2024/01/01", 400, "since"),
+    ("after:int=5", 400, "after"), ("queue:int=5", 400, "queue"),
+    ("queue.a:record=1", 400, "queue"), ("callable:int=5", 200, None),
+    ("text:int=5", 200, None),
+])
+def test_the_rest_listing_answers_typed_parameters(functional, query, status, field):
+    answer = requests.get(
+        f"http://{functional['host']}:{functional['port']}/plone/@asyncjobs/jobs?{query}",
+        auth=(SITE_OWNER_NAME, SITE_OWNER_PASSWORD), headers={"Accept": "application/json"},
+        timeout=60)
+    assert answer.status_code == status, answer.text
+    if field is not None:
+        assert answer.json()["error"]["field"] == field
 
 
 def test_cancel_remove_and_the_overview(portal, integration):

@@ -4,9 +4,11 @@ saved schedule's jobs run in its site as the user who saved it."""
 import json
 
 import pytest
+import requests
 import transaction
 from Acquisition import aq_base
 from plone.app.testing import SITE_OWNER_NAME
+from plone.app.testing import SITE_OWNER_PASSWORD
 from plone.app.testing import TEST_USER_ID
 from plone.app.testing import TEST_USER_NAME
 from plone.app.testing import login
@@ -95,6 +97,14 @@ def test_zcml_schedule_names_may_not_hold_the_saved_schedules_at_sign():
     ({"timezone": "Nowhere/Land"}, "timezone", "unknown timezone"),
     ({"cron": None, "interval": 0.5}, "interval", "at least 1"),
     ({"cron": None, "interval": "5"}, "interval", "number of seconds"),
+    ({"cron": None, "interval": float("nan")}, "interval", "number of seconds"),
+    ({"cron": None, "interval": float("inf")}, "interval", "number of seconds"),
+    ({"cron": None, "interval": 3e11}, "interval", "interval: "),  # no slot before 10000
+    ({"cron": None, "interval": 1e15}, "interval", "too long"),
+    ({"cron": "0 0 30 2 *"}, "cron", "cron: "),  # February 30th: it never fires
+    ({"misfire_grace": float("nan")}, "misfire_grace", "number of seconds"),
+    ({"misfire_grace": float("inf")}, "misfire_grace", "number of seconds"),
+    ({"misfire_grace": 1e15}, "misfire_grace", "too long"),
     ({"arguments": [1, 2]}, "arguments", "JSON object"),
     ({"quota_names": "a"}, "quota_names", "list"),
     ({"retry_policy": "sometimes"}, "retry_policy", "unknown retry policy"),
@@ -371,6 +381,73 @@ def test_the_page_shows_the_error_of_a_form_with_fields_left_out(functional,
     [error] = tree(browser).cssselect("#asyncjobs-schedule-error")
     assert "invalid cron expression 'never'" in error.text_content()
     assert browser.getControl(name="saved.enabled").value == []  # left out: unchecked
+
+
+def rest(functional, method, path, body=None):
+    """The answer to a REST request; ``body`` may hold NaN (as Python's JSON reads it)."""
+    return requests.request(
+        method, f"http://{functional['host']}:{functional['port']}/plone/@asyncjobs/{path}",
+        data=None if body is None else json.dumps(body),
+        auth=(SITE_OWNER_NAME, SITE_OWNER_PASSWORD),
+        headers={"Accept": "application/json", "Content-Type": "application/json"}, timeout=60)
+
+
+@pytest.mark.parametrize("change, field", [
+    ({"interval": 3e11}, "interval"),
+    ({"interval": float("nan")}, "interval"),
+    ({"interval": 1e15}, "interval"),
+    ({"interval": 60, "misfire_grace": 1e15}, "misfire_grace"),
+    ({"cron": "0 0 30 2 *"}, "cron"),
+])
+def test_rest_refuses_a_schedule_whose_slots_cannot_be_computed(functional, functional_portal,
+                                                                offered, change, field):
+    """It would be stored, and then fail every listing of the schedules."""
+    answer = rest(functional, "POST", "schedules",
+                  {"name": "bad", "schedulable": "mark", **change})
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"]["field"] == field
+    transaction.begin()
+    assert saved.saved(functional_portal) == {}
+    assert rest(functional, "GET", "schedules").status_code == 200
+
+
+def post_form(functional, functional_portal, fields):
+    browser = open_browser(functional)
+    url = f"{functional_portal.absolute_url()}/@@asyncjobs-schedules"
+    browser.open(url)
+    token = browser.getControl(name="_authenticator").value
+    browser.post(url, f"_authenticator={token}&form.buttons.save=1&saved.name=bad"
+                      f"&saved.schedulable=mark&{fields}")
+    return browser
+
+
+@pytest.mark.parametrize("fields, error", [
+    ("saved.interval=3e11", "interval: "),
+    ("saved.interval=nan", "interval: must be a number"),
+    ("saved.interval=inf", "interval: must be a number"),
+    ("saved.cron=0+0+30+2+*", "cron: "),
+    ("saved.cron=0+3+*+*+*&saved.cron=0+4+*+*+*", "cron: give it once"),
+    ("saved.interval:int=60", "interval: give it once"),
+])
+def test_the_page_refuses_a_schedule_it_could_not_run(functional, functional_portal,
+                                                      offered, fields, error):
+    browser = post_form(functional, functional_portal, fields)
+    [shown] = tree(browser).cssselect("#asyncjobs-schedule-error")
+    assert error in shown.text_content()
+    transaction.begin()
+    assert saved.saved(functional_portal) == {}
+    browser.open(f"{functional_portal.absolute_url()}/@@asyncjobs-schedules")
+    assert browser.headers["status"].startswith("200")
+
+
+def test_the_page_refuses_two_schedules_to_change(functional, functional_portal, offered):
+    browser = open_browser(functional)
+    browser.raiseHttpErrors = False
+    browser.open(f"{functional_portal.absolute_url()}/@@asyncjobs-schedules?edit=a&edit=b")
+    assert browser.headers["status"].startswith("400")
+    assert status_messages(browser) == [
+        "The schedule could not be opened: edit: give it once, as text"]
+    assert browser.getControl(name="saved.editing").value == ""  # the form adds one
 
 
 def test_zopes_system_user_may_not_save_a_schedule(portal, offered):

@@ -282,3 +282,13 @@ def test_a_retry_decision_of_the_wrong_kind_fails_the_job(dispatcher, queue, cap
     assert wait_for_result(job).getErrorMessage() == "no"
     assert job.attempts == 1
     assert "decided 30, which is neither a bool" in caplog.text
+
+
+def test_values_out_of_range_get_errors_that_name_them(queue):
+    # They raised OverflowError or compared a name with a number.
+    late = datetime.max.replace(tzinfo=timezone(-timedelta(hours=5)))
+    with pytest.raises(ValueError, match="begin_after .* is out of range in UTC"):
+        queue.put(Job(jobs.echo, 1), begin_after=late)
+    with pytest.raises(TypeError, match="quota names must be non-empty strings, not 1"):
+        queue.put(Job(jobs.echo, 1), quota_names=["a", 1])
+    assert len(queue) == 0

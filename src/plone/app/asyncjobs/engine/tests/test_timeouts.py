@@ -199,12 +199,25 @@ def test_a_retry_copy_keeps_the_timeout(queue):
 
 @pytest.mark.parametrize("value, error", [
     (0, ValueError), (-1, ValueError), (math.inf, ValueError), (math.nan, ValueError),
-    ("10", TypeError), (True, TypeError), ([1], TypeError),
+    (10**400, ValueError), ("10", TypeError), (True, TypeError), ([1], TypeError),
 ])
 def test_bad_timeouts_are_refused_by_put(queue, value, error):
-    with pytest.raises(error, match="timeout"):
+    with pytest.raises(error, match="timeout must be"):
         queue.put(Job(jobs.echo, 1), timeout=value)
     assert len(queue) == 0
+
+
+@pytest.mark.parametrize("name, value, error", [
+    ("default_timeout", 0, ValueError), ("default_timeout", "x", TypeError),
+    ("timeout_grace", -1, ValueError), ("timeout_grace", math.nan, ValueError),
+    ("timeout_grace", "10", TypeError),
+])
+def test_a_queue_refuses_bad_time_limit_settings(queue, name, value, error):
+    # Accepted, they failed the timers of every worker later.
+    with pytest.raises(error, match=f"{name} must be"):
+        setattr(queue, name, value)
+    queue.default_timeout, queue.timeout_grace = 30, 0
+    assert (queue.default_timeout, queue.timeout_grace) == (30, 0)
 
 
 def test_a_job_without_a_limit_is_never_asked_to_stop(dispatcher, queue):

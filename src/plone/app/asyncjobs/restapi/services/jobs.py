@@ -46,15 +46,17 @@ def _given_parameters(form):
     return given
 
 
-def _query_parameters(service, given):
-    """``given`` as :class:`.inspection.JobQuery` takes them: real queue names."""
+def _query(service, given):
+    """The :class:`.inspection.JobQuery` of ``given``, with real queue names
+    (checked as the query reads them: as text)."""
     params = dict(given)
     if "queue" in given:
         params["queue"] = [from_segment(segment) for segment in given["queue"]]
-        for name in params["queue"]:
-            if name not in service.queues:
-                raise inspection.QueryError("queue", f"there is no queue {name!r}")
-    return params
+    query = inspection.JobQuery(params)
+    for name in query.queues or ():
+        if name not in service.queues:
+            raise inspection.QueryError("queue", f"there is no queue {name!r}")
+    return query
 
 
 def _total(service, query):
@@ -76,7 +78,7 @@ def _total(service, query):
 def list_jobs(service):
     """``GET @asyncjobs/jobs?...``: one page, and the URL of the next."""
     given = _given_parameters(service.request.form)
-    query = inspection.JobQuery(_query_parameters(service, given))
+    query = _query(service, given)
     page = query.run(service.queues, service.scope)
     first = {name: value for name, value in given.items() if name != "after"}
     batching = {"@id": service.url("jobs", query=given),
