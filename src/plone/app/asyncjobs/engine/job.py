@@ -241,7 +241,7 @@ class Job(Persistent, ZcAsyncJobSpellings):
         """The job this one is part of - its callable, or one of its
         callbacks - which runs it; ``None`` if there is none."""
         parent = self.parent
-        if IJob.providedBy(parent) and (
+        if parent is not None and IJob.providedBy(parent) and (
                 parent._callable is self or any(job is self for job in parent.callbacks)):
             return parent
         return None

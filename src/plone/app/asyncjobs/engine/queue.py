@@ -751,6 +751,8 @@ def set_claim_options(job, priority=None, unique_key=None, unique_while=None):
         job.unique_key = unique.check_key(unique_key)
     elif job.unique_key is not None:
         unique.check_key(job.unique_key)
-    statuses = unique.check_while(job.unique_while if unique_while is None else unique_while)
-    if statuses != job.unique_while:
-        job.unique_while = statuses
+    statuses = job.unique_while if unique_while is None else unique_while
+    if statuses is not type(job).unique_while:  # the class's default is sound
+        statuses = unique.check_while(statuses)
+        if statuses != job.unique_while:
+            job.unique_while = statuses
