@@ -13,7 +13,7 @@ extends the work.  Each step is safe to repeat, so interrupted composites
 resume where they were.
 """
 from plone.app.asyncjobs.engine.interfaces import IJob
-from plone.app.asyncjobs.engine.internal import internal
+from plone.app.asyncjobs.engine.internal import waiting_step
 from plone.app.asyncjobs.engine.job import Job
 from plone.app.asyncjobs.engine.local import get_job
 from plone.app.asyncjobs.engine.status import CALLBACKS
@@ -67,7 +67,7 @@ def _serial_step(composite, result=None):
     for job in composite.args:
         if _unqueued(job):
             composite.queue.put(job)
-            job.add_callback(internal(Job(_serial_step, composite)))
+            job.add_callback(waiting_step(Job(_serial_step, composite)))
             return
         if not _finished(job):
             return
@@ -80,7 +80,7 @@ def _start_parallel(*jobs, postprocess):
     for job in jobs:
         if _unqueued(job):
             composite.queue.put(job)
-            job.add_callback(internal(Job(_parallel_step, composite)))
+            job.add_callback(waiting_step(Job(_parallel_step, composite)))
     _parallel_step(composite)
     return postprocess
 

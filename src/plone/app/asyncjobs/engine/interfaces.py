@@ -25,6 +25,14 @@ class IInternalJob(IJob):
     """
 
 
+class IWaitingStep(IInternalJob):
+    """An internal callback through which another job waits for the job
+    it is a callback of (a composite's step, the job that returned it, the
+    next of an ordered series): that job must complete, not vanish from
+    its queue.  Mark one with :func:`.internal.waiting_step`.
+    """
+
+
 class ICallbackChooser(Interface):
     """A callback that becomes one of two jobs once its parent job's result
     is known: one for a success, one for a failure (see

@@ -11,12 +11,26 @@ does not keep them (:class:`~.history.CompletedJobs`).
 from zope.interface import alsoProvides
 
 from plone.app.asyncjobs.engine.interfaces import IInternalJob
+from plone.app.asyncjobs.engine.interfaces import IWaitingStep
 
 
 def internal(job):
     """Mark ``job`` as the engine's own (see the module doc); return it."""
     alsoProvides(job, IInternalJob)
     return job
+
+
+def waiting_step(job):
+    """Mark ``job``, a callback, as the way another job waits for the job
+    it is a callback of (see :class:`~.interfaces.IWaitingStep`); it is
+    internal too.  Return it."""
+    alsoProvides(job, IWaitingStep)
+    return job
+
+
+def waited_for(job):
+    """Whether another job waits for ``job`` through one of its callbacks."""
+    return any(IWaitingStep.providedBy(callback) for callback in job.callbacks)
 
 
 def is_internal(job):

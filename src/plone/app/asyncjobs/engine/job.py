@@ -58,6 +58,7 @@ from plone.app.asyncjobs.engine.ids import object_id
 from plone.app.asyncjobs.engine.ids import short_repr
 from plone.app.asyncjobs.engine.internal import internal
 from plone.app.asyncjobs.engine.internal import is_internal
+from plone.app.asyncjobs.engine.internal import waiting_step
 from plone.app.asyncjobs.engine.interfaces import IAgent
 from plone.app.asyncjobs.engine.interfaces import ICallbackChooser
 from plone.app.asyncjobs.engine.interfaces import IJob
@@ -881,7 +882,7 @@ class Job(Persistent, ZcAsyncJobSpellings):
                 return self._store_outcome(inner(), data_cache)
             queue.put(inner)
         self._result = inner
-        inner.add_callback(internal(Job(self._take_result_of_waited_job)))
+        inner.add_callback(waiting_step(Job(self._take_result_of_waited_job)))
 
     def _take_result_of_waited_job(self, result):
         if self._status_id == _ACTIVE:

@@ -80,7 +80,7 @@ from plone.app.asyncjobs.engine.history import CompletedJobs
 from plone.app.asyncjobs.engine.ids import object_id
 from plone.app.asyncjobs.engine.instanceuuid import configured_uuid
 from plone.app.asyncjobs.engine.interfaces import IJob
-from plone.app.asyncjobs.engine.internal import is_internal
+from plone.app.asyncjobs.engine.internal import waited_for
 from plone.app.asyncjobs.engine.interfaces import IQueue
 from plone.app.asyncjobs.engine.interfaces import IQueues
 from plone.app.asyncjobs.engine.log import events
@@ -468,7 +468,7 @@ class Queue(Persistent):
         """
         if job.parent is not self or job._queue_key is None:
             raise LookupError(f"{job!r} is not pending in queue {self.name!r}")
-        if not completing and any(is_internal(callback) for callback in job.callbacks):
+        if not completing and waited_for(job):
             raise BadStatusError(f"other jobs wait for {job!r}: cancel it instead, "
                                  "which completes it")
         self._take(job, claimed=False)

@@ -26,7 +26,7 @@ order they were queued.
 """
 from plone.app.asyncjobs.engine import local
 from plone.app.asyncjobs.engine import unique
-from plone.app.asyncjobs.engine.internal import internal
+from plone.app.asyncjobs.engine.internal import waiting_step
 from plone.app.asyncjobs.engine.job import Job
 from plone.app.asyncjobs.engine.status import NEW
 
@@ -81,7 +81,7 @@ def _hold(queue, job, previous, *, begin_after, begin_by, quota_names, retry_pol
     holder = queue._duplicate_of(job, on_duplicate)
     if holder is not None:
         return holder
-    callback = internal(Job(put_successor, queue))
+    callback = waiting_step(Job(put_successor, queue))
     callback.annotations[SUCCESSOR] = job
     previous.add_callback(callback)
     return job

@@ -3,9 +3,13 @@ import doctest
 import subprocess
 import sys
 import types
+from datetime import datetime
+from datetime import timedelta
+from datetime import timezone
 from pathlib import Path
 
 import pytest
+import transaction
 from plone.app.testing import SITE_OWNER_NAME
 from plone.app.testing import TEST_USER_ID
 from plone.app.testing import TEST_USER_NAME
@@ -20,7 +24,9 @@ from plone.testing import zca
 
 import plone.app.asyncjobs
 from plone.app.asyncjobs import api
+from plone.app.asyncjobs.engine.exceptions import BadStatusError
 from plone.app.asyncjobs.engine.status import COMPLETED
+from plone.app.asyncjobs.engine.status import NEW
 from plone.app.asyncjobs.interfaces import IAsyncService
 from plone.app.asyncjobs.interfaces import IQueueReady
 from plone.app.asyncjobs.interfaces import IWorkerRole
@@ -121,6 +127,28 @@ def test_service_jobs_count_against_the_default_quota_of_size_one(portal):
     assert service_job.quota_names == (DEFAULT_QUOTA,)
     assert api_job.quota_names == ()
     assert wait_for_result(service_job) == 1
+
+
+def in_a_day():
+    return datetime.now(timezone.utc) + timedelta(days=1)
+
+
+def test_a_pending_service_job_can_be_removed_as_in_zc_async(portal):
+    # Its event callback is no job waiting for it (unlike its successor).
+    queue = api.get_queue()
+    service = getUtility(IAsyncService)
+    first = service.queueJobWithDelay(None, in_a_day(), jobs.add, portal, 1)
+    second = service.queueJob(jobs.add, portal, 2)  # held behind it
+    with pytest.raises(BadStatusError, match="other jobs wait for"):
+        queue.remove(first)
+    first.cancel()
+    transaction.commit()
+    assert wait_for_result(second) == 2
+    alone = service.queueJobWithDelay(None, in_a_day(), jobs.add, portal, 3)
+    transaction.commit()
+    queue.remove(alone)
+    transaction.commit()
+    assert alone.status == NEW and len(queue) == 0
 
 
 def test_a_new_queue_gets_the_default_quota(portal):
