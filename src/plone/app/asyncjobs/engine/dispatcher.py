@@ -52,6 +52,7 @@ from plone.app.asyncjobs.engine.clock import to_microseconds
 from plone.app.asyncjobs.engine.clock import utcnow
 from plone.app.asyncjobs.engine.connectivity import Connectivity
 from plone.app.asyncjobs.engine.counters import Counters
+from plone.app.asyncjobs.engine.dispatchers import DispatcherAgents
 from plone.app.asyncjobs.engine.exceptions import CancelledError
 from plone.app.asyncjobs.engine.exceptions import DispatcherError
 from plone.app.asyncjobs.engine.exceptions import JobTimeoutError
@@ -65,6 +66,7 @@ from plone.app.asyncjobs.engine.queue import KEY
 from plone.app.asyncjobs.engine.queue import LANES
 from plone.app.asyncjobs.engine.slottimer import SlotTimer
 from plone.app.asyncjobs.engine.timeouts import TimeLimits
+from plone.app.asyncjobs.engine.timeouts import check_timeout
 from plone.app.asyncjobs.engine.timeouts import time_limit
 from plone.app.asyncjobs.engine.transactions import abort
 from plone.app.asyncjobs.engine.transactions import retry_conflicts
@@ -166,6 +168,20 @@ class PollInfo(dict):
         self.utc_timestamp = utc_timestamp
 
 
+#: The longest poll interval, shutdown grace or ping setting, in seconds:
+#: longer ones overflow timers and datetimes.
+MAX_SECONDS = 86_400
+
+
+def _check_seconds(value, name, zero=False):
+    """``value`` if it is ``None`` or a finite number of seconds up to
+    :data:`MAX_SECONDS`, positive (``zero``: or 0); else raise."""
+    check_timeout(value, name, zero)
+    if value is not None and value > MAX_SECONDS:
+        raise ValueError(f"{name} must be at most {MAX_SECONDS} seconds, not {value!r}")
+    return value
+
+
 class Dispatcher:
     """Polls the database, keeps worker threads running, records statistics.
 
@@ -181,8 +197,18 @@ class Dispatcher:
     def __init__(self, db, reactor, poll_interval=POLL_INTERVAL, uuid=None, agents=None,
                  jobs_size=200, polls_size=400, shutdown_grace=10,
                  ping_interval=None, ping_death_interval=None, push=True):
-        if poll_interval <= 0:
-            raise ValueError("poll_interval must be positive")
+        _check_seconds(poll_interval, "poll_interval")
+        _check_seconds(shutdown_grace, "shutdown_grace", zero=True)
+        ping = _check_seconds(ping_interval, "ping_interval")
+        death = _check_seconds(ping_death_interval, "ping_death_interval")
+        ping = DispatcherAgents.ping_interval if ping is None else timedelta(seconds=ping)
+        death = (DispatcherAgents.ping_death_interval if death is None
+                 else timedelta(seconds=death))
+        if death < 2 * ping:
+            # Pings are written every ping_interval: a live dispatcher would
+            # be found dead between two, and its jobs run twice.
+            raise ValueError(f"ping_death_interval ({death.total_seconds()} s) must be at "
+                             f"least twice ping_interval ({ping.total_seconds()} s)")
         self.db = db
         self.reactor = reactor
         self.poll_interval = poll_interval

@@ -21,8 +21,15 @@ class Quota(Persistent):
 
     def __init__(self, name, size=1):
         self.name = name
-        self.size = _checked_size(size)
+        self.size = size
         self._jobs = ()
+
+    def __setattr__(self, name, value):
+        # plone.app.async changed sizes by setting them: a bad one left the
+        # jobs naming the quota pending for ever.
+        if name == "size":
+            value = _checked_size(value)
+        super().__setattr__(name, value)
 
     def holders(self):
         """The jobs that still occupy a slot (assigned or active)."""

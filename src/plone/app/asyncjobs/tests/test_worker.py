@@ -279,6 +279,9 @@ def test_worker_settings_from_zope_conf():
     assert WorkerSettings.from_section({"default-timeout": "0"}).default_timeout == 0
     with pytest.raises(ValueError, match="timeout-grace must be at least 0"):
         WorkerSettings.from_section({"timeout-grace": "-1"})
+    for key in ("poll-interval", "shutdown-grace"):  # NaN passed every check
+        with pytest.raises(ValueError, match=f"{key} must be a finite number, got 'nan'"):
+            WorkerSettings.from_section({key: "nan"})
     assert settings.gc_freeze
     assert not WorkerSettings.from_section({"gc-freeze": " Off "}).gc_freeze
     with pytest.raises(ValueError, match="gc-freeze must be on or off, got 'no'"):

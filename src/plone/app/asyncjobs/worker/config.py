@@ -66,6 +66,7 @@ All keys are optional:
 The monitor server is configured apart, in ``<product-config
 zc.z3monitor>`` (``port`` or ``bind``), as with plone.app.async.
 """
+import math
 from dataclasses import dataclass
 
 from plone.app.asyncjobs.engine.dispatcher import POLL_INTERVAL
@@ -148,6 +149,10 @@ def _number(section, key, kind, minimum):
             f"<product-config {PRODUCT_CONFIG}>: {key} must be a "
             f"{'whole ' if kind is int else ''}number, got {text!r}"
         ) from None
+    if not math.isfinite(value):
+        raise ValueError(
+            f"<product-config {PRODUCT_CONFIG}>: {key} must be a finite number, got {text!r}"
+        )
     if value < minimum:
         raise ValueError(
             f"<product-config {PRODUCT_CONFIG}>: {key} must be at least "

@@ -1,4 +1,5 @@
 """Mistakes are refused where they are made, with messages that say what to do."""
+import math
 import types
 from datetime import datetime
 from datetime import timedelta
@@ -8,6 +9,7 @@ import pytest
 
 from plone.app.asyncjobs.engine import configure
 from plone.app.asyncjobs.engine import status
+from plone.app.asyncjobs.engine.dispatcher import Dispatcher
 from plone.app.asyncjobs.engine.exceptions import BadStatusError
 from plone.app.asyncjobs.engine.ids import object_id
 from plone.app.asyncjobs.engine.composite import parallel
@@ -15,6 +17,7 @@ from plone.app.asyncjobs.engine.composite import serial
 from plone.app.asyncjobs.engine.job import Job
 from plone.app.asyncjobs.engine.queue import Queue
 from plone.app.asyncjobs.engine.testing.clock import Clock
+from plone.app.asyncjobs.engine.testing.reactor import FakeReactor
 from plone.app.asyncjobs.engine.testing.waiting import wait_for_poll
 from plone.app.asyncjobs.engine.testing.waiting import wait_for_result
 from plone.app.asyncjobs.engine.testing.waiting import wait_for_start
@@ -292,3 +295,30 @@ def test_values_out_of_range_get_errors_that_name_them(queue):
     with pytest.raises(TypeError, match="quota names must be non-empty strings, not 1"):
         queue.put(Job(jobs.echo, 1), quota_names=["a", 1])
     assert len(queue) == 0
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(ping_interval=30, ping_death_interval=30), "at least twice ping_interval"),
+    (dict(ping_death_interval=45), r"ping_death_interval \(45.0 s\) must be at least twice"),
+    (dict(ping_interval=0), "ping_interval must be a positive"),
+    (dict(poll_interval=math.nan), "poll_interval must be a positive finite"),
+    (dict(poll_interval=1e10), "poll_interval must be at most 86400 seconds"),
+    (dict(shutdown_grace=math.inf), "shutdown_grace must be a finite"),
+    (dict(shutdown_grace="10"), "shutdown_grace must be a number"),
+])
+def test_dispatcher_settings_that_would_fail_later_are_refused(db, options, message):
+    # A death interval of one ping interval found a live dispatcher dead
+    # between its pings, and its running job ran twice at once; NaN,
+    # infinite and huge intervals failed in timers, polls or stop().
+    with pytest.raises((TypeError, ValueError), match=message):
+        Dispatcher(db, FakeReactor(), **options)
+
+
+@pytest.mark.parametrize("size", [0, -1, "2", None, 2.5, True])
+def test_a_quota_size_set_later_is_checked(queue, size):
+    # Set as plone.app.async did, a bad size left its jobs pending for ever.
+    quota = queue.quotas.create("pdf", size=1)
+    with pytest.raises(ValueError, match="a quota size must be a positive integer"):
+        quota.size = size
+    quota.size = 2
+    assert quota.size == 2

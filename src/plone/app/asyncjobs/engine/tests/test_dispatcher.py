@@ -123,7 +123,7 @@ def test_a_second_dispatcher_with_the_same_uuid_is_refused(dispatcher, db):
 
 
 def test_poll_interval_must_be_positive(db):
-    with pytest.raises(ValueError, match="poll_interval must be positive"):
+    with pytest.raises(ValueError, match="poll_interval must be a positive"):
         Dispatcher(db, FakeReactor(), poll_interval=0)
 
 

@@ -214,7 +214,7 @@ def test_a_job_stops_at_once_when_its_dispatchers_lease_lapsed(
     # question after waking the job stops, before anything is read from the
     # database (a sibling may be running it already), and the attempt
     # commits nothing.
-    dispatcher = start_dispatcher(poll_interval=60, ping_death_interval=5)
+    dispatcher = start_dispatcher(poll_interval=60, ping_interval=2, ping_death_interval=5)
     job = put(queue, Job(jobs.run_until_stopped, "lapsed"), retry_policy_factory="never")
     assert jobs.event("lapsed running").wait(jobs.WAIT)
     pool = dispatcher._pools["", "main"]
