@@ -36,8 +36,46 @@ SUCCESSOR = "plone.app.asyncjobs.successor"
 
 
 class _LastJobs:
-    """Keys the transaction's record of the jobs it queued last, by queue
-    and quota: ``{(id(queue), quota name): job}``."""
+    """The jobs a transaction queued last, by queue and quota, in
+    ``jobs``: ``{(id(queue), quota name): job}``.
+
+    It joins the transaction as a data manager with nothing to commit, so
+    that rolling back a savepoint also forgets the jobs queued after it:
+    a job held behind one of those would never be queued.
+    """
+
+    def __init__(self, transaction_manager):
+        self.transaction_manager = transaction_manager
+        self.jobs = {}
+        self.joined = False
+
+    def savepoint(self):
+        return _Rollback(self, dict(self.jobs))
+
+    def sortKey(self):
+        return "plone.app.asyncjobs.service.ordering"
+
+    def abort(self, transaction):
+        # Also how a savepoint made before this joined rolls it back, and
+        # leaves the transaction: the next job joins it again.
+        self.jobs.clear()
+        self.joined = False
+
+    def tpc_begin(self, transaction):
+        pass
+
+    commit = tpc_vote = tpc_finish = tpc_abort = tpc_begin
+
+
+class _Rollback:
+    """What a savepoint of :class:`_LastJobs` restores."""
+
+    def __init__(self, last, jobs):
+        self.last = last
+        self.jobs = jobs
+
+    def rollback(self):
+        self.last.jobs = dict(self.jobs)
 
 
 def put_in_order(queue, job, begin_after=None, begin_by=None, quota_names=(),
@@ -101,10 +139,15 @@ def put_successor(queue, result):
 
 
 def _last_jobs(queue):
-    current = queue._p_jar.transaction_manager.get()
+    """The ``jobs`` of the current transaction's :class:`_LastJobs`."""
+    manager = queue._p_jar.transaction_manager
+    current = manager.get()
     try:
-        return current.data(_LastJobs)
+        last = current.data(_LastJobs)
     except KeyError:
-        last = {}
+        last = _LastJobs(manager)
         current.set_data(_LastJobs, last)
-        return last
+    if not last.joined:
+        current.join(last)
+        last.joined = True
+    return last.jobs

@@ -151,6 +151,21 @@ def test_a_pending_service_job_can_be_removed_as_in_zc_async(portal):
     assert alone.status == NEW and len(queue) == 0
 
 
+def test_a_job_queued_after_a_rolled_back_one_is_queued(portal):
+    # Held behind the job the rollback took away, it was never queued.
+    service = getUtility(IAsyncService)
+    savepoint = transaction.savepoint()
+    service.queueJob(jobs.add, portal, 1)
+    savepoint.rollback()
+    after = service.queueJob(jobs.add, portal, 2)
+    savepoint = transaction.savepoint()  # the record of the last jobs has one now
+    service.queueJob(jobs.add, portal, 3)
+    savepoint.rollback()
+    last = service.queueJob(jobs.add, portal, 4)
+    transaction.commit()
+    assert wait_for_result(after) == 2 and wait_for_result(last) == 4
+
+
 def test_a_new_queue_gets_the_default_quota(portal):
     queue = add_queue(api.get_queues(), "reports")
     assert queue.quotas[DEFAULT_QUOTA].size == 1
