@@ -6,6 +6,7 @@ from plone.app.asyncjobs.engine import failure as failures
 from plone.app.asyncjobs.engine.interfaces import ICallbackChooser
 from plone.app.asyncjobs.engine.interfaces import IJob
 from plone.app.asyncjobs.engine.status import NEW
+from plone.app.asyncjobs.engine.validation import check_new_callback
 
 
 def passthrough(result):
@@ -48,10 +49,21 @@ class SuccessFailureCallback(Persistent):
     def deadline_passed(self, now=None):
         return False
 
-    def add_callback(self, callback, **options):
+    def add_callback(self, callback, failure_log_level=None, retry_policy_factory=None):
+        """Add ``callback`` to the chosen job, now or once chosen; checked
+        now, as :meth:`.job.Job.add_callback` checks it."""
+        options = {name: value for name, value in (("failure_log_level", failure_log_level),
+                                                   ("retry_policy_factory", retry_policy_factory))
+                   if value is not None}
         if self.job is not None:
             return self.job.add_callback(callback, **options)
-        self._callbacks.append((IJob(callback), options))
+        callback = IJob(callback)
+        sides = (self.success, self.failure)
+        lineage = (*sides, *(self.parent.job_lineage() if self.parent is not None else ()))
+        check_new_callback(callback, lineage, failure_log_level)
+        if any(added is callback for added, _ in self._callbacks):
+            raise ValueError(f"{callback!r} is a callback of this job already")
+        self._callbacks.append((callback, options))
         self._p_changed = True
         return self._callbacks[-1][0]
 

@@ -80,7 +80,7 @@ from plone.app.asyncjobs.engine.transactions import abort
 from plone.app.asyncjobs.engine.transactions import count_conflict
 from plone.app.asyncjobs.engine.transactions import retry_forever
 from plone.app.asyncjobs.engine.validation import check_callable
-from plone.app.asyncjobs.engine.validation import check_log_level
+from plone.app.asyncjobs.engine.validation import check_new_callback
 
 
 #: What ends an attempt at once, its changes aborted and its set-up torn
@@ -247,7 +247,7 @@ class Job(Persistent, ZcAsyncJobSpellings):
             return parent
         return None
 
-    def _job_lineage(self):
+    def job_lineage(self):
         """This job, then the jobs it is part of, outwards."""
         job = self
         while IJob.providedBy(job):
@@ -505,17 +505,7 @@ class Job(Persistent, ZcAsyncJobSpellings):
         """
         if not ICallbackChooser.providedBy(callback):
             callback = IJob(callback)
-        if callback.status != NEW:
-            raise BadStatusError(f"a callback must be new; {callback!r} is {callback.status}")
-        if IJob.providedBy(callback):  # a chooser is made for this call
-            owner = callback.owning_job()
-            if owner is not None:
-                raise ValueError(f"{callback!r} is part of {owner!r} already (its "
-                                 "callable or one of its callbacks)")
-            if any(job is callback for job in self._job_lineage()):
-                raise ValueError(f"{callback!r} cannot be a callback of {self!r}: "
-                                 "it is that job, or a job it is part of")
-        check_log_level(failure_log_level)
+        check_new_callback(callback, self.job_lineage(), failure_log_level)
         callback.parent = self
         callback._policy_kind = "callback"
         if failure_log_level is not None:

@@ -13,7 +13,10 @@ from io import BytesIO
 from persistent import Persistent
 
 from plone.app.asyncjobs.engine import arguments
+from plone.app.asyncjobs.engine.exceptions import BadStatusError
+from plone.app.asyncjobs.engine.interfaces import IJob
 from plone.app.asyncjobs.engine.naming import abbreviated
+from plone.app.asyncjobs.engine.status import NEW
 
 
 def check_callable(candidate):
@@ -56,6 +59,28 @@ def check_log_level(level):
         raise TypeError(f"failure_log_level must be a logging level (an integer "
                         f"such as logging.WARNING) or None, not {level!r}")
     return level
+
+
+def check_new_callback(callback, lineage, failure_log_level=None):
+    """Raise unless ``callback`` can become a callback of the first job of
+    ``lineage`` (that job, then the jobs it is part of, outwards).
+
+    It must be new, not part of another job already, and none of the jobs
+    of ``lineage`` (a job that is its own callback, or a cycle, would wait
+    for itself for ever); ``failure_log_level`` must be a logging level.
+    A chooser (``add_callbacks``) is made for the call and not checked.
+    """
+    if callback.status != NEW:
+        raise BadStatusError(f"a callback must be new; {callback!r} is {callback.status}")
+    if IJob.providedBy(callback):
+        owner = callback.owning_job()
+        if owner is not None:
+            raise ValueError(f"{callback!r} is part of {owner!r} already (its "
+                             "callable or one of its callbacks)")
+        if any(job is callback for job in lineage):
+            raise ValueError(f"{callback!r} cannot be a callback of this job: "
+                             "it is that job, or a job it is part of")
+    check_log_level(failure_log_level)
 
 
 def _importable(function):

@@ -322,3 +322,22 @@ def test_a_quota_size_set_later_is_checked(queue, size):
         quota.size = size
     quota.size = 2
     assert quota.size == 2
+
+
+def test_a_callback_of_a_chooser_is_checked_when_added(queue):
+    # Checked only once chosen, a bad one left the job in 'callbacks' for
+    # ever.
+    job = Job(jobs.echo, 1)
+    chooser = job.addCallbacks(success=Job(jobs.double))
+    with pytest.raises(TypeError, match="failure_log_level must be a logging level"):
+        chooser.addCallback(Job(jobs.double), failure_log_level="LOUD")
+    with pytest.raises(ValueError, match="it is that job, or a job it is part of"):
+        chooser.addCallback(job)
+    with pytest.raises(ValueError, match="it is that job, or a job it is part of"):
+        chooser.addCallback(chooser.success)
+    owned = Job(jobs.echo, 2).add_callback(Job(jobs.double))
+    with pytest.raises(ValueError, match="is part of .* already"):
+        chooser.addCallback(owned)
+    with pytest.raises(BadStatusError, match="a callback must be new"):
+        chooser.addCallback(queue.put(Job(jobs.echo, 3)))
+    assert chooser.callbacks == []
