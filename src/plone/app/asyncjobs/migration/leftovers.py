@@ -68,6 +68,9 @@ class Survey:
     unfinished: collections.Counter = dataclasses.field(default_factory=collections.Counter)
     #: References from zc.async's data to records of other classes (kept).
     outside: int = 0
+    #: References to records that are gone (a pack of one database of a
+    #: multi-database set-up, say) or cannot be read: skipped.
+    unreadable: int = 0
 
     @property
     def found(self):
@@ -86,6 +89,11 @@ class Survey:
             lines.append(
                 "Not configured in this process, so not surveyed: database(s) "
                 f"{', '.join(sorted(map(repr, self.missing_databases)))}."
+            )
+        if self.unreadable:
+            lines.append(
+                f"{self.unreadable} referred record(s) are gone or cannot be read "
+                "(see the log); they were skipped."
             )
         if self.outside:
             lines.append(
@@ -126,7 +134,15 @@ class _Walk:
             if db is None:
                 self.found.missing_databases.add(database)
                 continue
-            record = records.read(db.storage, oid)
+            try:
+                record = records.read(db.storage, oid)
+            except Exception:
+                # Gone (POSKeyError) or unreadable: it cannot hold a job to
+                # report, and must not stop the survey (nor the removal).
+                logger.warning("cannot read record %s of database %r; skipping it",
+                               oid.hex(), database, exc_info=True)
+                self.found.unreadable += 1
+                continue
             if not (record.class_name or "").startswith(ZC_ASYNC_MODULES):
                 self.found.outside += 1
                 continue

@@ -11,6 +11,7 @@ and old Python 2 pickles read too (strings that are not ASCII become
 ``bytes``, as ZODB reads them).
 """
 import collections
+import copyreg
 import io
 
 from ZODB.utils import load_current
@@ -18,12 +19,9 @@ from zodbpickle import pickle
 
 
 #: The harmless building blocks pickles name, under their Python 2 and 3
-#: module names; anything else becomes a stub.
+#: module names; anything else becomes a stub (``copyreg._reconstructor``
+#: becomes :func:`_reconstruct`).
 _SAFE = {
-    (module, name): (real, name)
-    for module, real in (("copy_reg", "copyreg"), ("copyreg", "copyreg"))
-    for name in ("_reconstructor",)
-} | {
     (module, name): ("builtins", name)
     for module in ("__builtin__", "builtins")
     for name in ("object", "set", "frozenset", "list", "dict", "tuple", "bytes",
@@ -40,6 +38,8 @@ class Stub:
 
     stub_args = ()
     stub_state = None
+    #: What the pickle added as to a list or a dict (of a subclass of one).
+    stub_items = ()
 
     def __new__(cls, *args, **kwargs):
         instance = super().__new__(cls)
@@ -51,6 +51,15 @@ class Stub:
 
     def __setstate__(self, state):
         self.stub_state = state
+
+    def __setitem__(self, key, value):
+        self.stub_items = (*self.stub_items, (key, value))
+
+    def append(self, value):
+        self.stub_items = (*self.stub_items, value)
+
+    def extend(self, values):
+        self.stub_items = (*self.stub_items, *values)
 
     @classmethod
     def dotted_name(cls):
@@ -84,6 +93,8 @@ class _Unpickler(pickle.Unpickler):
         self._stubs = {}
 
     def find_class(self, module, name):
+        if module in ("copy_reg", "copyreg") and name == "_reconstructor":
+            return _reconstruct
         safe = _SAFE.get((module, name))
         if safe is not None:
             return super().find_class(*safe)
@@ -94,6 +105,15 @@ class _Unpickler(pickle.Unpickler):
 
     def persistent_load(self, pid):
         return _reference(pid)
+
+
+def _reconstruct(cls, base, state):
+    """``copyreg._reconstructor``, which Python 2 pickles of instances of
+    subclasses of builtins (a ``dict`` subclass, say) call: for a stub
+    class, a stub keeping ``state`` as its arguments."""
+    if isinstance(cls, type) and issubclass(cls, Stub):
+        return cls(state)
+    return copyreg._reconstructor(cls, base, state)
 
 
 def _reference(pid):
@@ -162,3 +182,4 @@ def references(value):
             seen.add(id(item))
             pending.append(item.stub_args)
             pending.append(item.stub_state)
+            pending.append(item.stub_items)

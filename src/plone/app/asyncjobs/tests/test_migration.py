@@ -3,16 +3,20 @@
 The databases are built for real: their records name zc.async's classes
 (:mod:`.zc_async_data`), which cannot be imported when the migration runs.
 """
+import collections
 import io
+import pickle
 import types
 
 import pytest
 import transaction
 import ZODB
 from ZODB.broken import Broken
+from ZODB.Connection import TransactionMetaData
 from ZODB.FileStorage import FileStorage
 from ZODB.POSException import POSKeyError
 from ZODB.tests.MinPO import MinPO
+from ZODB.utils import load_current
 
 from plone.app.asyncjobs.migration import leftovers
 from plone.app.asyncjobs.migration import script
@@ -200,3 +204,67 @@ def test_records_written_by_python_2_are_read():
     assert records.dotted_name(state["_callable_root"]) == leftovers.EXECUTE_AS_USER
     assert leftovers._status(state, "main", {}) == "pending"
     assert leftovers._describe(state, "main", None) == (leftovers.EXECUTE_AS_USER, "/Plone")
+
+
+class Legacy(dict):
+    """A class of an add-on gone since: its records read it as a stub."""
+
+
+class LegacyList(list):
+    pass
+
+
+class _Ref:
+    def __init__(self, oid):
+        self.oid = oid
+
+
+class _ReferencePickler(pickle.Pickler):
+    """Pickles ``_Ref`` instances as references to records, as ZODB does."""
+
+    def persistent_id(self, obj):
+        return obj.oid if isinstance(obj, _Ref) else None
+
+    @classmethod
+    def dumps(cls, value):
+        out = io.BytesIO()
+        cls(out, protocol=3).dump(value)
+        return out.getvalue()
+
+
+def test_instances_of_builtin_subclasses_are_read_with_their_references():
+    """A job's arguments or result may be an ``OrderedDict``, a
+    ``defaultdict`` or any subclass of ``dict`` or ``list``: reading them
+    failed, which stopped the survey, the script and the upgrade step."""
+    from plone.app.asyncjobs.migration import records
+
+    other = b"\x00" * 7 + b"\x09"
+    for protocol in (1, 2, 3):
+        pickles = [
+            pickle.dumps({"args": collections.OrderedDict(a=1)}, protocol),
+            pickle.dumps({"args": collections.defaultdict(list, b=[2])}, protocol),
+            pickle.dumps({"result": Legacy(c=3)}, protocol),
+            pickle.dumps({"args": LegacyList([4])}, protocol),
+        ]
+        for state in pickles:
+            record = records.parse(b"\x00" * 8, b"czc.async.job\nJob\nq\x00." + state)
+            assert record.class_name == "zc.async.job.Job"
+    holder = LegacyList([_Ref(other)])
+    state = _ReferencePickler.dumps({"args": holder})
+    record = records.parse(b"\x00" * 8, b"czc.async.job\nJob\nq\x00." + state)
+    assert list(records.references(record.state)) == [records.Reference(None, other, None)]
+
+
+def test_a_record_that_is_gone_is_skipped_by_the_survey_and_the_removal(old_site):
+    """A dangling reference (a record packed away) stopped the migration."""
+    storage = old_site.main.databases[old_site.queues_database].storage
+    transaction_data = TransactionMetaData()
+    storage.tpc_begin(transaction_data)
+    storage.deleteObject(old_site.job_oid, load_current(storage, old_site.job_oid)[1],
+                         transaction_data)
+    storage.tpc_vote(transaction_data)
+    storage.tpc_finish(transaction_data)
+    out = io.StringIO()
+    assert script.main([], app=old_site.app, out=out) == 0
+    assert "1 referred record(s) are gone or cannot be read" in out.getvalue()
+    assert "Removed the root key 'zc.async'" in out.getvalue()
