@@ -19,16 +19,23 @@ does, with the same errors.  Its unique key is looked up at once too: if
 a job holds it, that job is returned, or with ``on_duplicate="raise"``
 :class:`~plone.app.asyncjobs.engine.exceptions.DuplicateJobError` is
 raised, and nothing is held back; if a job holds it when the new job is
-put, the new job is not queued (that job does the work).
+put, the new job is not queued (that job does the work), and the jobs
+held behind it are queued in its place, as they are if its put fails.
 
 Jobs queued by different transactions run one at a time too, in about the
 order they were queued.
 """
+import logging
+
 from plone.app.asyncjobs.engine import local
 from plone.app.asyncjobs.engine import unique
+from plone.app.asyncjobs.engine.interfaces import IJob
 from plone.app.asyncjobs.engine.internal import waiting_step
 from plone.app.asyncjobs.engine.job import Job
 from plone.app.asyncjobs.engine.status import NEW
+
+
+logger = logging.getLogger("plone.app.asyncjobs.ordering")
 
 
 #: The annotation of the callback that holds the job it queues.
@@ -133,9 +140,25 @@ def put_successor(queue, result):
     predecessor can be retried (copied, callbacks included): the copy of
     this callback has no annotations and queues nothing.
     """
-    job = local.get_job().get_annotation(SUCCESSOR)
-    if job is not None and job.status == NEW:
-        queue.put(job)
+    _put_held(queue, local.get_job().get_annotation(SUCCESSOR))
+
+
+def _put_held(queue, job):
+    """Queue ``job``, held until now.  If it is not queued (a job that
+    holds its unique key does the work, or the put fails), queue the jobs
+    held behind it in its place: none of them must wait for a job that
+    never runs."""
+    if job is None or job.status != NEW:
+        return
+    try:
+        if queue.put(job) is job:
+            return
+    except Exception:
+        logger.critical("cannot queue %r, held until its predecessor completed; "
+                        "queuing the jobs held behind it", job, exc_info=True)
+    for callback in job.callbacks:
+        if IJob.providedBy(callback) and callback.callable is put_successor:
+            _put_held(queue, callback.get_annotation(SUCCESSOR))
 
 
 def _last_jobs(queue):

@@ -8,6 +8,7 @@ from plone.app.asyncjobs import api as jobs_api
 from plone.app.asyncjobs.inspection import job_id
 from plone.app.asyncjobs.service.queues import add_queue
 from plone.app.asyncjobs.tests import jobs
+from plone.app.asyncjobs.waiting import wait_for_result
 
 
 def test_queue_job_with_a_priority(portal):
@@ -94,3 +95,25 @@ def test_a_job_put_after_its_quota_predecessor_is_checked_as_any_put(portal):
     with pytest.raises(ValueError, match="cannot be stored"):
         held(lambda: 5)
     transaction.abort()
+
+
+def test_jobs_held_behind_one_that_is_not_queued_are_queued_in_its_place(portal, gate_key):
+    # b's unique key is taken while it is held behind a: b is not queued
+    # (the holder does the work), and c, held behind b, was never queued.
+    queue = add_queue(jobs_api.get_queues(), "serial")
+    queue.quotas.create("one", size=1)
+
+    def in_series(*args, **options):
+        return jobs_api.queue_job(*args, queue="serial", quota_names=("one",), **options)
+
+    first = in_series(jobs.report_and_wait, portal, gate_key)
+    second = in_series(jobs.add, portal, 2, unique_key="k")
+    third = in_series(jobs.add, portal, 3)
+    transaction.commit()
+    holder = jobs_api.queue_job(jobs.add, portal, 9, queue="serial", unique_key="k",
+                                delay=timedelta(hours=1))
+    transaction.commit()
+    jobs.gate(gate_key).set()
+    assert wait_for_result(third) == 3
+    assert wait_for_result(first) == 3 and second.status == "new"
+    assert holder.status == "pending"
