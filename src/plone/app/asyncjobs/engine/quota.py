@@ -74,7 +74,19 @@ class Quotas(Container):
         if name in self._items:
             raise ValueError(f"quota {name!r} exists already")
         quota = self._items[name] = Quota(name, size)
+        # Jobs that run under a quota of this name removed before hold the
+        # new one: recreating a quota must not let more jobs run at once.
+        quota._jobs = tuple(job for job in self._held_jobs() if name in job.quota_names)
         return quota
+
+    def _held_jobs(self):
+        """The jobs that the agents of this queue hold, assigned or active."""
+        queue = self.parent
+        if queue is None:
+            return
+        for record in queue.dispatchers.values():
+            for agent in record.values():
+                yield from (job for job in agent if job.status in (ASSIGNED, ACTIVE))
 
     def remove(self, name):
         """Remove the quota; jobs naming it are no longer limited by it."""

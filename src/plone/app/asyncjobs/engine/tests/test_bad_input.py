@@ -341,3 +341,16 @@ def test_a_callback_of_a_chooser_is_checked_when_added(queue):
     with pytest.raises(BadStatusError, match="a callback must be new"):
         chooser.addCallback(queue.put(Job(jobs.echo, 3)))
     assert chooser.callbacks == []
+
+
+def test_a_quota_made_again_counts_the_jobs_that_run_under_its_name(queue, record):
+    # Made again, it forgot them: a quota of size one ran two jobs at once.
+    agent = record()["main"]
+    queue.quotas.create("pdf", size=1)
+    running = queue.put(Job(jobs.echo, 1), quota_names=("pdf",))
+    assert agent.claim_job() is running
+    queue.quotas.remove("pdf")
+    quota = queue.quotas.create("pdf", size=1)
+    waiting = queue.put(Job(jobs.echo, 2), quota_names=("pdf",))
+    assert list(quota) == [running] and quota.filled
+    assert agent.claim_job() is None and waiting.status == status.PENDING
