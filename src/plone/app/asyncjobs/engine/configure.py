@@ -118,13 +118,17 @@ def start(db, poll_interval=POLL_INTERVAL, database_name=None, agent_size=3, age
     """
     install_queues(db, queue_names, database_name)
     reactor_thread = ReactorThread()
-    dispatcher = Dispatcher(
-        db, reactor_thread.reactor, poll_interval=poll_interval, uuid=uuid,
-        agents={"main": AgentFactory(size=agent_size, filter=agent_filter)},
-        **dispatcher_options,
-    )
-    dispatcher.reactor_thread = reactor_thread
-    dispatcher.activate()
+    try:
+        dispatcher = Dispatcher(
+            db, reactor_thread.reactor, poll_interval=poll_interval, uuid=uuid,
+            agents={"main": AgentFactory(size=agent_size, filter=agent_filter)},
+            **dispatcher_options,
+        )
+        dispatcher.reactor_thread = reactor_thread
+        dispatcher.activate()
+    except BaseException:
+        reactor_thread.stop()  # never started: closes its wake-up pipe
+        raise
     reactor_thread.start()
     return dispatcher
 

@@ -1,6 +1,8 @@
 """Mistakes are refused where they are made, with messages that say what to do."""
 import math
+import os
 import types
+import uuid
 from datetime import datetime
 from datetime import timedelta
 from datetime import timezone
@@ -11,6 +13,7 @@ from plone.app.asyncjobs.engine import configure
 from plone.app.asyncjobs.engine import status
 from plone.app.asyncjobs.engine.dispatcher import Dispatcher
 from plone.app.asyncjobs.engine.exceptions import BadStatusError
+from plone.app.asyncjobs.engine.exceptions import DispatcherError
 from plone.app.asyncjobs.engine.ids import object_id
 from plone.app.asyncjobs.engine.composite import parallel
 from plone.app.asyncjobs.engine.composite import serial
@@ -354,3 +357,15 @@ def test_a_quota_made_again_counts_the_jobs_that_run_under_its_name(queue, recor
     waiting = queue.put(Job(jobs.echo, 2), quota_names=("pdf",))
     assert list(quota) == [running] and quota.filled
     assert agent.claim_job() is None and waiting.status == status.PENDING
+
+
+def test_a_refused_start_leaves_no_file_open(db, queues, start_dispatcher):
+    # Each refused start left its reactor's wake-up pipe open.
+    start_dispatcher()
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(5):
+        with pytest.raises(DispatcherError, match="another dispatcher with UUID"):
+            configure.start(db)
+    with pytest.raises(ValueError, match="ping_death_interval"):
+        configure.start(db, uuid=uuid.uuid4(), ping_interval=30, ping_death_interval=30)
+    assert len(os.listdir("/proc/self/fd")) == before
