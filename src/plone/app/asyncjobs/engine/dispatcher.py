@@ -496,7 +496,8 @@ class Dispatcher:
             still_running += pool.join(self.shutdown_grace)
         if still_running:
             events.warning(
-                "dispatcher %s: %d job(s) still running after %ss; handing them back",
+                "dispatcher %s: %d worker thread(s) still running after %ss; "
+                "handing back the jobs they hold",
                 self.uuid, len(still_running), self.shutdown_grace,
             )
         manager = self._connection.transaction_manager
