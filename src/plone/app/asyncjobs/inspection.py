@@ -29,6 +29,7 @@ from datetime import timezone
 from plone.app.asyncjobs import access
 from plone.app.asyncjobs.engine import admin
 from plone.app.asyncjobs.engine import listing
+from plone.app.asyncjobs.engine.agent import MAX_SIZE as MAX_AGENT_SIZE
 from plone.app.asyncjobs.engine.cancel import cancel_request
 from plone.app.asyncjobs.engine.clock import utcnow
 from plone.app.asyncjobs.engine.exceptions import BadStatusError
@@ -505,8 +506,8 @@ def set_agent_size(queues, uuid, queue_name, agent_name, size, actor):
         size = int(size)
     except (TypeError, ValueError):
         raise QueryError("size", f"not a number: {size!r}") from None
-    if not 0 <= size <= 100:
-        raise QueryError("size", "must be between 0 and 100")
+    if not 0 <= size <= MAX_AGENT_SIZE:
+        raise QueryError("size", f"must be between 0 and {MAX_AGENT_SIZE}")
     if queue_name not in queues:
         raise LookupError(f"there is no queue {queue_name!r}")
     [record] = [r for r in _records(queues, uuid) if r.queue is queues[queue_name]] or [None]

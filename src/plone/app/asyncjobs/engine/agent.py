@@ -23,6 +23,11 @@ from plone.app.asyncjobs.engine.status import CALLBACKS
 from plone.app.asyncjobs.engine.status import COMPLETED
 
 
+#: The largest agent size: each unit is a worker thread with a database
+#: connection of its own.
+MAX_SIZE = 100
+
+
 class HeldJobs(LOBTree):
     """The jobs an agent holds, by integer oid, plus a permanent marker.
 
@@ -114,8 +119,9 @@ class Agent(Persistent):
 
     @size.setter
     def size(self, value):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise ValueError(f"an agent's size must be an integer >= 0, not {value!r}")
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_SIZE:
+            raise ValueError(f"an agent's size must be an integer from 0 to {MAX_SIZE}, "
+                             f"not {value!r}")
         self._size = value
 
     @property

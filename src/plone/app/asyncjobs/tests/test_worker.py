@@ -274,6 +274,8 @@ def test_worker_settings_from_zope_conf():
     assert settings.queue_names == ("", "a", "b")
     with pytest.raises(ValueError, match="agent-size must be a whole number"):
         WorkerSettings.from_section({"agent-size": "many"})
+    with pytest.raises(ValueError, match="agent-size must be at most 100"):
+        WorkerSettings.from_section({"agent-size": "1000000000"})
     with pytest.raises(ValueError, match="poll-interval must be at least"):
         WorkerSettings.from_section({"poll-interval": "0"})
     assert WorkerSettings.from_section({"default-timeout": "0"}).default_timeout == 0

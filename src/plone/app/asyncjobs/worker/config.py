@@ -69,6 +69,7 @@ zc.z3monitor>`` (``port`` or ``bind``), as with plone.app.async.
 import math
 from dataclasses import dataclass
 
+from plone.app.asyncjobs.engine.agent import MAX_SIZE
 from plone.app.asyncjobs.engine.dispatcher import POLL_INTERVAL
 
 
@@ -108,7 +109,7 @@ class WorkerSettings:
         if "poll-interval" in section:
             settings.poll_interval = _number(section, "poll-interval", float, 0.001)
         if "agent-size" in section:
-            settings.agent_size = _number(section, "agent-size", int, 0)
+            settings.agent_size = _number(section, "agent-size", int, 0, MAX_SIZE)
             settings.agent_size_configured = True
         if "default-quota-size" in section:
             settings.default_quota_size = _number(section, "default-quota-size", int, 0)
@@ -140,7 +141,7 @@ class WorkerSettings:
         return settings
 
 
-def _number(section, key, kind, minimum):
+def _number(section, key, kind, minimum, maximum=None):
     text = section[key]
     try:
         value = kind(str(text).strip())
@@ -152,6 +153,10 @@ def _number(section, key, kind, minimum):
     if not math.isfinite(value):
         raise ValueError(
             f"<product-config {PRODUCT_CONFIG}>: {key} must be a finite number, got {text!r}"
+        )
+    if maximum is not None and value > maximum:
+        raise ValueError(
+            f"<product-config {PRODUCT_CONFIG}>: {key} must be at most {maximum}, got {text!r}"
         )
     if value < minimum:
         raise ValueError(

@@ -76,9 +76,10 @@ def test_an_agent_of_size_zero_claims_nothing(queue, dispatcher_record):
     assert len(queue) == 1
 
 
-@pytest.mark.parametrize("size", [-1, 1.5, True, "3"])
-def test_an_agents_size_is_a_non_negative_integer(size):
-    with pytest.raises(ValueError, match="an agent's size must be an integer >= 0"):
+@pytest.mark.parametrize("size", [-1, 1.5, True, "3", 101])
+def test_an_agents_size_is_an_integer_from_0_to_100(size):
+    # 10**9 was taken: as many worker threads and connections.
+    with pytest.raises(ValueError, match="an agent's size must be an integer from 0 to 100"):
         Agent(size=size)
 
 
