@@ -199,6 +199,11 @@ class Dispatcher:
                  ping_interval=None, ping_death_interval=None, push=True):
         _check_seconds(poll_interval, "poll_interval")
         _check_seconds(shutdown_grace, "shutdown_grace", zero=True)
+        for name, size in (("jobs_size", jobs_size), ("polls_size", polls_size)):
+            # The records of recent jobs and polls: with none, the
+            # dispatcher would always look stuck.
+            if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+                raise ValueError(f"{name} must be a positive integer, not {size!r}")
         ping = _check_seconds(ping_interval, "ping_interval")
         death = _check_seconds(ping_death_interval, "ping_death_interval")
         ping = DispatcherAgents.ping_interval if ping is None else timedelta(seconds=ping)

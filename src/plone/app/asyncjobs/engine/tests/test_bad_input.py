@@ -308,6 +308,8 @@ def test_values_out_of_range_get_errors_that_name_them(queue):
     (dict(poll_interval=1e10), "poll_interval must be at most 86400 seconds"),
     (dict(shutdown_grace=math.inf), "shutdown_grace must be a finite"),
     (dict(shutdown_grace="10"), "shutdown_grace must be a number"),
+    (dict(polls_size=0), "polls_size must be a positive integer"),
+    (dict(jobs_size=2.5), "jobs_size must be a positive integer"),
 ])
 def test_dispatcher_settings_that_would_fail_later_are_refused(db, options, message):
     # A death interval of one ping interval found a live dispatcher dead
