@@ -7,6 +7,7 @@ a status that allows it) with a message meant for the administrator.
 """
 from ZODB.POSException import POSKeyError
 
+from plone.app.asyncjobs.engine import composite
 from plone.app.asyncjobs.engine.cancel import request_cancel
 from plone.app.asyncjobs.engine.exceptions import BadStatusError
 from plone.app.asyncjobs.engine.exceptions import DuplicateJobError
@@ -41,10 +42,14 @@ def find_job(connection, oid, database_name=None):
 
 def cancel(job, reason="cancelled"):
     """Cancel a pending job (see :meth:`.Job.cancel`), or ask a running one
-    to stop (see :func:`.cancel.request_cancel`); ``reason`` is the message
-    of its :class:`~.exceptions.CancelledError`."""
+    to stop (see :func:`.cancel.request_cancel`; a running composite job
+    also cancels its parts, see :mod:`.composite`); ``reason`` is the
+    message of its :class:`~.exceptions.CancelledError`."""
     if job.status == ACTIVE:
-        return request_cancel(job, reason)
+        request_cancel(job, reason)
+        if composite.is_composite(job):
+            composite.cancel_parts(job, reason)
+        return
     if job.status != PENDING:
         raise BadStatusError(f"only a pending or running job can be cancelled; "
                              f"this one is {job.status}")

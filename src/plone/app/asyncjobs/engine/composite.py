@@ -11,14 +11,24 @@ The composite job must itself be put in a queue.  Its list of inner jobs is
 ``composite.args``; appending to it before the last inner job finishes
 extends the work.  Each step is safe to repeat, so interrupted composites
 resume where they were.
+
+Cancelling a running composite (:func:`.admin.cancel`) cancels its pending
+inner jobs and asks its running ones to stop (:func:`cancel_parts`); no
+other inner job is queued, and once the started ones have finished the
+composite ends with a :class:`~.exceptions.CancelledError` (its
+``postprocess`` does not run).
 """
+from plone.app.asyncjobs.engine.cancel import cancel_request
+from plone.app.asyncjobs.engine.cancel import request_cancel
 from plone.app.asyncjobs.engine.interfaces import IJob
 from plone.app.asyncjobs.engine.internal import waiting_step
 from plone.app.asyncjobs.engine.job import Job
 from plone.app.asyncjobs.engine.local import get_job
+from plone.app.asyncjobs.engine.status import ACTIVE
 from plone.app.asyncjobs.engine.status import CALLBACKS
 from plone.app.asyncjobs.engine.status import COMPLETED
 from plone.app.asyncjobs.engine.status import NEW
+from plone.app.asyncjobs.engine.status import PENDING
 
 
 def serial(*jobs, postprocess=None):
@@ -64,6 +74,8 @@ def _start_serial(*jobs, postprocess):
 
 
 def _serial_step(composite, result=None):
+    if cancel_request(composite) is not None:
+        return _end_cancelled(composite)
     for job in composite.args:
         if _unqueued(job):
             composite.queue.put(job)
@@ -86,8 +98,38 @@ def _start_parallel(*jobs, postprocess):
 
 
 def _parallel_step(composite, result=None):
+    if cancel_request(composite) is not None:
+        return _end_cancelled(composite)
     if all(_finished(job) for job in composite.args):
         _queue_postprocess(composite)
+
+
+def is_composite(job):
+    """Whether ``job`` is a serial or parallel composite job."""
+    return job.callable in (_start_serial, _start_parallel)
+
+
+def cancel_parts(composite, reason):
+    """Cancel the pending inner jobs of ``composite`` and ask its running
+    ones to stop, for the composite's own cancel request (see the module
+    doc); commits nothing."""
+    for job in composite.args:
+        if job.status == PENDING:
+            job.cancel(reason)
+        elif job.status == ACTIVE:
+            request_cancel(job, reason)
+
+
+def _end_cancelled(composite):
+    """Once no inner job is under way, end ``composite`` with the
+    CancelledError of its cancel request, through its postprocess, which
+    it waits for: queued, then cancelled at once, so that it never runs."""
+    if any(not _unqueued(job) and not _finished(job) for job in composite.args):
+        return  # the last one to finish ends it
+    postprocess = composite.kwargs["postprocess"]
+    if _unqueued(postprocess):
+        composite.queue.put(postprocess)
+        postprocess.cancel(cancel_request(composite)[1])
 
 
 def _queue_postprocess(composite):

@@ -5,15 +5,18 @@ from datetime import timezone
 
 import pytest
 
+from plone.app.asyncjobs.engine import admin
 from plone.app.asyncjobs.engine import configure
 from plone.app.asyncjobs.engine import parallel
 from plone.app.asyncjobs.engine import serial
 from plone.app.asyncjobs.engine import status
+from plone.app.asyncjobs.engine.cancel import cancel_request
 from plone.app.asyncjobs.engine.composite import collect
 from plone.app.asyncjobs.engine.exceptions import BadStatusError
 from plone.app.asyncjobs.engine.exceptions import CancelledError
 from plone.app.asyncjobs.engine.job import Job
 from plone.app.asyncjobs.engine.testing.waiting import wait_for_result
+from plone.app.asyncjobs.engine.testing.waiting import wait_for_start
 from plone.app.asyncjobs.engine.testing.waiting import wait_until
 from plone.app.asyncjobs.engine.tests import jobs
 from plone.app.asyncjobs.engine.tests.support import commit
@@ -154,3 +157,35 @@ def test_a_job_others_wait_for_is_cancelled_not_removed(dispatcher, queue):
     commit(queue)
     (result,) = wait_for_result(composite)
     assert result is inner and inner.result.check(CancelledError)
+
+
+def test_a_cancelled_serial_composite_queues_no_more_parts(dispatcher, queue):
+    # The cancel request was ignored: every part ran, and the postprocess.
+    first = Job(jobs.wait_for_event, "first part", 1)
+    rest = [Job(jobs.echo, 2), Job(jobs.echo, 3)]
+    composite = put(queue, serial(first, *rest))
+    wait_for_start(first)
+    sync(queue)
+    admin.cancel(composite, "enough")
+    commit(queue)
+    jobs.event("first part").set()
+    result = wait_for_result(composite)
+    assert result.check(CancelledError) and result.getErrorMessage() == "enough"
+    assert first.result == 1 and [job.status for job in rest] == [status.NEW] * 2
+    assert composite.kwargs["postprocess"].attempts == 0
+
+
+def test_a_cancelled_parallel_composite_cancels_its_pending_parts(dispatcher, queue):
+    running = Job(jobs.wait_for_event, "running part", 1)
+    later = Job(jobs.echo, 2)
+    later.begin_after = datetime.now(timezone.utc) + timedelta(hours=1)
+    composite = put(queue, parallel(running, later))
+    wait_for_start(running)
+    wait_until(lambda: later.status == status.PENDING, sync=lambda: sync(later))
+    admin.cancel(composite, "enough")
+    commit(queue)
+    assert later.result.check(CancelledError)
+    assert cancel_request(running)[1] == "enough"
+    jobs.event("running part").set()
+    assert wait_for_result(composite).check(CancelledError)
+    assert running.result == 1 and later.attempts == 0
