@@ -70,11 +70,21 @@ def cut(text, limit=REPR_LIMIT):
     return text if len(text) <= limit else text[:limit] + "[...TRUNCATED...]"
 
 
+def safe_repr(value):
+    """``repr(value)``, or a stand-in naming its class if that raises: one
+    value of an add-on's class must not break a listing, a command or a
+    log line."""
+    try:
+        return repr(value)
+    except Exception as error:
+        return f"<unrepresentable {_qualified(type(value))}: {type(error).__name__}>"
+
+
 def brief_repr(value):
     """A repr for people: stored objects named by class and id, long ones cut."""
     if isinstance(value, Persistent):
         return short_repr(value)
-    return cut(repr(value))
+    return cut(safe_repr(value))
 
 
 def abbreviated(value):
@@ -83,7 +93,7 @@ def abbreviated(value):
     id, others cut with "..."."""
     if isinstance(value, Persistent):
         return short_repr(value)
-    text = repr(value)
+    text = safe_repr(value)
     if len(text) <= ABBREVIATED_LIMIT:
         return text
     return text[:ABBREVIATED_LIMIT - 3] + "..."

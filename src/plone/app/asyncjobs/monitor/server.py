@@ -8,7 +8,9 @@ word and its arguments, separated by whitespace, ended by a newline (a
 carriage return before it is ignored; there is no quoting).  The server runs
 the command, sends its output and closes the connection.  Blank lines before
 the command are ignored.  So ``echo 'monitor' | nc localhost 8081`` works as
-it did with zc.monitor.
+it did with zc.monitor.  A command line longer than 16384 bytes
+(``MonitorSession.MAX_LENGTH``) gets a one-line error, and the connection
+is closed.
 
 The command ``interactive`` keeps the connection open: the server then
 answers every command line until ``quit`` (which answers ``Goodbye.`` and
@@ -20,7 +22,10 @@ closes) or until the client disconnects.  In interactive mode
   delimiter); for a person at a terminal the line serves as a prompt;
 * an empty line repeats the previous command, as in zc.monitor.
 
-A connection's commands run one at a time, in the order received.
+A connection's commands run one at a time, in the order received.  A client
+that half-closes its side (``nc -N`` at the end of its input) gets the
+answers to every command it sent, the last one even without its newline,
+before the server closes.
 
 Commands
 --------
@@ -56,6 +61,7 @@ import threading
 import zope.component
 from twisted.internet.address import UNIXAddress
 from twisted.internet.error import CannotListenError
+from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.internet.protocol import Factory
 from twisted.internet.selectreactor import SelectReactor
 from twisted.internet.threads import blockingCallFromThread
@@ -392,6 +398,7 @@ class MonitorFactory(Factory):
         return MonitorSession(self)
 
 
+@implementer(IHalfCloseableProtocol)
 class MonitorSession(LineReceiver):
     """The conversation with one client (see the module docstring).
 
@@ -405,6 +412,7 @@ class MonitorSession(LineReceiver):
         self.interactive = False
         self.previous_command = None
         self.client_gone = False
+        self.input_ended = False
         self._output_ends_line = True
 
     def connectionMade(self):
@@ -413,6 +421,30 @@ class MonitorSession(LineReceiver):
     def connectionLost(self, reason):
         self.client_gone = True
         self.factory.sessions.discard(self)
+
+    def readConnectionLost(self):
+        """The client half-closed: answer what it sent, then close.
+
+        Twisted reads only while no command runs (`lineReceived` pauses
+        reading), so every complete line has been answered by now; a last
+        line without a newline still is a command.
+        """
+        self.input_ended = True
+        last_line = self.clearLineBuffer()
+        if last_line.strip():
+            self.lineReceived(last_line)
+        else:
+            self.transport.loseConnection()
+
+    def writeConnectionLost(self):
+        """Never called for a socket (see `IHalfCloseableProtocol`)."""
+
+    def lineLengthExceeded(self, line):
+        self.send(
+            f"Error: a command line is limited to {self.MAX_LENGTH} bytes; "
+            f"closing the connection.\n"
+        )
+        self.transport.loseConnection()
 
     def send(self, text):
         """Send `text` (`str`) to the client."""
@@ -472,6 +504,7 @@ class MonitorSession(LineReceiver):
         if self.interactive:
             self.end_line()
             self.send(OUTPUT_END_MARKER + "\n")
+        if self.interactive and not self.input_ended:
             self.resumeProducing()
         else:
             self.transport.loseConnection()

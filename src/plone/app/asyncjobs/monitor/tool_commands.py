@@ -22,13 +22,15 @@ Output is JSON (keys sorted, indented by four spaces), encoded by
   ``2026-01-31T12:00:00.000000Z``;
 * jobs and other stored objects: ``[oid, database name]``, the job id the
   commands accept;
-* UUIDs: strings; callables: their dotted name; anything else: its repr.
+* UUIDs: strings; callables: their dotted name; anything else: its repr
+  (``<unrepresentable CLASS: ERROR>`` if that raises).
 """
 
 import fnmatch
 import inspect
 import json
 import re
+import sys
 import types
 import uuid
 from datetime import datetime
@@ -279,6 +281,11 @@ _INTERVAL = re.compile(
 
 INTERVAL_HELP = "an interval like 1h30m (units d, h, m, s, in that order)"
 
+#: The largest count or poll key an argument may give: `itertools.islice`
+#: takes no larger count, and poll keys, counting polls from 1, never get
+#: that far.
+MAX_INTEGER = sys.maxsize
+
 #: The longest interval an argument may name: longer ones reach before the
 #: first year a datetime can hold.
 MAX_INTERVAL = timedelta(days=36500)
@@ -302,7 +309,10 @@ def parse_interval(text, label):
 def parse_poll_point(text, label):
     """A poll key (`int`) or an interval ago (`timedelta`)."""
     if text.isascii() and text.isdigit():
-        return int(text)
+        key = _bounded_decimal(text, MAX_INTEGER)
+        if key is None:
+            raise CommandError(f"{label} {text!r} is larger than any poll key")
+        return key
     if not _INTERVAL.fullmatch(text) or not text:
         raise CommandError(
             f"{label} {text!r} is neither a poll key (an integer) nor "
@@ -312,10 +322,26 @@ def parse_poll_point(text, label):
 
 
 def parse_count(text, label):
-    """A positive integer."""
-    if not (text.isascii() and text.isdigit() and int(text) > 0):
+    """A positive integer up to `MAX_INTEGER`."""
+    if not (text.isascii() and text.isdigit() and text.lstrip("0")):
         raise CommandError(f"{label} {text!r} is not a positive integer")
-    return int(text)
+    count = _bounded_decimal(text, MAX_INTEGER)
+    if count is None:
+        raise CommandError(f"{label} {text!r} is larger than {MAX_INTEGER}")
+    return count
+
+
+def _bounded_decimal(text, limit):
+    """`text`, ASCII decimal digits, as an `int`; None if over `limit`.
+
+    Too many digits are refused before `int` reads them: it raises
+    `ValueError` beyond 4300.
+    """
+    digits = text.lstrip("0")
+    if len(digits) > len(str(limit)):
+        return None
+    value = int(digits or "0")
+    return value if value <= limit else None
 
 
 def parse_oid(text, label):

@@ -102,6 +102,13 @@ class SlowRepr:
         return "<slow argument>"
 
 
+class BadRepr:
+    """A job argument whose repr raises."""
+
+    def __repr__(self):
+        raise RuntimeError("repr exploded")
+
+
 # -- helpers ------------------------------------------------------------------------
 
 

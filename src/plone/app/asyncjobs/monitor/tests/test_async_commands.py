@@ -1,6 +1,7 @@
 """The ``async`` command, asked over real TCP connections of a monitor
 server, about a real dispatcher running jobs (see `.engine_setup`)."""
 
+import sys
 import uuid
 from datetime import datetime
 from datetime import timedelta
@@ -26,6 +27,7 @@ from plone.app.asyncjobs.monitor.tests.engine_setup import stop_dispatcher
 from plone.app.asyncjobs.monitor.tests.engine_setup import worker  # noqa: F401
 from plone.app.asyncjobs.monitor.tool_commands import encode_datetime
 from plone.app.asyncjobs.monitor.tool_commands import encode_timedelta
+from plone.app.asyncjobs.monitor.tool_commands import parse_count
 from plone.app.asyncjobs.monitor.tool_commands import parse_interval
 from plone.app.asyncjobs.monitor.tool_commands import parse_poll_point
 
@@ -282,6 +284,24 @@ def test_polls_errors(address):
     )
 
 
+HUGE = "9" * 5000  # more digits than int() reads
+
+
+@pytest.mark.parametrize("command, complaint", [
+    ("polls count:99999999999999999999", f"is larger than {sys.maxsize}"),
+    (f"polls count:{HUGE}", f"is larger than {sys.maxsize}"),
+    (f"poll at:{HUGE}", "is larger than any poll key"),
+    (f"polls before:{HUGE}", "is larger than any poll key"),
+    (f"jobstats since:{HUGE}", "is larger than any poll key"),
+])
+def test_huge_numbers_are_refused_clearly(address, command, complaint):
+    tool, argument = command.split()
+    name, value = argument.split(":")
+    assert ask(address, f"async {command}\n") == (
+        f"Error: async {tool}: {name}: {value!r} {complaint}\n"
+    )
+
+
 # -- help and argument conventions --------------------------------------------------------
 
 
@@ -425,3 +445,15 @@ def test_bad_intervals(text):
 
 def test_poll_keys():
     assert parse_poll_point("17", "at:") == 17
+    assert parse_poll_point("0" * 5000 + "17", "at:") == 17
+
+
+def test_counts():
+    assert parse_count("17", "count:") == 17
+    assert parse_count("0" * 5000 + "17", "count:") == 17
+    assert parse_count(str(sys.maxsize), "count:") == sys.maxsize
+    for text in ("0", "00", "", "-1", "1.5", "٣"):
+        with pytest.raises(CommandError, match="is not a positive integer"):
+            parse_count(text, "count:")
+    with pytest.raises(CommandError, match="is larger than"):
+        parse_count(str(sys.maxsize + 1), "count:")

@@ -29,6 +29,7 @@ from plone.app.asyncjobs.monitor.tests.engine_setup import ALIVE
 from plone.app.asyncjobs.monitor.tests.engine_setup import DEAD
 from plone.app.asyncjobs.monitor.tests.engine_setup import OFF
 from plone.app.asyncjobs.monitor.tests.engine_setup import THIS
+from plone.app.asyncjobs.monitor.tests.engine_setup import BadRepr
 from plone.app.asyncjobs.monitor.tests.engine_setup import SlowRepr
 from plone.app.asyncjobs.monitor.tests.engine_setup import ask_json
 from plone.app.asyncjobs.monitor.tests.engine_setup import fake_records  # noqa: F401
@@ -263,6 +264,20 @@ def test_job_errors(address):
     )
 
 
+def test_an_argument_whose_repr_raises_is_described(address, worker):  # noqa: F811
+    def queue_job(root):
+        queue = root["plone.app.asyncjobs"][""]
+        job = Job(scheduled, BadRepr(), option=BadRepr())
+        return queue.put(job, begin_after=utcnow() + timedelta(hours=3))
+
+    job = worker.in_transaction(queue_job)
+    shown = f"<unrepresentable {PREFIX}BadRepr: RuntimeError>"
+    info = ask_json(address, f"asyncdb job {job_id(job)[0]}")
+    assert (info["args"], info["kwargs"]) == ([shown], {"option": shown})
+    details = ask_json(address, "asyncdb jobs pending display:details")
+    assert [d["args"] for d in details if d["id"] == job_id(job)] == [[shown]]
+
+
 def test_traceback(address, ids):
     oid = ids["fail"][0]
     text = ask_json(address, f"asyncdb traceback {oid}")
@@ -425,7 +440,9 @@ def test_status_shows_a_paused_dispatcher_as_paused(address, worker):  # noqa: F
 
 
 @pytest.mark.parametrize("command", ["asyncdb job 18446744073709551616",
-                                     "asyncdb jobs completed start:since99999999999d"])
+                                     "asyncdb jobs completed start:since99999999999d",
+                                     "asyncdb jobs pending count:99999999999999999999",
+                                     "asyncdb jobs pending count:" + "9" * 5000])
 def test_arguments_out_of_range_are_refused_clearly(address, command):
     answer = ask(address, command + "\n")
     assert answer.startswith("Error: asyncdb") and "\n" not in answer[:-1], answer

@@ -260,6 +260,57 @@ def test_a_client_may_half_close_after_sending_its_command(serve):
         assert read_to_end(sock) == "slow done\n"
 
 
+def half_closed_answer(address, text):
+    """Send `text` and half-close, as "nc -N" does; return all the answer."""
+    with connect(address) as sock:
+        sock.sendall(text.encode("utf-8"))
+        sock.shutdown(socket.SHUT_WR)
+        return read_to_end(sock)
+
+
+def test_an_interactive_client_may_half_close_after_its_commands(serve):
+    address = serve(PLUGINS)
+    assert half_closed_answer(address, "interactive\nhello A\nhello B\n") == (
+        'Interactive mode on. Use "quit" to leave.\n-->\n'
+        "Hello, A!\n-->\n"
+        "Hello, B!\n-->\n"
+    )
+    assert half_closed_answer(address, "interactive\n") == (
+        'Interactive mode on. Use "quit" to leave.\n-->\n'
+    )
+
+
+def test_a_last_line_without_newline_counts_when_the_client_half_closes(serve):
+    address = serve(PLUGINS)
+    assert half_closed_answer(address, "\nhello Ann") == "Hello, Ann!\n"
+    assert half_closed_answer(address, "interactive\nhello A\nhello B") == (
+        'Interactive mode on. Use "quit" to leave.\n-->\n'
+        "Hello, A!\n-->\n"
+        "Hello, B!\n-->\n"
+    )
+    assert half_closed_answer(address, "interactive\nhello A\n  ") == (
+        'Interactive mode on. Use "quit" to leave.\n-->\n'
+        "Hello, A!\n-->\n"
+    )
+    assert half_closed_answer(address, "\n \n") == ""
+
+
+TOO_LONG = "hello " + "x" * 16384 + "\n"
+LINE_TOO_LONG = (
+    "Error: a command line is limited to 16384 bytes; closing the connection.\n"
+)
+
+
+def test_a_command_line_too_long_gets_an_error_line(serve):
+    address = serve(PLUGINS)
+    assert ask(address, TOO_LONG) == LINE_TOO_LONG
+    assert ask(address, TOO_LONG.rstrip("\n")) == LINE_TOO_LONG  # no newline yet
+    with InteractiveClient(address) as client:
+        assert client.command("hello") == "Hello, world!\n"
+        client.send(TOO_LONG)
+        assert client.read_to_end() == LINE_TOO_LONG
+
+
 # -- plugins from the component registry ----------------------------------------
 
 
