@@ -159,7 +159,7 @@ class _Walk:
         found.classes[record.class_name] += 1
         self.class_of[database, record.oid] = record.class_name
         if isinstance(record.state, dict) and "_callable_root" in record.state:
-            self.jobs.append((database, record))
+            self.jobs.append((database, record._replace(state=_job_facts(record.state))))
         if found.records % BATCH_SIZE == 0:
             logger.info("surveyed %s zc.async records", found.records)
 
@@ -214,6 +214,21 @@ def _root_entries(connection):
         reference = mapping.get(ZC_ASYNC_KEY)
         if isinstance(reference, records.Reference):
             yield database, reference
+
+
+#: The parts of a job's state that the survey reports from; the rest (its
+#: result, often large) is not kept until the end of the walk.
+_JOB_FACTS = ("_status_id", "_status", "parent", "_callable_root", "_callable_name",
+              "portal_path", "args")
+
+
+def _job_facts(state):
+    """What :func:`_status` and :func:`_describe` read of a job's ``state``."""
+    facts = {key: state[key] for key in _JOB_FACTS if key in state}
+    args = facts.get("args")
+    if isinstance(args, (list, tuple)) and not isinstance(args, records.Reference):
+        facts["args"] = tuple(args[:5])  # _executeAsUser's site and function
+    return facts
 
 
 def _status(state, database, class_of):

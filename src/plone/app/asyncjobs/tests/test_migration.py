@@ -268,3 +268,10 @@ def test_a_record_that_is_gone_is_skipped_by_the_survey_and_the_removal(old_site
     assert script.main([], app=old_site.app, out=out) == 0
     assert "1 referred record(s) are gone or cannot be read" in out.getvalue()
     assert "Removed the root key 'zc.async'" in out.getvalue()
+
+
+def test_the_survey_keeps_no_job_result_until_it_ends():
+    """It kept every job record's whole state: memory grew with the results."""
+    facts = leftovers._job_facts({"_status_id": 3, "_result": "x" * 60_000,
+                                  "args": tuple(range(8)), "portal_path": ("", "plone")})
+    assert facts == {"_status_id": 3, "args": (0, 1, 2, 3, 4), "portal_path": ("", "plone")}
