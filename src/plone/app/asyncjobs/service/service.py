@@ -15,6 +15,7 @@ from zope.interface import implementer
 
 from plone.app.asyncjobs.engine import composite
 from plone.app.asyncjobs.engine.clock import utcnow
+from plone.app.asyncjobs.engine.interfaces import IJob
 from plone.app.asyncjobs.interfaces import IAsyncService
 from plone.app.asyncjobs.service.jobs import ContextJob
 from plone.app.asyncjobs.service.jobs import EventCallback
@@ -69,6 +70,14 @@ def connection_for(context=None):
         "cannot find the database: give a context stored in it, or call "
         "this while a site is set (as during a request)"
     )
+
+
+def _check_job(job):
+    """Refuse what is not a job: a bare function would be queued without
+    its context, site or user, and fail in the worker."""
+    if not IJob.providedBy(job):
+        raise TypeError(f"put takes a job (see wrapJob and makeJob), not {job!r}; "
+                        "to queue a function, use queueJob or api.queue_job")
 
 
 def as_begin_after(delay):
@@ -161,6 +170,7 @@ class AsyncService:
         A job sharing a quota of size one with a job this transaction put
         before starts after it (see :mod:`.ordering`).
         """
+        _check_job(job)
         target = self._queue(queue, context)
         return put_in_order(
             target,
@@ -180,6 +190,9 @@ class AsyncService:
                  retry_policy=None, context=None, priority=None, timeout=None):
         """Put each of ``jobs`` in ``queue`` as :meth:`put` would, with the
         same options looked up once; return the list of the jobs."""
+        jobs = list(jobs)
+        for job in jobs:
+            _check_job(job)
         target = self._queue(queue, context)
         names = self._quota_names(target, quota_names)
         policy = retry_policy or default_retry_policy()

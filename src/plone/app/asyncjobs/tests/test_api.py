@@ -7,11 +7,13 @@ import pytest
 from plone import api
 from plone.app.testing import TEST_USER_ID
 from plone.app.testing import setRoles
+from zope.component import getUtility
 
 from plone.app.asyncjobs import api as jobs_api
 from plone.app.asyncjobs.engine.queue import Queues
 from plone.app.asyncjobs.engine.retry import NeverRetry
 from plone.app.asyncjobs.engine.status import COMPLETED
+from plone.app.asyncjobs.interfaces import IAsyncService
 from plone.app.asyncjobs.interfaces import IContextJob
 from plone.app.asyncjobs.service.queues import add_queue
 from plone.app.asyncjobs.testing import wait_for_all_jobs
@@ -155,6 +157,16 @@ def test_queue_jobs_refuses_bad_options_at_the_call(portal):
 def test_bad_options_are_refused_clearly(portal, options, error, message):
     with pytest.raises(error, match=message):
         jobs_api.queue_job(jobs.add, portal, 1, **options)
+    assert len(jobs_api.get_queue()) == 0
+
+
+def test_the_service_puts_jobs_only(portal):
+    # A bare function was queued without context, site or user.
+    service = getUtility(IAsyncService)
+    with pytest.raises(TypeError, match="put takes a job"):
+        service.put(jobs.add)
+    with pytest.raises(TypeError, match="put takes a job"):
+        service.put_many([service.wrapJob(jobs_api.make_job(jobs.add, portal, 1)), jobs.add])
     assert len(jobs_api.get_queue()) == 0
 
 
