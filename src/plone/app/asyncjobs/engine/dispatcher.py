@@ -505,6 +505,9 @@ class Dispatcher:
                 "handing back the jobs they hold",
                 self.uuid, len(still_running), self.shutdown_grace,
             )
+            interrupted = sum(pool.abandon_running() for pool in self._pools.values())
+            if interrupted:
+                self.statistics.add("abandoned threads interrupted", interrupted)
         manager = self._connection.transaction_manager
 
         def deactivate_records():

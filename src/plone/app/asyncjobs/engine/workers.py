@@ -75,6 +75,7 @@ VERIFY_EVERY = 1.0
 TIMED_OUT = "its job's time limit and grace period passed"
 LEASE_LAPSED = "its dispatcher's lease lapsed"
 TAKEN_OVER = "its job was taken over elsewhere and its grace period passed"
+STOPPED = "its dispatcher stopped and the shutdown grace period passed"
 
 
 class AgentWorkers:
@@ -161,6 +162,19 @@ class AgentWorkers:
         to stop first, without waiting for a thread to start."""
         with self._condition:
             return self._drop(thread, key, LEASE_LAPSED)
+
+    def abandon_running(self):
+        """Abandon the attempts of the threads still running a job, as their
+        dispatcher stops past its shutdown grace, and interrupt them (see
+        :mod:`.timeouts`): nothing they do commits from now on, and a
+        dispatcher started again in this process does not run their jobs
+        beside them.  Returns how many were interrupted."""
+        with self._condition:
+            running = [(thread, thread.current_job) for thread in list(self._threads)
+                       if thread.is_alive() and thread.current_job is not None]
+            for thread, key in running:
+                self._drop(thread, key, STOPPED)
+        return sum(1 for thread, _ in running if thread.interrupt())
 
     def _drop(self, thread, key, reason):
         if thread not in self._threads:
@@ -872,8 +886,8 @@ class WorkerThread(threading.Thread):
                 self.current_job = None
             if not self.abandoned:
                 self.dispatcher.job_finished(info, job)
-            elif self.abandoned == TAKEN_OVER:
-                self.dispatcher.job_abandoned(info, TAKEN_OVER)
+            elif self.abandoned in (TAKEN_OVER, STOPPED):
+                self.dispatcher.job_abandoned(info, self.abandoned)
             elif self.abandoned == LEASE_LAPSED:
                 self.dispatcher.job_abandoned(info, LEASE_LAPSED)
                 events.error("%r stopped in %s: its dispatcher's lease lapsed (its last ping "

@@ -4,6 +4,7 @@ import math
 
 import pytest
 
+from plone.app.asyncjobs.engine import configure
 from plone.app.asyncjobs.engine import status
 from plone.app.asyncjobs.engine.exceptions import JobTimeoutError
 from plone.app.asyncjobs.engine.exceptions import OutcomeUnknownError
@@ -255,3 +256,21 @@ def test_the_metrics_count_the_jobs_timed_out(dispatcher, queue):
     assert counted["jobs asked to stop at their time limit"] == 1
     assert exposed["jobs asked to stop at their time limit"] == "asyncjobs_jobs_timed_out"
     assert exposed["jobs abandoned at their time limit"] == "asyncjobs_jobs_abandoned"
+
+
+def test_a_job_still_running_when_its_dispatcher_stops_is_interrupted(
+        start_dispatcher, queue, conn):
+    # It ran on in its thread: a dispatcher started again in this process
+    # ran the job a second time beside it.
+    dispatcher = start_dispatcher(agent_size=1, shutdown_grace=0.2)
+    job = queue.put(Job(jobs.spin, "stopping"), retry_policy_factory="never")
+    commit(queue)
+    assert jobs.event("stopping running").wait(jobs.WAIT)
+    [thread] = dispatcher._pools["", "main"].alive()
+    assert configure.stop(dispatcher)
+    thread.join(jobs.WAIT)
+    assert not thread.is_alive()
+    assert jobs.calls["stopping interrupted"] == 1 and jobs.calls["stopping spun out"] == 0
+    assert dispatcher.statistics.snapshot()["abandoned threads interrupted"] == 1
+    sync(job)
+    assert "stopping" not in conn.root()
