@@ -752,8 +752,9 @@ class Job(Persistent, ZcAsyncJobSpellings):
         say seconds as a number, must not rerun the job without end)."""
         if decision is False or decision is None:
             return False
-        if decision is not True and not isinstance(decision, (datetime, timedelta)) or (
-                isinstance(decision, datetime) and decision.utcoffset() is None):
+        sound = (decision is True or isinstance(decision, timedelta)
+                 or isinstance(decision, datetime) and decision.utcoffset() is not None)
+        if not sound:
             events.critical("%r: its retry policy decided %r, which is neither a bool, a "
                             "timedelta nor an aware datetime; not retrying", self, decision)
             return False

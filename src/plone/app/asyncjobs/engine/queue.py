@@ -80,9 +80,9 @@ from plone.app.asyncjobs.engine.history import CompletedJobs
 from plone.app.asyncjobs.engine.ids import object_id
 from plone.app.asyncjobs.engine.instanceuuid import configured_uuid
 from plone.app.asyncjobs.engine.interfaces import IJob
-from plone.app.asyncjobs.engine.internal import waited_for
 from plone.app.asyncjobs.engine.interfaces import IQueue
 from plone.app.asyncjobs.engine.interfaces import IQueues
+from plone.app.asyncjobs.engine.internal import waited_for
 from plone.app.asyncjobs.engine.log import events
 from plone.app.asyncjobs.engine.pickups import committed_at
 from plone.app.asyncjobs.engine.quota import Quotas

@@ -70,8 +70,9 @@ BATCH = 16
 VERIFY_EVERY = 1.0
 
 #: Why an attempt was abandoned: its time limit (see :mod:`.timeouts`), its
-#: dispatcher's lease (see :meth:`WorkerThread.lapsed`), or its job taken
-#: over elsewhere (see :meth:`AgentWorkers.stop_superseded`).
+#: dispatcher's lease (see :meth:`WorkerThread.lapsed`), its job taken over
+#: elsewhere (see :meth:`AgentWorkers.stop_superseded`), or its dispatcher
+#: stopping past the shutdown grace (see :meth:`AgentWorkers.abandon_running`).
 TIMED_OUT = "its job's time limit and grace period passed"
 LEASE_LAPSED = "its dispatcher's lease lapsed"
 TAKEN_OVER = "its job was taken over elsewhere and its grace period passed"
