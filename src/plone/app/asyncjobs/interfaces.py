@@ -104,7 +104,8 @@ class IAsyncService(Interface):
     def getQueues(context=None):
         """Return the queues container (a mapping of names to queues) of
         the database ``context`` (default: the current site) is stored in,
-        creating it if no worker ever did."""
+        creating it if no worker ever did.  A context reached through no
+        database raises ``ValueError``."""
 
     def getQueue(queue=None, context=None):
         """Return the queue named ``queue`` (``None``: the site's default

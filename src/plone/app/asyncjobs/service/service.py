@@ -58,18 +58,36 @@ def makeJob(func, context, *args, **kwargs):
 
 
 def connection_for(context=None):
-    """The connection to the main database through which ``context`` (or
-    the current site) is reached."""
-    candidates = [] if context is None else list(aq_chain(aq_inner(context)))
-    candidates.append(getSite())
-    for obj in candidates:
-        jar = getattr(aq_base(obj), "_p_jar", None) if obj is not None else None
+    """The connection to the main database through which ``context`` (or,
+    without one, the current site) is reached.
+
+    A context reached through no database (a string, an object stored
+    nowhere) raises ``ValueError`` rather than being passed over for the
+    current site: the caller meant another database, or no object at all.
+    """
+    if context is None:
+        jar = _jar_in_chain(getSite())
+        if jar is None:
+            raise LookupError("cannot find the database: give a context stored in it, "
+                              "or call this while a site is set (as during a request)")
+        return jar
+    jar = _jar_in_chain(context)
+    if jar is None:
+        raise ValueError(f"the context {context!r} is not reached through a database: "
+                         "give an object stored in one (or acquired from one)")
+    return jar
+
+
+def _jar_in_chain(obj):
+    """The ``_p_jar`` of ``obj`` or of the first object of its acquisition
+    chain that has one; ``None`` if there is none."""
+    if obj is None:
+        return None
+    for candidate in aq_chain(aq_inner(obj)):
+        jar = getattr(aq_base(candidate), "_p_jar", None)
         if jar is not None:
             return jar
-    raise LookupError(
-        "cannot find the database: give a context stored in it, or call "
-        "this while a site is set (as during a request)"
-    )
+    return None
 
 
 def _check_job(job):

@@ -41,6 +41,17 @@ def test_get_queues(service):
     assert list(queues) == [""]
 
 
+def test_get_queues_of_a_context_reached_through_no_database(service, portal):
+    # It named another database, or nothing: the current site's queues
+    # would be a silent wrong answer.
+    assert service.getQueues(portal) is service.getQueues()
+    for context in ("x", object(), jobs):
+        with pytest.raises(ValueError, match="not reached through a database"):
+            service.getQueues(context)
+        with pytest.raises(ValueError, match="not reached through a database"):
+            service.getQueue(context=context)
+
+
 def test_queue_job(service, portal):
     job = service.queueJob(jobs.add, portal, 1, b=2)
     assert IContextJob.providedBy(job)
