@@ -6,6 +6,7 @@ once in a connection of its own, so monitors and the control panel see it
 while the job's own transaction is still open.  :func:`progress_of` reads
 the last report of any job.
 """
+import math
 from dataclasses import dataclass
 
 from plone.app.asyncjobs.engine.local import set_live_annotation
@@ -38,15 +39,21 @@ class Progress:
 def report_progress(done, total=None, message="", job=None):
     """Publish that the current job (or ``job``) has done ``done`` of ``total``.
 
-    Raises ``ValueError`` for a negative ``done`` or a ``total`` that is not
-    positive, and ``NotInJobError`` outside a job when no ``job`` is given.
+    Raises ``ValueError`` for a ``done`` that is not a finite number >= 0 or
+    a ``total`` that is not a finite number > 0 (JSON, which the console
+    and REST serve progress as, has no NaN or infinity), and
+    ``NotInJobError`` outside a job when no ``job`` is given.
     """
-    if not isinstance(done, (int, float)) or isinstance(done, bool) or done < 0:
-        raise ValueError(f"done must be a number >= 0, not {done!r}")
-    if total is not None and (
-            not isinstance(total, (int, float)) or isinstance(total, bool) or total <= 0):
-        raise ValueError(f"total must be a number > 0 or None, not {total!r}")
+    if not _finite_number(done) or done < 0:
+        raise ValueError(f"done must be a finite number >= 0, not {done!r}")
+    if total is not None and (not _finite_number(total) or total <= 0):
+        raise ValueError(f"total must be a finite number > 0 or None, not {total!r}")
     set_live_annotation(PROGRESS_KEY, (done, total, str(message)), job=job)
+
+
+def _finite_number(value):
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value))
 
 
 def progress_of(job):

@@ -305,6 +305,8 @@ class Queue(Persistent):
         if retry_policy_factory is not None:
             retry.resolve(retry_policy_factory)
             job.retry_policy_factory = retry_policy_factory
+        else:  # one set on the job before
+            retry.resolve(job.retry_policy_factory)
         if failure_log_level is not None:
             job.failure_log_level = failure_log_level
         check_log_level(job.failure_log_level)

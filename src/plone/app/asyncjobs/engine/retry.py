@@ -7,6 +7,10 @@ A job gets its policy from its ``retry_policy_factory``:
 * a string - a policy registered under that name with :func:`register`;
 * any other callable - called with the job; it returns the policy.
 
+A ``functools.partial`` of a policy class whose settings can be checked
+(a ``check_settings`` static method, as :class:`DelayedRetry` has) is
+checked where it is given, not at the job's first failure in a worker.
+
 The policy is created once per job and stored with it, with a ``data``
 mapping that survives retries (interruption counts, first start time).
 
@@ -16,6 +20,8 @@ Each decision method returns ``True`` (run again now, in the same worker),
 A job that raised :class:`~.exceptions.CancelledError` (it was asked to
 stop: see :mod:`.cancel`) is not rerun, and its policy is not asked.
 """
+import functools
+import math
 import random
 import time
 from datetime import timedelta
@@ -153,6 +159,10 @@ class RetryCommonForever(RetryCommonFourTimes):
         return True
 
 
+#: The longest wait :class:`DelayedRetry` accepts: ten years, in seconds.
+MAX_DELAY = 10 * 365 * 24 * 3600
+
+
 class DelayedRetry(RetryCommonFourTimes):
     """Retry any error later, waiting exponentially longer each time.
 
@@ -170,13 +180,31 @@ class DelayedRetry(RetryCommonFourTimes):
     def __init__(self, job, max_attempts=5, base_delay=10.0, factor=2.0,
                  max_delay=3600.0, jitter=0.1):
         super().__init__(job)
-        if max_attempts < 1:
-            raise ValueError("max_attempts must be at least 1")
+        self.check_settings(max_attempts, base_delay, factor, max_delay, jitter)
         self.max_attempts = max_attempts
         self.base_delay = base_delay
         self.factor = factor
         self.max_delay = max_delay
         self.jitter = jitter
+
+    @staticmethod
+    def check_settings(max_attempts=5, base_delay=10.0, factor=2.0, max_delay=3600.0,
+                       jitter=0.1):
+        """Raise unless the settings make a policy: ``max_attempts`` an
+        integer of at least 1; ``base_delay`` and ``max_delay`` seconds
+        from 0 to :data:`MAX_DELAY`; ``factor`` at least 1; ``jitter``
+        from 0 to below 1."""
+        if isinstance(max_attempts, bool) or not isinstance(max_attempts, int):
+            raise TypeError(f"max_attempts must be an integer, not {max_attempts!r}")
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        for name, value in (("base_delay", base_delay), ("max_delay", max_delay)):
+            if not 0 <= _finite_number(name, value) <= MAX_DELAY:
+                raise ValueError(f"{name} must be from 0 to {MAX_DELAY} seconds, not {value!r}")
+        if not _finite_number("factor", factor) >= 1:
+            raise ValueError(f"factor must be at least 1, not {factor!r}")
+        if not 0 <= _finite_number("jitter", jitter) < 1:
+            raise ValueError(f"jitter must be a fraction from 0 to below 1, not {jitter!r}")
 
     def _other_error(self, failure, data_cache):
         attempts = self.data.get("attempts", 1)
@@ -188,8 +216,21 @@ class DelayedRetry(RetryCommonFourTimes):
 
     def delay(self, retry):
         """Seconds to wait before retry number ``retry`` (1-based)."""
-        delay = min(self.max_delay, self.base_delay * self.factor ** (retry - 1))
+        try:
+            grown = self.base_delay * self.factor ** (retry - 1)
+        except OverflowError:  # thousands of retries: long past max_delay
+            grown = self.max_delay
+        delay = min(self.max_delay, grown)
         return delay * (1 + random.uniform(-self.jitter, self.jitter))
+
+
+def _finite_number(name, value):
+    """``value`` if it is a finite number, else raise naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, not {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, not {value!r}")
+    return value
 
 
 _registry = {
@@ -232,4 +273,8 @@ def resolve(factory, kind="job"):
             ) from None
     if not callable(factory):
         raise TypeError(f"retry_policy_factory must be callable or a name, not {factory!r}")
+    if isinstance(factory, functools.partial):
+        check = getattr(factory.func, "check_settings", None)
+        if check is not None:
+            check(*factory.args, **factory.keywords)
     return factory

@@ -77,6 +77,10 @@ MISFIRE_POLICIES = (ONCE, ALL, SKIP)
 
 #: How late a slot may be queued before it counts as missed.
 MISFIRE_GRACE = timedelta(seconds=1)
+#: The smallest ``misfire_grace``: a slot's timer fires, and its job is
+#: committed, a little after the slot, so a smaller grace would count
+#: every slot as missed.
+MIN_MISFIRE_GRACE = timedelta(seconds=0.1)
 
 #: At most this many jobs per schedule and transaction (policy ALL).
 MAX_CATCH_UP = 100
@@ -145,8 +149,11 @@ class Schedule:
             retry.resolve(self.retry_policy)
         if self.misfire not in MISFIRE_POLICIES:
             raise ValueError(f"misfire must be one of {MISFIRE_POLICIES}, not {self.misfire!r}")
-        if not isinstance(self.misfire_grace, timedelta) or self.misfire_grace < timedelta(0):
-            raise ValueError(f"misfire_grace must be a timedelta >= 0, not {self.misfire_grace!r}")
+        if (not isinstance(self.misfire_grace, timedelta)
+                or self.misfire_grace < MIN_MISFIRE_GRACE):
+            raise ValueError(f"misfire_grace must be a timedelta of at least "
+                             f"{MIN_MISFIRE_GRACE.total_seconds()} s (a slot is queued a "
+                             f"little after its time), not {self.misfire_grace!r}")
         if self.job_factory is not None and not callable(self.job_factory):
             raise TypeError(f"job_factory must be callable, not {self.job_factory!r}")
 
@@ -184,8 +191,11 @@ class ScheduleRecord(Persistent):
         return self.schedule.enabled and not self.paused
 
     def redeclare(self, schedule, now):
-        """Replace the declaration; a new trigger counts slots from ``now``."""
-        if schedule.trigger != self.schedule.trigger:
+        """Replace the declaration; a new trigger, or a schedule enabled
+        again, counts slots from ``now``: the slots of a disabled schedule
+        are dropped, as those of a pause are."""
+        enabled_again = schedule.enabled and not self.schedule.enabled
+        if enabled_again or schedule.trigger != self.schedule.trigger:
             self.since, self.last_slot = now, None
         self.schedule = schedule
 

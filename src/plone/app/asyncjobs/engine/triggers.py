@@ -14,7 +14,8 @@ to 3:00) gives the first instant after the jump, and a local time that
 happens twice (2:30 when clocks go back from 3:00 to 2:00) gives a slot
 each time: schedule daily jobs outside 2:00-3:00 local time, or in UTC.
 An expression without a slot in the next :data:`HORIZON_YEARS` years is
-refused (``"0 0 30 2 *"``, February 30).
+refused (``"0 0 30 2 *"``, February 30), and so are croniter's random
+(``R``) and hashed (``H``) fields: their slots are drawn anew each time.
 
 :class:`Interval` takes a period: slots are ``start + n * every``
 (``start`` defaults to the Unix epoch, so that an interval of a day falls
@@ -24,6 +25,7 @@ next slot is past the year 9999 is refused.
 A trigger stored before these checks may have no slot left: its
 ``next_after`` returns ``None``.
 """
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from datetime import timedelta
@@ -38,6 +40,9 @@ from plone.app.asyncjobs.engine.clock import EPOCH
 from plone.app.asyncjobs.engine.clock import as_utc
 from plone.app.asyncjobs.engine.clock import utcnow
 
+
+#: A random or hashed item of a cron field (croniter's extensions).
+_DRAWN_ITEM = re.compile(r"[hr](\(\d+-\d+\))?(/\d+)?", re.IGNORECASE)
 
 #: How many years a cron expression's slots may be apart: a leap day's are
 #: up to eight (2096, 2104).
@@ -63,6 +68,10 @@ class Cron:
     def __post_init__(self):
         if not isinstance(self.expression, str) or not croniter.is_valid(self.expression):
             raise ValueError(f"invalid cron expression {self.expression!r}")
+        if any(_DRAWN_ITEM.fullmatch(item) for field in self.expression.split()
+               for item in field.split(",")):
+            raise ValueError(f"cron expression {self.expression!r} has a random (R) or "
+                             "hashed (H) field: every worker must compute the same slots")
         _zone(self.timezone)
         if self.next_after(utcnow()) is None:
             raise ValueError(f"cron expression {self.expression!r} has no slot "

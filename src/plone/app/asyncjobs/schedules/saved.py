@@ -167,7 +167,8 @@ def declaration(data):
     else:
         found["interval"] = None
     if found["misfire_grace"] is not None:
-        found["misfire_grace"] = _number("misfire_grace", found["misfire_grace"], 0)
+        found["misfire_grace"] = _number("misfire_grace", found["misfire_grace"],
+                                         schedules.MIN_MISFIRE_GRACE.total_seconds())
     _check_slots(found)
     if not isinstance(found["arguments"], dict):
         raise QueryError("arguments", "must be a JSON object (keyword arguments)")

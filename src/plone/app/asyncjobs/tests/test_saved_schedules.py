@@ -105,6 +105,7 @@ def test_zcml_schedule_names_may_not_hold_the_saved_schedules_at_sign():
     ({"misfire_grace": float("nan")}, "misfire_grace", "number of seconds"),
     ({"misfire_grace": float("inf")}, "misfire_grace", "number of seconds"),
     ({"misfire_grace": 1e15}, "misfire_grace", "too long"),
+    ({"misfire_grace": 0}, "misfire_grace", "at least 0.1"),
     ({"arguments": [1, 2]}, "arguments", "JSON object"),
     ({"quota_names": "a"}, "quota_names", "list"),
     ({"retry_policy": "sometimes"}, "retry_policy", "unknown retry policy"),

@@ -2,6 +2,7 @@
 import pytest
 
 from plone.app.asyncjobs.engine import local
+from plone.app.asyncjobs.engine import progress
 from plone.app.asyncjobs.engine import status
 from plone.app.asyncjobs.engine.exceptions import NotInJobError
 from plone.app.asyncjobs.engine.job import Job
@@ -93,3 +94,18 @@ def test_live_annotations_from_outside_a_job_name_the_job(queue, connect):
         local.set_live_annotation("note", 1, job=Job(jobs.echo, 1))
     with pytest.raises(NotInJobError):
         local.set_live_annotation("note", 1)
+
+
+def test_progress_reports_are_finite_numbers(queue):
+    job = put(queue, Job(jobs.echo, 1))
+    progress.report_progress(3, 10, "files", job=job)
+    sync(job)
+    assert progress.progress_of(job) == progress.Progress(3, 10, "files")
+    # The console and REST serve reports as JSON, which has no NaN or
+    # infinity: they were stored, and browsers refused the answers.
+    for done, total in [(-1, 10), (float("nan"), 10), (float("inf"), None), (True, None),
+                        (1, 0), (1, float("nan")), (1, float("inf")), (1, "10")]:
+        with pytest.raises(ValueError, match="must be a finite number"):
+            progress.report_progress(done, total, job=job)
+    sync(job)
+    assert progress.progress_of(job) == progress.Progress(3, 10, "files")

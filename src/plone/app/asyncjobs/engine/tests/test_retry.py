@@ -142,9 +142,39 @@ def test_delayed_retry_waits_at_most_max_delay():
     assert [policy.delay(n) for n in (1, 2, 3)] == [10, 60, 60]
 
 
-def test_delayed_retry_needs_an_attempt():
-    with pytest.raises(ValueError, match="max_attempts must be at least 1"):
-        DelayedRetry(None, max_attempts=0)
+def test_delayed_retry_waits_max_delay_after_thousands_of_attempts():
+    # The growth overflowed a float at retry 1025: the job's own error was
+    # replaced by an OverflowError.
+    policy = DelayedRetry(None, base_delay=0.001, max_delay=0.5, jitter=0)
+    assert [policy.delay(n) for n in (1025, 10**6)] == [0.5, 0.5]
+    assert DelayedRetry(None, factor=2**70, max_delay=60, jitter=0).delay(30) == 60
+
+
+@pytest.mark.parametrize("settings, error, message", [
+    ({"max_attempts": 0}, ValueError, "max_attempts must be at least 1"),
+    ({"max_attempts": 2.5}, TypeError, "max_attempts must be an integer"),
+    ({"base_delay": "10"}, TypeError, "base_delay must be a number"),
+    ({"base_delay": -100}, ValueError, "base_delay must be from 0"),
+    ({"max_delay": float("nan")}, ValueError, "max_delay must be a finite number"),
+    ({"max_delay": 1e12}, ValueError, "max_delay must be from 0 to"),
+    ({"factor": 0.5}, ValueError, "factor must be at least 1"),
+    ({"jitter": 1}, ValueError, "jitter must be a fraction"),
+    ({"jitter": True}, TypeError, "jitter must be a number"),
+])
+def test_delayed_retry_settings_are_checked_where_they_are_given(queue, settings, error,
+                                                                 message):
+    # Before, they were first used at the job's first failure, in the
+    # worker, and their error replaced the job's own.
+    with pytest.raises(error, match=message):
+        DelayedRetry(None, **settings)
+    factory = functools.partial(DelayedRetry, **settings)
+    with pytest.raises(error, match=message):
+        put(queue, Job(jobs.echo, 1), retry_policy_factory=factory)
+    job = Job(jobs.echo, 1)
+    job.retry_policy_factory = factory
+    with pytest.raises(error, match=message):
+        put(queue, job)
+    assert len(queue) == 0
 
 
 def test_a_job_past_its_deadline_is_not_retried(queue, record, clock):

@@ -65,6 +65,11 @@ def test_cron_with_seconds():
     assert Cron("*/1 * * * * *").next_after(T0) == T0 + timedelta(seconds=1)
 
 
+def test_cron_names_of_months_and_days():
+    # Letters are not all drawn fields: MAR, FRI.
+    assert Cron("0 0 * MAR FRI").next_after(T0) == datetime(2026, 3, 6, tzinfo=UTC)
+
+
 def test_leap_day_slots_are_up_to_eight_years_apart(clock):
     clock.set(datetime(2096, 3, 1, tzinfo=UTC))
     leap_day = Cron("0 0 29 2 *")  # 2100 is no leap year
@@ -75,6 +80,11 @@ def test_leap_day_slots_are_up_to_eight_years_apart(clock):
 @pytest.mark.parametrize("make, message", [
     (lambda: Cron("61 * * * *"), "invalid cron expression"),
     (lambda: Cron("0 0 30 2 *"), "no slot in the next 10 years"),
+    # Drawn anew at each call: an hourly "R * * * *" ran 87 times an hour.
+    (lambda: Cron("R * * * *"), "random"),
+    (lambda: Cron("0 r(0-5) * * *"), "random"),
+    (lambda: Cron("R/10 * * * *"), "random"),
+    (lambda: Cron("H * * * *"), "invalid|random"),
     (lambda: Interval(timedelta(days=999_999_999)), "no slot after now"),
     (lambda: Cron("* * * * *", "Mars/Olympus"), "unknown timezone"),
     (lambda: Interval(timedelta(0)), "positive timedelta"),
@@ -198,6 +208,28 @@ def test_disabled_schedules_queue_nothing(install, conn, queue, clock):
     clock.advance(minutes=5)
     assert queue_now(conn) is None
     assert len(queue) == 0
+
+
+@pytest.mark.parametrize("misfire", schedules.MISFIRE_POLICIES)
+def test_enabled_again_schedules_start_from_then(install, conn, queue, clock, misfire):
+    # As after a pause: the slots of the time it was off are dropped, not
+    # misfired (with "all", a day off queued 1,440 jobs).
+    install(every(60, enabled=False, misfire=misfire))
+    clock.advance(days=1, seconds=30)
+    record = install(every(60, misfire=misfire))
+    assert queue_now(conn) == clock.now + timedelta(seconds=30)
+    assert len(queue) == 0 and record.last_runs() == []
+    clock.advance(seconds=30)
+    queue_now(conn)
+    assert [job.begin_after for job in queue] == [clock.now]
+
+
+def test_misfire_grace_is_at_least_what_a_slot_takes_to_queue():
+    # A slot is queued a little after its time: with a grace of 0, "skip"
+    # queued nothing ever and "once" noted every run late.
+    with pytest.raises(ValueError, match="at least 0.1 s"):
+        every(1, misfire_grace=timedelta(0))
+    assert every(1, misfire_grace=timedelta(seconds=0.1)).misfire_grace.total_seconds() == 0.1
 
 
 def test_a_new_trigger_counts_slots_from_its_installation(install, conn, queue, clock):
