@@ -800,6 +800,7 @@ class Job(Persistent, ZcAsyncJobSpellings):
     def _reset(self):
         self._status_id = _NEW
         self._result = None
+        self._deferred = False
         self.active_start = None
         self.active_end = None
         self.parent = None
@@ -892,7 +893,7 @@ class Job(Persistent, ZcAsyncJobSpellings):
             return self._store_outcome(outcome[0], data_cache)
         oid, database_name = object_id(self)
         self._deferred = True
-        deferred.addBoth(_complete_later, self._p_jar.db(), oid, database_name)
+        deferred.addBoth(_complete_later, self._p_jar.db(), oid, database_name, self.attempts)
 
     def _set_result(self, result):
         # The commit storing this outcome also starts the worker thread's
@@ -1023,10 +1024,10 @@ class Job(Persistent, ZcAsyncJobSpellings):
         the job to the end.  A job whose callbacks were interrupted gets
         them resumed by a new job.
         """
+        self.interruptions += 1
         if self._status_id == _CALLBACKS:
             self.queue.put_back(self._resume_callbacks_job())
             return
-        self.interruptions += 1
         if self._status_id == _NEW:
             # ASSIGNED: its start, and its run, may have been lost with a
             # group commit; count that possible run, so attempts >= runs.
@@ -1086,6 +1087,7 @@ class Job(Persistent, ZcAsyncJobSpellings):
         return job
 
     def _callback_interrupted(self, result):
+        self.interruptions += 1
         if self.get_retry_policy().interrupted():
             self._reset_callback()
             self(result)
@@ -1147,18 +1149,31 @@ def _job_for(interface, candidate):
 adapter_hooks.append(_job_for)
 
 
-def _complete_later(result, database, oid, database_name):
-    """Store the result of a Deferred a job returned, in a connection of its own."""
+def _complete_later(result, database, oid, database_name, attempt):
+    """Store the result of a Deferred that attempt number ``attempt`` of a
+    job returned, in a connection of its own, if the job still waits for
+    it: a job taken over meanwhile (its worker found dead, or its time
+    limit passed) runs another attempt, whose outcome is the one to keep."""
     manager = transaction.TransactionManager()
     connection = database.open(transaction_manager=manager)
     try:
         job = load(connection, oid, database_name)
+        stored = []
 
         def store():
-            if job._status_id == _ACTIVE:
+            stored.clear()
+            # Not job._deferred: the Deferred may fire before the worker
+            # committed that the job waits (then that commit conflicts).
+            if job._status_id == _ACTIVE and job.attempts == attempt:
                 job._set_result(result)
+                stored.append(True)
 
         retry_forever(store, manager, f"storing the deferred result of {job!r}")
+        if not stored:
+            trace.warning("%r: the Deferred of its attempt %d fired after the job moved "
+                          "on (attempt %d, %s); its result is dropped",
+                          job, attempt, job.attempts, job.status)
+            return None
         job._log_outcome()
         if job._status_id == _CALLBACKS:
             job.resume_callbacks()

@@ -540,3 +540,40 @@ def test_jobs_calling_the_same_code_do_the_same_work():
     assert MethodJob(1).same_work(MethodJob(2))
     assert not MethodJob(1).same_work(MethodJob(1, method="drop"))
     assert not MethodJob(1).same_work(Job(jobs.echo, 1))
+
+
+def test_the_deferred_of_a_superseded_attempt_leaves_the_job_alone(queue, record, conn,
+                                                                  caplog):
+    # Its worker was found dead (paused) and a sibling started the job
+    # again; the first attempt's Deferred then fired: it completed the job
+    # under the running attempt, whose outcome was refused.
+    agent = record()["main"]
+    job = put(queue, Job(jobs.returns_deferred, "first", "stale"))
+    assert agent.claim_job() is job
+    assert job() is None and job.waiting  # waits for its Deferred
+    conn.transaction_manager.commit()
+    job.interrupted()  # found dead: queued again, first in line
+    assert job.status == status.PENDING and not job.waiting
+    assert agent.claim_job() is job
+    job.mark_active()  # the sibling's attempt, running
+    assert job.attempts == 2
+    conn.transaction_manager.commit()
+    jobs.event("first").set()
+    jobs.threads[-1].join(jobs.WAIT)
+    sync(job)
+    assert job.status == status.ACTIVE and job.result is None
+    assert "its result is dropped" in caplog.text
+
+
+def test_interruptions_count_workers_dying_while_callbacks_run(queue, record, conn):
+    agent = record()["main"]
+    job = Job(jobs.echo, 1)
+    callback = job.add_callback(Job(jobs.echo))
+    put(queue, job)
+    assert agent.claim_job() is job
+    job._store_outcome(1, {})  # its callbacks are due, the first one runs...
+    callback.mark_active()
+    job.interrupted()  # ...when its worker dies
+    assert job.interruptions == 1
+    callback._callback_interrupted(1)
+    assert callback.interruptions == 1 and callback.result == 1
