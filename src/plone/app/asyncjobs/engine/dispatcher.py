@@ -56,6 +56,7 @@ from plone.app.asyncjobs.engine.dispatchers import DispatcherAgents
 from plone.app.asyncjobs.engine.exceptions import CancelledError
 from plone.app.asyncjobs.engine.exceptions import DispatcherError
 from plone.app.asyncjobs.engine.exceptions import JobTimeoutError
+from plone.app.asyncjobs.engine.exclusions import ClaimExclusions
 from plone.app.asyncjobs.engine.ids import object_id
 from plone.app.asyncjobs.engine.instanceuuid import get_uuid
 from plone.app.asyncjobs.engine.jobmetrics import JobMetrics
@@ -251,8 +252,8 @@ class Dispatcher:
         self._leases = {}
         self._polled_leases = {}
         #: Jobs (oid, database) this process failed to claim for a reason
-        #: other than a conflict; they stay pending for other workers.
-        self.unclaimable = set()
+        #: other than a conflict: it skips them for a while.
+        self.unclaimable = ClaimExclusions()
         self._lanes = itertools.count(random.randrange(1 << 16))
         #: Per queue name, the lanes this process claims from first.
         self._own_lanes = {}

@@ -838,13 +838,14 @@ class WorkerThread(threading.Thread):
                     time.sleep(backoff(attempt))
                     return False, [], False
                 # A job this process cannot store (say, its callable cannot be
-                # imported here) must not block the others: leave it pending,
-                # visible to operators, and stop trying it in this process.
-                # Which of the claimed jobs it was is unknown: exclude them all.
-                for job in claimed:
-                    self.dispatcher.unclaimable.add(object_id(job))
-                events.critical("%s cannot claim jobs %s; leaving them pending", self.name,
-                                [object_id(job) for job in claimed], exc_info=True)
+                # imported here) must not block the others: leave it pending
+                # and skip it for a while (see .exclusions).  Which of the
+                # claimed jobs it was is unknown: skip them all.
+                pauses = [self.dispatcher.unclaimable.add(object_id(job)) for job in claimed]
+                events.critical("%s cannot claim jobs %s; leaving them pending, tried "
+                                "again here in %s", self.name,
+                                [object_id(job) for job in claimed], max(pauses),
+                                exc_info=True)
                 continue  # its claim was aborted: try the next job
             statistics.add("claims", len(claimed))
             self.claim_serial = claimed[0]._p_serial

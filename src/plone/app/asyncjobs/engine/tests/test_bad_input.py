@@ -10,10 +10,12 @@ from datetime import timezone
 import pytest
 
 from plone.app.asyncjobs.engine import configure
+from plone.app.asyncjobs.engine import exclusions
 from plone.app.asyncjobs.engine import status
 from plone.app.asyncjobs.engine.dispatcher import Dispatcher
 from plone.app.asyncjobs.engine.exceptions import BadStatusError
 from plone.app.asyncjobs.engine.exceptions import DispatcherError
+from plone.app.asyncjobs.engine.exclusions import ClaimExclusions
 from plone.app.asyncjobs.engine.ids import object_id
 from plone.app.asyncjobs.engine.composite import parallel
 from plone.app.asyncjobs.engine.composite import serial
@@ -163,8 +165,9 @@ def test_put_of_a_running_job_is_refused(dispatcher, queue):
 
 
 def test_a_job_whose_claim_cannot_be_committed_stays_pending_and_blocks_nothing(
-    dispatcher, queue, caplog
+    dispatcher, queue, caplog, monkeypatch
 ):
+    monkeypatch.setattr(exclusions, "FIRST_PAUSE", timedelta(seconds=0.5))
     sync(queue)
     record = queue.dispatchers[dispatcher.uuid]
     record.pause()  # so that no push claims the job before it cannot be stored back
@@ -183,6 +186,9 @@ def test_a_job_whose_claim_cannot_be_committed_stays_pending_and_blocks_nothing(
     assert poison.status == status.PENDING and poison.result is None
     assert jobs.calls["poison"] == 0
     assert "cannot claim job" in caplog.text
+    # Tried again after a pause: once it can be stored, it runs.
+    jobs.Unstorable.refuse = False
+    assert wait_for_result(poison) is None and jobs.calls["poison"] == 1
 
 
 def test_a_job_that_is_part_of_another_cannot_be_queued_too(queue):
@@ -371,3 +377,21 @@ def test_a_refused_start_leaves_no_file_open(db, queues, start_dispatcher):
     with pytest.raises(ValueError, match="ping_death_interval"):
         configure.start(db, uuid=uuid.uuid4(), ping_interval=30, ping_death_interval=30)
     assert len(os.listdir("/proc/self/fd")) == before
+
+
+def test_a_job_whose_claim_failed_is_tried_again_later(clock):
+    # The error may have been passing, and the process the only worker:
+    # skipped for good, the job was stranded until a restart.
+    skipped = ClaimExclusions()
+    key = (42, "main")
+    assert not skipped and key not in skipped
+    assert skipped.add(key) == timedelta(minutes=1)
+    assert key in skipped and (43, "main") not in skipped
+    clock.advance(seconds=59)
+    assert key in skipped
+    clock.advance(seconds=1)
+    assert key not in skipped
+    # Each further failure doubles the pause, up to an hour.
+    assert [skipped.add(key) for _ in range(7)][-3:] == [timedelta(minutes=32),
+                                                         timedelta(hours=1),
+                                                         timedelta(hours=1)]
