@@ -180,7 +180,13 @@ def may_see_tracebacks(site):
 def check_run_as(job, site):
     """Raise :class:`RunAsRefused` unless the current user may make ``job``
     (or a copy of it) run as the user who queued it; see the module doc."""
-    execution = getattr(job, "execution", None)
+    check_run_in(getattr(job, "execution", None), site)
+
+
+def check_run_in(execution, site):
+    """Raise :class:`RunAsRefused` unless the current user may make a job
+    run in the recorded ``execution`` context (an
+    :class:`~.service.context.ExecutionContext`, or ``None``), as its user."""
     if execution is None or execution.user_id is None:
         return  # the engine's own job, or one queued by Anonymous
     app = _root(site)

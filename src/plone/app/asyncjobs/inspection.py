@@ -82,6 +82,25 @@ class QueryError(ValueError):
         self.field = field
 
 
+#: How deeply the arrays and objects of JSON input may nest: a REST body
+#: (its objects are flat: depth 1), a saved schedule's arguments.  Deeper
+#: values would only risk the recursion limit (parsing, pickling).
+MAX_JSON_DEPTH = 16
+
+
+def json_depth(value):
+    """How deeply the arrays and objects of a JSON value nest (a scalar: 0),
+    found without recursion."""
+    depth, level = 0, [value]
+    while True:
+        containers = [item for item in level if isinstance(item, (list, dict))]
+        if not containers:
+            return depth
+        depth += 1
+        level = [item for container in containers
+                 for item in (container.values() if isinstance(container, dict) else container)]
+
+
 # -- facts -----------------------------------------------------------------------
 
 

@@ -30,6 +30,7 @@ from zope.i18nmessageid import MessageFactory
 from ZODB.POSException import POSKeyError
 from ZODB.utils import p64
 
+from plone.app.asyncjobs import access
 from plone.app.asyncjobs import api
 from plone.app.asyncjobs.browser.controlpanel import STATUS_LABELS
 from plone.app.asyncjobs.browser.controlpanel import PanelView
@@ -109,15 +110,18 @@ def job_ids(jobs):
 
 
 def load_demo_jobs(context, ids):
-    """The demo jobs named by ``ids`` (from :func:`job_ids`), looked up in
-    the database of ``context``'s queues; other objects and unknown or
-    malformed ids are left out."""
+    """The demo jobs of the site ``context`` named by ``ids`` (from
+    :func:`job_ids`), looked up in the database of its queues; other
+    objects, another site's jobs (:mod:`..access`: jobs belong to their
+    site) and unknown or malformed ids are left out."""
     connection = queues_connection(connection_for(context))
+    scope = access.Scope.of_site(context)
     jobs = []
     for text in ids.split(","):
         try:
             job = connection.get(p64(int(text)))
-            if not (IContextJob.providedBy(job) and job.func in DEMO_FUNCTIONS):
+            if not (IContextJob.providedBy(job) and job.func in DEMO_FUNCTIONS
+                    and scope.includes(job)):
                 continue
         except (ValueError, OverflowError, POSKeyError):
             continue

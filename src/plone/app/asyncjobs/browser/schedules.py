@@ -15,8 +15,9 @@ again with the error of a bad field.  A POST without the token answers
 403, as does one by a user who may not do the action
 (:func:`..schedules.console.may_act`, :func:`..schedules.saved.may_edit`);
 a schedule that is not in the scope, a schedule declared in ZCML or code
-for "delete", or a "run now" the user may not make run as the schedule's
-user (:func:`..access.check_run_as`), gives an error status message.
+for "delete", or a resume or "run now" the user may not make run as the
+schedule's user (:func:`..access.check_run_as`), gives an error status
+message.
 """
 import json
 

@@ -50,11 +50,20 @@ HORIZON_YEARS = 10
 
 
 def _zone(name):
+    """The time zone of the IANA ``name``; ``ValueError`` if there is none.
+
+    A name must look like one (at most 255 characters, at most four
+    ``/``-separated parts of letters, digits, ``_+-.``) before the zoneinfo
+    module looks it up: it would recurse through a part per ``/`` of a long
+    name (``RecursionError``) and fail on an overlong one (``OSError``)."""
     if not isinstance(name, str):
         raise TypeError(f"timezone must be a name such as 'Europe/Brussels', not {name!r}")
+    if len(name) > 255 or not re.fullmatch(
+            r"[A-Za-z0-9_+-][A-Za-z0-9_.+-]*(/[A-Za-z0-9_+-][A-Za-z0-9_.+-]*){0,3}", name):
+        raise ValueError(f"unknown timezone {name[:100]!r}")
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         raise ValueError(f"unknown timezone {name!r}") from None
 
 

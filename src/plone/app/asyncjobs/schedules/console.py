@@ -9,9 +9,12 @@ Pausing and resuming a schedule declared in ZCML or code change what the
 workers do for every site and undo the code's declaration, so they need
 :func:`~plone.app.asyncjobs.access.may_manage_workers`; those of a schedule
 saved in the site (:mod:`.saved`) need what saving it needs
-(:func:`.saved.check_may_edit`).  "Run now" needs the same, and queues the schedule's own job, which runs as the schedule's
-declared user: it is refused (:class:`~plone.app.asyncjobs.access.RunAsRefused`)
-to a user who lacks any of that user's roles, as a retry would be.
+(:func:`.saved.check_may_edit`).  "Run now" needs the same, and queues the
+schedule's own job, which runs as the schedule's declared user; resuming
+makes the schedule's next jobs run as that user: both are refused
+(:class:`~plone.app.asyncjobs.access.RunAsRefused`) to a user who lacks
+any of that user's roles, as a retry would be (:func:`check_may_run_as`).
+Pausing lends no rights, so it needs no more than :func:`may_act`.
 Every action is logged on ``plone.app.asyncjobs.admin`` with its actor.
 """
 from plone.app.asyncjobs import access
@@ -104,8 +107,28 @@ def pause(record, site, actor):
     logger.info("%s paused schedule %r", actor, record.name)
 
 
+def check_may_run_as(record, site):
+    """:class:`~plone.app.asyncjobs.access.RunAsRefused` unless the current
+    user may make the schedule's jobs run as the user it declares
+    (:func:`~plone.app.asyncjobs.access.check_run_in`): nobody makes a job
+    run with rights they lack, by "run now" or by resuming its schedule."""
+    factory = record.schedule.job_factory
+    if factory is None:
+        return  # an engine schedule's jobs run as no Zope user
+    execution = getattr(factory, "execution", None)
+    if callable(execution):
+        # Without making a job, whose schedulable may have been withdrawn:
+        # resuming such a schedule is still allowed.
+        access.check_run_in(execution(), site)
+    else:
+        access.check_run_as(record.schedule.make_job(utcnow()), site)
+
+
 def resume(record, site, actor):
+    """Queue the schedule's slots again, from now on; refused to a user
+    who may not make its jobs run as its declared user."""
     check_may_act(record, site)
+    check_may_run_as(record, site)
     record.resume(utcnow())
     logger.info("%s resumed schedule %r", actor, record.name)
 

@@ -12,8 +12,8 @@ Who it runs as
     records that user (whoever edits a schedule becomes its user), so its
     jobs never have rights that user lacks.  Saving, deleting, pausing,
     resuming and "run now" need :data:`MANAGE` on the site (``Manage
-    jobs``: Site Administrators and Managers); "run now" also every role
-    of the schedule's user (see :mod:`.console`).
+    jobs``: Site Administrators and Managers); resuming and "run now"
+    also every role of the schedule's user (see :mod:`.console`).
 
 Where it is kept
     The declarations are the JSON record ``plone.app.asyncjobs.saved_schedules``
@@ -44,7 +44,9 @@ from plone.app.asyncjobs.engine import schedules
 from plone.app.asyncjobs.engine.clock import utcnow
 from plone.app.asyncjobs.engine.triggers import Cron
 from plone.app.asyncjobs.engine.triggers import Interval
+from plone.app.asyncjobs.inspection import MAX_JSON_DEPTH
 from plone.app.asyncjobs.inspection import QueryError
+from plone.app.asyncjobs.inspection import json_depth
 from plone.app.asyncjobs.inspection import logger
 from plone.app.asyncjobs.schedules import schedulables
 from plone.app.asyncjobs.schedules.jobs import SiteJobFactory
@@ -60,6 +62,13 @@ MANAGE = access.MANAGE_JOBS
 RECORD = "plone.app.asyncjobs.saved_schedules"
 #: What a saved schedule's name may be.
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}\Z")
+#: How deeply a saved schedule's arguments may nest: they fit in a REST
+#: body (:data:`~plone.app.asyncjobs.inspection.MAX_JSON_DEPTH` deep, the
+#: arguments one level down), whether saved there or in the form.
+MAX_ARGUMENTS_DEPTH = MAX_JSON_DEPTH - 1
+#: The longest JSON text of a saved schedule's arguments (that of a REST body).
+MAX_ARGUMENTS_LENGTH = 64 * 1024
+_TOO_DEEP = f"nested more than {MAX_ARGUMENTS_DEPTH} levels deep"
 #: The fields of a declaration, with their defaults.
 DEFAULTS = {
     "schedulable": None, "cron": None, "interval": None, "timezone": "UTC",
@@ -125,10 +134,16 @@ def saved_name(record, site):
 
 
 def _number(field, value, minimum):
-    if (isinstance(value, bool) or not isinstance(value, (int, float))
-            or not math.isfinite(value) or value < minimum):
-        raise QueryError(field, f"must be a number of seconds of at least {minimum}")
-    return float(value)
+    refused = QueryError(field, f"must be a number of seconds of at least {minimum}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise refused
+    try:
+        number = float(value)  # an int too large for a float overflows
+    except OverflowError:
+        raise refused from None
+    if not math.isfinite(number) or number < minimum:
+        raise refused
+    return number
 
 
 def check_name(name):
@@ -139,12 +154,34 @@ def check_name(name):
 
 
 def parse_arguments(text):
-    """The value of a form's JSON text (``QueryError`` if it is not JSON;
-    :func:`declaration` checks that it is an object)."""
+    """The value of a form's JSON text (``QueryError`` if it is not JSON,
+    longer than :data:`MAX_ARGUMENTS_LENGTH` or nested too deeply to be
+    read; :func:`declaration` checks that it is an object, and its depth)."""
+    text = text or "{}"
+    if len(text) > MAX_ARGUMENTS_LENGTH:
+        raise QueryError("arguments", f"longer than {MAX_ARGUMENTS_LENGTH} characters")
     try:
-        return json.loads(text or "{}")
+        return json.loads(text)
+    except RecursionError:
+        raise QueryError("arguments", _TOO_DEEP) from None
     except ValueError as error:
         raise QueryError("arguments", f"not valid JSON: {error}") from None
+
+
+def _check_arguments(arguments):
+    """``QueryError`` unless ``arguments`` is a JSON object within
+    :data:`MAX_ARGUMENTS_DEPTH` and :data:`MAX_ARGUMENTS_LENGTH` (checked
+    before anything recurses into it: storing it pickles it)."""
+    if not isinstance(arguments, dict):
+        raise QueryError("arguments", "must be a JSON object (keyword arguments)")
+    if json_depth(arguments) > MAX_ARGUMENTS_DEPTH:
+        raise QueryError("arguments", _TOO_DEEP)
+    try:
+        text = json.dumps(arguments)
+    except (TypeError, ValueError, RecursionError):
+        raise QueryError("arguments", "must be a JSON object (keyword arguments)") from None
+    if len(text) > MAX_ARGUMENTS_LENGTH:
+        raise QueryError("arguments", f"longer than {MAX_ARGUMENTS_LENGTH} characters")
 
 
 def declaration(data):
@@ -170,8 +207,7 @@ def declaration(data):
         found["misfire_grace"] = _number("misfire_grace", found["misfire_grace"],
                                          schedules.MIN_MISFIRE_GRACE.total_seconds())
     _check_slots(found)
-    if not isinstance(found["arguments"], dict):
-        raise QueryError("arguments", "must be a JSON object (keyword arguments)")
+    _check_arguments(found["arguments"])
     if not isinstance(found["queue"], str):
         raise QueryError("queue", "must be a queue name")
     quotas = found["quota_names"]

@@ -16,6 +16,9 @@ from plone.app.testing import SITE_OWNER_NAME
 from plone.app.testing import SITE_OWNER_PASSWORD
 from plone.app.testing import TEST_USER_NAME
 from plone.app.testing import TEST_USER_PASSWORD
+from plone.testing.zope import login
+from plone.testing.zope import logout
+from zope.component.hooks import setSite
 
 from plone.app.asyncjobs import api as jobs_api
 from plone.app.asyncjobs.browser import demo
@@ -26,6 +29,8 @@ from plone.app.asyncjobs.engine.progress import progress_of
 from plone.app.asyncjobs.engine.status import COMPLETED
 from plone.app.asyncjobs.engine.status import PENDING
 from plone.app.asyncjobs.engine.testing.waiting import wait_until
+from plone.app.asyncjobs.testing import OTHER_SITE_ID
+from plone.app.asyncjobs.testing import password
 from plone.app.asyncjobs.testing import wait_for_result
 
 
@@ -214,3 +219,32 @@ def test_ids_that_are_not_demo_jobs_are_ignored(functional):
     status, url, headers, page = manager(functional).open(f"@@asyncjobs-demo?jobs={ids}")
     assert status == 200
     assert page.count('<tr data-job="') == 1
+
+
+def test_another_sites_demo_jobs_are_left_out(two_sites):
+    """Jobs belong to their site: ``/plone``'s demo page does not show
+    ``/other``'s demo jobs (their status, result and URL), whatever ids its
+    query names, as ``/plone``'s console would not."""
+    app = two_sites["app"]
+    plone, other = app["plone"], app[OTHER_SITE_ID]
+    made = {}
+    for site in (plone, other):
+        setSite(site)
+        login(app.acl_users, SITE_OWNER_NAME)
+        try:
+            made[site.getId()] = jobs_api.queue_job(demo.fail_on_purpose, site)
+        finally:
+            logout()
+    transaction.commit()
+    for job in made.values():
+        wait_for_result(job)
+    setSite(plone)
+    ids = demo.job_ids([made[OTHER_SITE_ID], made["plone"]])
+    assert demo.load_demo_jobs(plone, ids) == [made["plone"]]
+    assert demo.load_demo_jobs(other, ids) == [made[OTHER_SITE_ID]]
+    client = Client(two_sites, ("sitemanager", password("sitemanager")))  # a Manager of /plone
+    status, url, headers, page = client.open(f"@@asyncjobs-demo?jobs={ids}")
+    assert status == 200
+    assert page.count('<tr data-job="') == 1
+    assert f'data-job-id="{demo.job_ids([made["plone"]])}"' in page
+    assert f'data-job-id="{demo.job_ids([made[OTHER_SITE_ID]])}"' not in page

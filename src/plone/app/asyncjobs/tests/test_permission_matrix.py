@@ -203,6 +203,15 @@ MATRIX = [
     (("run /plone's saved schedule from /other", "other", "token", "POST",
       "@@asyncjobs-schedules?name=saved-tick@plone&form.buttons.run=1", None),
      "302 302 302 302 302 302error 302 302error"),
+    # The root's Manager saved and paused root-saved: resuming it makes its
+    # jobs run as that Manager, refused (as "run now") to those who lack
+    # the Manager's roles; pausing lends no rights.
+    (("resume root's saved schedule", "plone", "token", "POST",
+      "@@asyncjobs-schedules?name=root-saved@plone&form.buttons.resume=1", None),
+     "302 302 302 302 302error 302 302error 302ok"),
+    (("run root's saved schedule", "plone", "token", "POST",
+      "@@asyncjobs-schedules?name=root-saved@plone&form.buttons.run=1", None),
+     "302 302 302 302 302error 302 302error 302ok"),
     (("save a schedule, no token", "plone", "post", "POST",
       f"@@asyncjobs-schedules?{SAVE_FORM}", None),
      "302 302 302 302 403 302 403 403"),
@@ -329,6 +338,15 @@ MATRIX = [
     (("POST run saved schedule", "plone", "rest", "POST",
       "@asyncjobs/schedules/saved-tick@plone/run", {}),
      "401 403 403 403 201 401 201 201"),
+    (("POST pause root's saved schedule", "plone", "rest", "POST",
+      "@asyncjobs/schedules/root-saved@plone/pause", {}),
+     "401 403 403 403 200 401 200 200"),
+    (("POST resume root's saved schedule", "plone", "rest", "POST",
+      "@asyncjobs/schedules/root-saved@plone/resume", {}),
+     "401 403 403 403 403 401 403 200"),
+    (("POST resume /plone's saved schedule from /other", "other", "rest", "POST",
+      "@asyncjobs/schedules/root-saved@plone/resume", {}),
+     "401 401 401 401 401 404 401 404"),
     (("DELETE /plone's saved schedule from /other", "other", "rest", "DELETE",
       "@asyncjobs/schedules/saved-tick@plone", None),
      "401 401 401 401 401 404 401 404"),
@@ -350,6 +368,8 @@ SCHEDULES = (
 #: The saved schedule of the world (see :mod:`...schedules.saved`): daily,
 #: in /plone, saved by its Site Administrator.
 SAVED = {"schedulable": "mark", "interval": 86400, "arguments": {"value": "saved"}}
+#: The saved schedule the Zope root's Manager saved in /plone, and paused.
+ROOT_SAVED = {"schedulable": "mark", "interval": 86400, "arguments": {"value": "root"}}
 #: The schedulable the saved schedules call.
 MARK = Schedulable("mark", "plone.app.asyncjobs.tests.jobs:mark", "Leave a mark")
 
@@ -404,6 +424,11 @@ def world(two_sites, monkeypatch):
     login(plone.acl_users, "siteadmin")
     try:
         saved.save(plone, queues, "saved-tick", SAVED, replace=False)
+    finally:
+        logout()
+    login(root_users, SITE_OWNER_NAME)
+    try:
+        saved.save(plone, queues, "root-saved", ROOT_SAVED, replace=False).pause()
     finally:
         logout()
     transaction.commit()

@@ -2,6 +2,7 @@
 schedulables, the checks of a declaration, who may save them, and that a
 saved schedule's jobs run in its site as the user who saved it."""
 import json
+from urllib.parse import quote
 
 import pytest
 import requests
@@ -61,6 +62,19 @@ DAILY = {"schedulable": "mark", "cron": "0 3 * * *", "timezone": "Europe/Brussel
          "arguments": {"value": "hello"}}
 
 
+def nested(depth):
+    """A JSON array ``depth`` levels deep."""
+    value = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+def nested_text(depth):
+    """The form's JSON text of arguments whose value is :func:`nested`."""
+    return '{"value": ' + "[" * depth + "]" * depth + "}"
+
+
 # -- the allow-list ------------------------------------------------------------------
 
 
@@ -106,7 +120,15 @@ def test_zcml_schedule_names_may_not_hold_the_saved_schedules_at_sign():
     ({"misfire_grace": float("inf")}, "misfire_grace", "number of seconds"),
     ({"misfire_grace": 1e15}, "misfire_grace", "too long"),
     ({"misfire_grace": 0}, "misfire_grace", "at least 0.1"),
+    ({"cron": None, "interval": 10 ** 400}, "interval", "number of seconds"),
+    ({"misfire_grace": 10 ** 400}, "misfire_grace", "number of seconds"),
     ({"arguments": [1, 2]}, "arguments", "JSON object"),
+    ({"arguments": {"value": {1, 2}}}, "arguments", "JSON object"),
+    # The arguments sit one level down in a REST body, at most 16 deep.
+    ({"arguments": {"value": nested(saved.MAX_ARGUMENTS_DEPTH)}}, "arguments",
+     "nested more than 15 levels deep"),
+    ({"arguments": {"value": nested(500)}}, "arguments", "nested more than 15 levels deep"),
+    ({"arguments": {"value": "x" * saved.MAX_ARGUMENTS_LENGTH}}, "arguments", "longer than"),
     ({"quota_names": "a"}, "quota_names", "list"),
     ({"retry_policy": "sometimes"}, "retry_policy", "unknown retry policy"),
     ({"misfire": "twice"}, "misfire", "once, all, skip"),
@@ -133,10 +155,23 @@ def test_a_schedule_names_an_existing_queue_and_quotas(portal, offered, change, 
     assert saved.saved(portal) == {}
 
 
-def test_bad_json_arguments_are_refused():
-    with pytest.raises(QueryError, match="not valid JSON") as raised:
-        saved.parse_arguments("{value: 1}")
+@pytest.mark.parametrize("text, message", [
+    ("{value: 1}", "not valid JSON"),
+    (nested_text(30000), "nested more than 15 levels deep"),  # the parser's recursion
+    (nested_text(100000), "longer than 65536 characters"),
+])
+def test_bad_json_arguments_are_refused(text, message):
+    with pytest.raises(QueryError, match=message) as raised:
+        saved.parse_arguments(text)
     assert raised.value.field == "arguments"
+
+
+def test_arguments_as_deep_as_a_rest_body_allows_are_accepted(offered):
+    value = nested(saved.MAX_ARGUMENTS_DEPTH - 1)
+    assert saved.declaration({**DAILY, "arguments": {"value": value}})["arguments"] == {
+        "value": value}
+    text = nested_text(saved.MAX_ARGUMENTS_DEPTH - 1)
+    assert saved.parse_arguments(text) == {"value": value}
 
 
 # -- saving ----------------------------------------------------------------------------
@@ -399,6 +434,8 @@ def rest(functional, method, path, body=None):
     ({"interval": 1e15}, "interval"),
     ({"interval": 60, "misfire_grace": 1e15}, "misfire_grace"),
     ({"cron": "0 0 30 2 *"}, "cron"),
+    ({"interval": 10 ** 400}, "interval"),  # no float holds it
+    ({"interval": 60, "misfire_grace": 10 ** 400}, "misfire_grace"),
 ])
 def test_rest_refuses_a_schedule_whose_slots_cannot_be_computed(functional, functional_portal,
                                                                 offered, change, field):
@@ -410,6 +447,22 @@ def test_rest_refuses_a_schedule_whose_slots_cannot_be_computed(functional, func
     transaction.begin()
     assert saved.saved(functional_portal) == {}
     assert rest(functional, "GET", "schedules").status_code == 200
+
+
+@pytest.mark.parametrize("change, field", [
+    ({"interval": 10 ** 400}, "interval"),
+    ({"misfire_grace": 10 ** 400}, "misfire_grace"),
+])
+def test_rest_patch_refuses_numbers_no_float_holds(functional, functional_portal, offered,
+                                                   change, field):
+    assert rest(functional, "POST", "schedules",
+                {"name": "hourly", "schedulable": "mark", "interval": 3600}).status_code == 201
+    answer = rest(functional, "PATCH", "schedules/hourly@plone", change)
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"]["field"] == field
+    transaction.begin()
+    assert saved.saved(functional_portal)["hourly"]["interval"] == 3600
+    assert rest(functional, "DELETE", "schedules/hourly@plone").status_code == 204
 
 
 def post_form(functional, functional_portal, fields):
@@ -429,6 +482,13 @@ def post_form(functional, functional_portal, fields):
     ("saved.cron=0+0+30+2+*", "cron: "),
     ("saved.cron=0+3+*+*+*&saved.cron=0+4+*+*+*", "cron: give it once"),
     ("saved.interval:int=60", "interval: give it once"),
+    # Too deep to store (pickling would recurse), too deep to parse, too long.
+    (f"saved.interval=60&saved.arguments={quote(nested_text(500))}",
+     "arguments: nested more than 15 levels deep"),
+    (f"saved.interval=60&saved.arguments={quote(nested_text(30000))}",
+     "arguments: nested more than 15 levels deep"),
+    (f"saved.interval=60&saved.arguments={quote(nested_text(100000))}",
+     "arguments: longer than 65536 characters"),
 ])
 def test_the_page_refuses_a_schedule_it_could_not_run(functional, functional_portal,
                                                       offered, fields, error):

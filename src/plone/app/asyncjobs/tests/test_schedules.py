@@ -125,6 +125,22 @@ def test_run_now_never_lends_the_schedules_user_more_rights(portal):
     assert record.last_runs() == []
 
 
+def test_resume_never_lends_the_schedules_user_more_rights(portal):
+    """Resuming makes the schedule's next jobs run as its user: refused, as
+    "run now" is, to a Manager of the site when that user is the Zope
+    root's Manager; the schedule stays paused.  Pausing lends no rights."""
+    setRoles(portal, TEST_USER_ID, ["Manager"])
+    record = _installed(portal, "root's", user=SITE_OWNER_NAME, user_folder="/acl_users")
+    console.pause(record, portal, TEST_USER_ID)
+    with pytest.raises(access.RunAsRefused, match="Manager"):
+        console.resume(record, portal, TEST_USER_ID)
+    assert record.paused is True and console.describe(record)["next run"] is None
+    mine = _installed(portal, "mine", user=TEST_USER_ID)
+    console.pause(mine, portal, TEST_USER_ID)
+    console.resume(mine, portal, TEST_USER_ID)
+    assert mine.paused is False
+
+
 def test_pause_resume_and_run_need_manage_workers(portal):
     record = _installed(portal, "mine", user=TEST_USER_ID)
     queues = jobs_api.get_queues(portal)

@@ -87,6 +87,12 @@ def test_leap_day_slots_are_up_to_eight_years_apart(clock):
     (lambda: Cron("H * * * *"), "invalid|random"),
     (lambda: Interval(timedelta(days=999_999_999)), "no slot after now"),
     (lambda: Cron("* * * * *", "Mars/Olympus"), "unknown timezone"),
+    # zoneinfo would recurse through a part per "/" (RecursionError), or
+    # fail on a name too long for a file (OSError).
+    (lambda: Cron("* * * * *", "a/" * 600 + "b"), "unknown timezone"),
+    (lambda: Cron("* * * * *", "Etc/GMT+0" * 1000), "unknown timezone"),
+    (lambda: Cron("* * * * *", "a" * 5000), "unknown timezone"),
+    (lambda: Cron("* * * * *", "../../etc/passwd"), "unknown timezone"),
     (lambda: Interval(timedelta(0)), "positive timedelta"),
     (lambda: Interval(timedelta(seconds=1), datetime(2026, 1, 1)), "timezone-aware"),
     (lambda: Schedule("s", "no.such.module:f", Cron("* * * * *")), "cannot import"),

@@ -3,8 +3,9 @@
 Reading needs what every endpoint needs (``Manage jobs``).  Pausing,
 resuming and "run now" answer 403 to users who may not do them (for a
 schedule declared in ZCML or code: database-wide actions; for one saved in
-the site: ``Manage jobs``, as reading), and "run now" also to users who lack roles
-of the user the schedule runs as (see :mod:`...schedules.console`).  A
+the site: ``Manage jobs``, as reading), and resuming and "run now" also to
+users who lack roles of the user the schedule runs as (see
+:mod:`...schedules.console`).  A
 schedule of another site is not there (404).
 
 POST ``schedules`` saves a new schedule in the site, PATCH and DELETE

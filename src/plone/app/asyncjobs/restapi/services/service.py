@@ -53,7 +53,9 @@ from zope.publisher.interfaces import IPublishTraverse
 from plone.app.asyncjobs import access
 from plone.app.asyncjobs.api import get_queues
 from plone.app.asyncjobs.engine.exceptions import BadStatusError
+from plone.app.asyncjobs.inspection import MAX_JSON_DEPTH
 from plone.app.asyncjobs.inspection import QueryError
+from plone.app.asyncjobs.inspection import json_depth
 from plone.app.asyncjobs.restapi.services import routes
 
 
@@ -65,8 +67,9 @@ DATABASE_SCOPE = "database"
 #: The longest request body read, in bytes.
 MAX_BODY_BYTES = 64 * 1024
 #: How deeply a request body's arrays and objects may nest (the bodies of
-#: this API are flat objects: depth 1).
-MAX_BODY_DEPTH = 16
+#: this API are flat objects: depth 1); the same limit as a saved
+#: schedule's arguments from the control panel's form.
+MAX_BODY_DEPTH = MAX_JSON_DEPTH
 
 
 class Refusal(Exception):
@@ -101,19 +104,6 @@ def as_refusal(error):
     if isinstance(error, (access.ScopeRefused, access.RunAsRefused)):
         return Refusal(403, "Forbidden", str(error))
     return None
-
-
-def _depth(value):
-    """How deeply the arrays and objects of a JSON value nest (a scalar: 0),
-    found without recursion."""
-    depth, level = 0, [value]
-    while True:
-        containers = [item for item in level if isinstance(item, (list, dict))]
-        if not containers:
-            return depth
-        depth += 1
-        level = [item for container in containers
-                 for item in (container.values() if isinstance(container, dict) else container)]
 
 
 @implementer(IPublishTraverse)
@@ -245,9 +235,8 @@ class AsyncJobsService(Service):
             raise too_deep from None
         except ValueError:
             raise QueryError("body", "not valid JSON") from None
-        if _depth(data) > MAX_BODY_DEPTH:
+        if json_depth(data) > MAX_BODY_DEPTH:
             raise too_deep
-            raise QueryError("body", f"nested more than {MAX_BODY_DEPTH} levels deep")
         if not isinstance(data, dict):
             raise QueryError("body", "must be a JSON object")
         unknown = sorted(set(data) - set(fields))
