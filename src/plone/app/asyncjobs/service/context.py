@@ -51,6 +51,7 @@ from ZPublisher.HTTPRequest import HTTPRequest
 from ZPublisher.HTTPResponse import HTTPResponse
 
 from plone.app.asyncjobs.service.exceptions import ContextNotFoundError
+from plone.app.asyncjobs.service.exceptions import ExecutionContextError
 from plone.app.asyncjobs.service.exceptions import SiteNotFoundError
 from plone.app.asyncjobs.service.exceptions import UserNotFoundError
 
@@ -174,17 +175,19 @@ class ExecutionContext:
             return connection
         return connection.get_connection(name)
 
-    def enter(self, connection, require_context=True):
+    def enter(self, connection, strict=True):
         """Restore the recorded context; return an :class:`ActiveContext`.
 
         ``connection`` is the job's connection.  Raises a subclass of
         :class:`~.exceptions.ExecutionContextError` when the site, the user
-        or (if ``require_context``) the context cannot be found, leaving
-        the thread as it was.
+        or the context cannot be found, leaving the thread as it was; not
+        ``strict`` (for the callback that notifies a job's outcome, which
+        must notify it whatever is gone), what cannot be found is left out
+        and logged: no site, Anonymous, no context.
         """
         active = ActiveContext()
         try:
-            active.start(self, self.main_connection(connection), require_context)
+            active.start(self, self.main_connection(connection), strict)
         except BaseException:
             active.exit()
             raise
@@ -280,6 +283,17 @@ class ExecutionContext:
         )
 
 
+def _found(find, app, strict):
+    """``find(app)``; not ``strict``, ``None`` (logged) for what is gone."""
+    try:
+        return find(app)
+    except ExecutionContextError as error:
+        if strict:
+            raise
+        logger.warning("restoring what remains of a job's context: %s", error)
+        return None
+
+
 class ActiveContext:
     """The restored context of one attempt of a job; :meth:`exit` undoes it.
 
@@ -296,26 +310,26 @@ class ActiveContext:
         self._exited = False
         self._suspended = False
 
-    def start(self, recorded, connection, require_context):
+    def start(self, recorded, connection, strict):
         request = self.request = recorded.make_request()
         setRequest(request)
         app = connection.root()[APPLICATION_KEY]
         self.app = app = app.__of__(RequestContainer(REQUEST=request))
         request["PARENTS"] = [app]
-        site = self.site = recorded.find_site(app)
+        site = self.site = _found(recorded.find_site, app, strict)
         if site is not None:
             setSite(site)
             request["PARENTS"] = [site, app]
             if hasattr(aq_base(site), "setupCurrentSkin"):
                 site.setupCurrentSkin(request)
             notify(BeforeTraverseEvent(site, request))
-        user = self.user = recorded.find_user(app)
+        user = self.user = _found(recorded.find_user, app, strict)
         self._log_in()
         if user is not None:
             request["AUTHENTICATED_USER"] = user
         context = self.context = recorded.find_context(app)
         if context is None:
-            if require_context:
+            if strict:
                 raise ContextNotFoundError(
                     f"the job's context {recorded.describe_context()} was "
                     "deleted: neither its path nor its UID finds it"

@@ -7,9 +7,10 @@ the set-up after the attempt was committed or aborted, so code run at
 commit time (catalog indexing, event subscribers) still sees the site, the
 user and the request.
 
-:class:`EventCallback` is the callback the service adds to each job: it
-notifies :class:`~.events.JobSuccess` or :class:`~.events.JobFailure` in
-the same restored context, in a transaction of its own.
+:class:`EventCallback` is the callback the service adds to each job (to a
+batch, not to its parts, as plone.app.async did): it notifies
+:class:`~.events.JobSuccess` or :class:`~.events.JobFailure` in the same
+restored context, in a transaction of its own.
 """
 from persistent import Persistent
 from zope.event import notify
@@ -100,8 +101,10 @@ class ContextJob(Job):
 class EventCallback(Job):
     """Notifies JobSuccess or JobFailure for the job it is a callback of.
 
-    Runs with the site, the user and the request of that job restored; its
-    context is ``None`` on the event if it cannot be found any more.  Run
+    Runs with the site, the user and the request of that job restored, as
+    far as they still exist: its context is ``None`` on the event if it
+    cannot be found any more, and with the user gone it runs as Anonymous
+    (with the site gone, in none).  Run
     right after its job's attempt, it reuses the job's context (see
     :meth:`inherit`).
     """
@@ -110,9 +113,13 @@ class EventCallback(Job):
     #: ``(context, transaction)``: the suspended context of the job, handed
     #: over when its attempt ended (see :meth:`inherit`).
     _v_inherited = None
+    #: The :class:`~.context.ExecutionContext` to notify in; ``None``: that
+    #: of the job (a batch has none of its own: it gets its first part's).
+    execution = None
 
-    def __init__(self):
+    def __init__(self, execution=None):
         super().__init__(self._notify)
+        self.execution = execution
 
     def inherit(self, active):
         """Take the suspended :class:`~.context.ActiveContext` of the job
@@ -137,11 +144,10 @@ class EventCallback(Job):
                 self._v_active = active
                 return active
             active.exit()
-        job = self.parent
-        execution = getattr(job, "execution", None)
+        execution = self.execution or getattr(self.parent, "execution", None)
         if execution is None or self._p_jar is None:
             return None
-        self._v_active = execution.enter(self._p_jar, require_context=False)
+        self._v_active = execution.enter(self._p_jar, strict=False)
         return self._v_active
 
     def tear_down(self, active):

@@ -17,6 +17,7 @@ from plone.app.asyncjobs.engine import composite
 from plone.app.asyncjobs.engine.clock import utcnow
 from plone.app.asyncjobs.engine.interfaces import IJob
 from plone.app.asyncjobs.interfaces import IAsyncService
+from plone.app.asyncjobs.service.context import ExecutionContext
 from plone.app.asyncjobs.service.jobs import ContextJob
 from plone.app.asyncjobs.service.jobs import EventCallback
 from plone.app.asyncjobs.service.ordering import put_in_order
@@ -222,11 +223,16 @@ class AsyncService:
     def put_composite(self, combine, job_infos, queue=None, quota_names=None,
                       begin_after=None, begin_by=None, retry_policy=None):
         """Queue ``combine(*jobs)`` (``serial`` or ``parallel``) of the jobs
-        for ``job_infos``; quotas and retry policy apply to each inner job."""
-        if not job_infos:
-            raise ValueError("give at least one job info (see makeJob)")
-        jobs = [self.wrapJob(info) for info in job_infos]
-        target = self._queue(queue, job_infos[0][1])
+        for ``job_infos``; quotas and retry policy apply to each inner job.
+
+        As in plone.app.async, the batch notifies ``IJobSuccess`` (or
+        ``IJobFailure``) once, when it has finished, in its first job's
+        context (``event.object``: the tuple of its jobs); its jobs notify
+        nothing.  An empty batch finishes at once with ``()``.
+        """
+        jobs = [ContextJob(func, context, *args, **kwargs)
+                for func, context, args, kwargs in job_infos]
+        target = self._queue(queue, job_infos[0][1] if jobs else None)
         names = self._quota_names(target, quota_names)
         target.quotas.check_names(names)
         policy = retry_policy or default_retry_policy()
@@ -234,9 +240,12 @@ class AsyncService:
             job.quota_names = names
             if policy is not None:
                 job.retry_policy_factory = policy
+        batch = combine(*jobs)
+        batch.add_callback(EventCallback(
+            jobs[0].execution if jobs else ExecutionContext.capture(getSite())))
         # The composite itself only queues the inner jobs and waits for
         # them: it counts against no quota, which it would hold meanwhile.
-        return target.put(combine(*jobs), begin_after=begin_after, begin_by=begin_by)
+        return target.put(batch, begin_after=begin_after, begin_by=begin_by)
 
     @staticmethod
     def _quota_names(queue, quota_names):

@@ -205,8 +205,7 @@ def test_queue_parallel_jobs_in_queue_respects_the_quota(service, portal):
 def test_batch_methods_check_quota_names_when_queuing(service, portal):
     with pytest.raises(ValueError, match="unknown quota name"):
         service.queueParallelJobsInQueue("", ("nope",), makeJob(jobs.add, portal, 1))
-    with pytest.raises(ValueError, match="at least one job"):
-        service.queueSerialJobs()
+    assert wait_for_result(service.queueSerialJobs()) == ()  # as zc.async's parallel()
 
 
 def test_queues_are_created_when_no_worker_ever_ran(service, portal, integration):
