@@ -8,14 +8,31 @@ fight the application's.  Never use helpers that import the global reactor
 """
 import threading
 
-from twisted.internet.selectreactor import SelectReactor
+
+def private_reactor():
+    """A new reactor, not installed: a poll reactor, or where the platform
+    has no ``poll`` (Windows), a select reactor.
+
+    Not select where poll exists: it cannot watch a descriptor numbered
+    1024 or more, and a Zope process with many connections and files open
+    gets such numbers for the reactor's own wake-up pipe, which the select
+    reactor then drops: calls from other threads never run.  Not epoll: it
+    holds a descriptor of its own that the reactor never closes, and a
+    private reactor watches a few descriptors only.
+    """
+    try:
+        from twisted.internet.pollreactor import PollReactor
+    except ImportError:
+        from twisted.internet.selectreactor import SelectReactor
+        return SelectReactor()
+    return PollReactor()
 
 
 class ReactorThread:
     """Owns a private reactor and the daemon thread that runs it."""
 
     def __init__(self, name="plone.app.asyncjobs reactor"):
-        self.reactor = SelectReactor()
+        self.reactor = private_reactor()
         self.thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def _run(self):

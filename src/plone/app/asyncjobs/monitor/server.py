@@ -63,11 +63,12 @@ from twisted.internet.address import UNIXAddress
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.internet.protocol import Factory
-from twisted.internet.selectreactor import SelectReactor
 from twisted.internet.threads import blockingCallFromThread
 from twisted.internet.threads import deferToThreadPool
 from twisted.protocols.basic import LineReceiver
 from zope.interface import implementer
+
+from plone.app.asyncjobs.engine.reactor import private_reactor
 
 from .interfaces import CommandError
 from .interfaces import IMonitorConnection
@@ -312,8 +313,8 @@ class MonitorThread:
         monitor.stop()
 
     `address` and `plugins` are as for `start_server`; a malformed address
-    raises `ValueError` here, before any thread exists.  The reactor is a
-    `SelectReactor` of this object's own (attribute `reactor`, once
+    raises `ValueError` here, before any thread exists.  The reactor is
+    one of this object's own (`private_reactor`; attribute `reactor`, once
     started), never the global one.
     """
 
@@ -334,7 +335,7 @@ class MonitorThread:
         """
         if self._thread is not None:
             raise RuntimeError("a MonitorThread can be started only once")
-        self.reactor = SelectReactor()
+        self.reactor = private_reactor()
         self._thread = threading.Thread(
             target=self.reactor.run,
             kwargs={"installSignalHandlers": False},

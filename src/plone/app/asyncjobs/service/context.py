@@ -104,7 +104,7 @@ class ExecutionContext:
         site = _site_of(context)
         if site is not None:
             recorded.site_path = tuple(site.getPhysicalPath())
-        jar = _jar_of(context, site)
+        jar = main_jar(context) or main_jar(site)
         if jar is not None:
             recorded.database_name = jar.db().database_name
         recorded._capture_user()
@@ -417,12 +417,15 @@ def _held_up_to(root, context):
     return True
 
 
-def _jar_of(*objects):
-    for obj in objects:
-        jar = getattr(aq_base(obj), "_p_jar", None) if obj is not None else None
-        if jar is not None:
-            return jar
-    return None
+def main_jar(obj):
+    """The ``_p_jar`` of the outermost object of ``obj``'s acquisition chain
+    that has one, or ``None``: for content reached from the Zope
+    application, the application's, in the main database, also when the
+    content is stored in a mounted database."""
+    jar = None
+    for candidate in aq_chain(aq_inner(obj)) if obj is not None else ():
+        jar = getattr(aq_base(candidate), "_p_jar", None) or jar
+    return jar
 
 
 class _FoundUsers(threading.local):

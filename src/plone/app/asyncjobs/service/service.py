@@ -6,9 +6,6 @@ in a queue exists once that transaction commits.
 """
 from datetime import timedelta
 
-from Acquisition import aq_base
-from Acquisition import aq_chain
-from Acquisition import aq_inner
 from zope.component import queryUtility
 from zope.component.hooks import getSite
 from zope.interface import implementer
@@ -18,6 +15,7 @@ from plone.app.asyncjobs.engine.clock import utcnow
 from plone.app.asyncjobs.engine.interfaces import IJob
 from plone.app.asyncjobs.interfaces import IAsyncService
 from plone.app.asyncjobs.service.context import ExecutionContext
+from plone.app.asyncjobs.service.context import main_jar
 from plone.app.asyncjobs.service.jobs import ContextJob
 from plone.app.asyncjobs.service.jobs import EventCallback
 from plone.app.asyncjobs.service.ordering import put_in_order
@@ -59,36 +57,26 @@ def makeJob(func, context, *args, **kwargs):
 
 
 def connection_for(context=None):
-    """The connection to the main database through which ``context`` (or,
-    without one, the current site) is reached.
+    """The connection to the main database (the Zope application's) through
+    which ``context`` (or, without one, the current site) is reached; a
+    site stored in a mounted database is reached through the main one,
+    where the workers look for queues.
 
     A context reached through no database (a string, an object stored
     nowhere) raises ``ValueError`` rather than being passed over for the
     current site: the caller meant another database, or no object at all.
     """
     if context is None:
-        jar = _jar_in_chain(getSite())
+        jar = main_jar(getSite())
         if jar is None:
             raise LookupError("cannot find the database: give a context stored in it, "
                               "or call this while a site is set (as during a request)")
         return jar
-    jar = _jar_in_chain(context)
+    jar = main_jar(context)
     if jar is None:
         raise ValueError(f"the context {context!r} is not reached through a database: "
                          "give an object stored in one (or acquired from one)")
     return jar
-
-
-def _jar_in_chain(obj):
-    """The ``_p_jar`` of ``obj`` or of the first object of its acquisition
-    chain that has one; ``None`` if there is none."""
-    if obj is None:
-        return None
-    for candidate in aq_chain(aq_inner(obj)):
-        jar = getattr(aq_base(candidate), "_p_jar", None)
-        if jar is not None:
-            return jar
-    return None
 
 
 def _check_job(job):

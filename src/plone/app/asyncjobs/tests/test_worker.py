@@ -353,6 +353,63 @@ def test_multi_db_worker_runs_jobs_in_the_main_database(multi_db, main_site, sto
     assert set(monitor_databases.databases()) >= {"main", "async"}
 
 
+@pytest.fixture
+def mounted_db(integration):
+    """A main database (the test fixture's content) and a ``sites``
+    database, joined as zope.conf joins a mounted database."""
+    from ZODB.DB import DB
+    from ZODB.DemoStorage import DemoStorage
+
+    databases = {}
+    main = DB(DemoStorage(name="main", base=integration["zodbDB"].storage),
+              database_name="main", databases=databases)
+    sites = DB(DemoStorage(name="sites"), database_name="sites", databases=databases)
+    yield main
+    main.close()
+    sites.close()
+
+
+@pytest.fixture
+def mounted_site(mounted_db, portal):
+    """A copy of the Plone site at ``/mnt/plone``, stored in the ``sites``
+    database, reached through the main one."""
+    from AccessControl.SecurityManagement import newSecurityManager
+    from OFS.Folder import Folder
+    from Testing.makerequest import makerequest
+    from zope.component.hooks import setSite
+
+    manager = transaction.TransactionManager()
+    connection = mounted_db.open(transaction_manager=manager)
+    app = makerequest(connection.root()["Application"])
+    newSecurityManager(None, app.acl_users.getUserById("admin").__of__(app.acl_users))
+    mount = Folder("mnt")
+    connection.get_connection("sites").add(mount)
+    app._setObject("mnt", mount)
+    manager.commit()
+    app.mnt.manage_pasteObjects(app.manage_copyObjects(["plone"]))
+    manager.commit()
+    site = app.mnt.plone
+    setSite(site)
+    yield site
+    setSite(portal)
+    manager.abort()
+    connection.close()
+
+
+def test_jobs_of_a_site_in_a_mounted_database_run(mounted_db, mounted_site, stops_runtime):
+    # The queues were looked up in, and created in, the database the site
+    # is stored in, where no worker looks: the job stayed pending for ever.
+    assert mounted_site._p_jar.db().database_name == "sites"
+    runtime.start(mounted_db, role=SINGLE_DB, settings=FAST, uuid=uuid.uuid4(),
+                  install_signal_handlers=False)
+    manager = mounted_site._p_jar.transaction_manager
+    manager.begin()
+    job = jobs_api.queue_job(jobs.describe, mounted_site)
+    manager.commit()
+    assert job._p_jar.db() is mounted_db
+    assert wait_for_result(job)["site"] == "/mnt/plone"
+
+
 def test_multi_db_role_without_an_async_database_fails_clearly(
         integration, portal, stops_runtime):
     with pytest.raises(LookupError, match="no database named 'async'"):
