@@ -1,4 +1,5 @@
 """Worker roles: who starts a dispatcher, when, and how it stops."""
+import contextlib
 import json
 import signal
 import sys
@@ -295,20 +296,29 @@ def test_worker_settings_from_zope_conf():
 # -- multi-database layout ------------------------------------------------------
 
 
-@pytest.fixture
-def multi_db(integration):
-    """A main database (the test fixture's content) plus an empty ``async``
-    database, joined as zope.conf joins its <zodb_db> sections."""
+@contextlib.contextmanager
+def joined_databases(integration, other_name):
+    """Yield a main database (the test fixture's content) joined to an empty
+    one named ``other_name``, as zope.conf joins its <zodb_db> sections."""
     from ZODB.DB import DB
     from ZODB.DemoStorage import DemoStorage
 
     databases = {}
     main = DB(DemoStorage(name="main", base=integration["zodbDB"].storage),
               database_name="main", databases=databases)
-    other = DB(DemoStorage(name="async"), database_name="async", databases=databases)
-    yield main
-    main.close()
-    other.close()
+    other = DB(DemoStorage(name=other_name), database_name=other_name, databases=databases)
+    try:
+        yield main
+    finally:
+        main.close()
+        other.close()
+
+
+@pytest.fixture
+def multi_db(integration):
+    """The main database and the ``async`` one, where the queues go."""
+    with joined_databases(integration, "async") as main:
+        yield main
 
 
 @pytest.fixture
@@ -355,18 +365,10 @@ def test_multi_db_worker_runs_jobs_in_the_main_database(multi_db, main_site, sto
 
 @pytest.fixture
 def mounted_db(integration):
-    """A main database (the test fixture's content) and a ``sites``
-    database, joined as zope.conf joins a mounted database."""
-    from ZODB.DB import DB
-    from ZODB.DemoStorage import DemoStorage
-
-    databases = {}
-    main = DB(DemoStorage(name="main", base=integration["zodbDB"].storage),
-              database_name="main", databases=databases)
-    sites = DB(DemoStorage(name="sites"), database_name="sites", databases=databases)
-    yield main
-    main.close()
-    sites.close()
+    """The main database and a ``sites`` one, standing for a database
+    mounted in zope.conf."""
+    with joined_databases(integration, "sites") as main:
+        yield main
 
 
 @pytest.fixture
