@@ -27,7 +27,8 @@ Pass plain values as arguments (strings, numbers, UIDs, paths), not
 content objects: arguments are stored in the database with the job.
 
 When the job has finished, ``IJobSuccess`` or ``IJobFailure`` (see
-:mod:`plone.app.asyncjobs.interfaces`) is notified in the same context.
+:mod:`plone.app.asyncjobs.interfaces`) is notified in the same context; a
+batch notifies once, when all its jobs have finished.
 
 Every function here calls the registered ``IAsyncService`` utility, so a
 site (or an add-on) that registers its own changes them too.
@@ -157,7 +158,10 @@ def queue_serial_jobs(*job_infos, delay=None, queue=None, quota_names=(),
     the inner jobs (each with its own ``status`` and ``result``).  A failing
     inner job does not stop the next ones.  ``quota_names`` and
     ``retry_policy`` apply to each inner job; ``delay`` and ``begin_by`` to
-    the start of the first.
+    the start of the first.  The batch notifies ``IJobSuccess`` (or
+    ``IJobFailure``) once, when it has finished, in its first job's
+    context, with that tuple; its jobs notify nothing.  No job info makes
+    a batch that finishes at once with ``()``.
     """
     return _service().put_composite(
         composite.serial, job_infos, queue=queue, quota_names=quota_names,

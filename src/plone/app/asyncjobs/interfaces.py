@@ -128,7 +128,10 @@ class IAsyncService(Interface):
         """Queue jobs that run one after the other.
 
         Each job info is what :meth:`makeJob` returns.  The composite job's
-        result is the tuple of the inner jobs.
+        result is the tuple of the inner jobs.  The composite notifies
+        ``IJobSuccess`` or ``IJobFailure`` once, when it has finished (with
+        that tuple, in its first inner job's context); its inner jobs
+        notify nothing, as in plone.app.async.
         """
 
     def queueParallelJobs(*job_infos):
@@ -183,7 +186,8 @@ class IAsyncService(Interface):
         (``combine`` is the engine's ``composite.serial`` or
         ``composite.parallel``) and return it.  Quotas and retry policy
         apply to each inner job; ``begin_after`` and ``begin_by`` to the
-        composite.  The ``queue*Jobs*`` methods and
+        composite, which notifies the events once (see
+        :meth:`queueSerialJobs`).  The ``queue*Jobs*`` methods and
         ``api.queue_serial_jobs`` / ``api.queue_parallel_jobs`` end here.
         """
 

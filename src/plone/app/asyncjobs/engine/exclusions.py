@@ -41,9 +41,25 @@ class ClaimExclusions:
             self._until[key] = utcnow() + pause
         return pause
 
+    def claimed(self, keys):
+        """Forget the failed claims of the jobs ``keys``, claimed after all."""
+        if self._failures:
+            with self._lock:
+                for key in keys:
+                    self._failures.pop(key, None)
+                    self._until.pop(key, None)
+
     def __contains__(self, key):
         until = self._until.get(key)
         return until is not None and utcnow() < until
 
     def __bool__(self):
-        return bool(self._until)
+        """Whether some job is skipped now (claims then look at each
+        candidate's key); the pauses that passed are forgotten."""
+        if not self._until:
+            return False
+        now = utcnow()
+        with self._lock:
+            for key in [key for key, until in self._until.items() if until <= now]:
+                del self._until[key]
+            return bool(self._until)

@@ -891,9 +891,12 @@ class Job(Persistent, ZcAsyncJobSpellings):
             outcome = []
             deferred.addBoth(outcome.append)
             return self._store_outcome(outcome[0], data_cache)
-        oid, database_name = object_id(self)
         self._deferred = True
-        deferred.addBoth(_complete_later, self._p_jar.db(), oid, database_name, self.attempts)
+        # Listened to once the commit recording that this attempt waits has
+        # landed: fired before, the Deferred would find the attempt not
+        # even started (its start may share that commit).
+        self._transaction_manager().get().addAfterCommitHook(
+            _listen_once_waiting, (deferred, self._p_jar.db(), *object_id(self), self.attempts))
 
     def _set_result(self, result):
         # The commit storing this outcome also starts the worker thread's
@@ -1149,6 +1152,17 @@ def _job_for(interface, candidate):
 adapter_hooks.append(_job_for)
 
 
+def _listen_once_waiting(committed, deferred, database, oid, database_name, attempt):
+    """After-commit hook of the transaction in which attempt number
+    ``attempt`` of a job returned ``deferred``: store its result when it
+    fires, if that transaction committed; else the attempt is over (it
+    runs again, or fails) and the result is ignored."""
+    if committed:
+        deferred.addBoth(_complete_later, database, oid, database_name, attempt)
+    else:
+        deferred.addBoth(lambda result: None)
+
+
 def _complete_later(result, database, oid, database_name, attempt):
     """Store the result of a Deferred that attempt number ``attempt`` of a
     job returned, in a connection of its own, if the job still waits for
@@ -1162,9 +1176,7 @@ def _complete_later(result, database, oid, database_name, attempt):
 
         def store():
             stored.clear()
-            # Not job._deferred: the Deferred may fire before the worker
-            # committed that the job waits (then that commit conflicts).
-            if job._status_id == _ACTIVE and job.attempts == attempt:
+            if job._status_id == _ACTIVE and job._deferred and job.attempts == attempt:
                 job._set_result(result)
                 stored.append(True)
 

@@ -44,14 +44,14 @@ def report_progress(done, total=None, message="", job=None):
     and REST serve progress as, has no NaN or infinity), and
     ``NotInJobError`` outside a job when no ``job`` is given.
     """
-    if not _finite_number(done) or done < 0:
+    if not _is_finite_number(done) or done < 0:
         raise ValueError(f"done must be a finite number >= 0, not {done!r}")
-    if total is not None and (not _finite_number(total) or total <= 0):
+    if total is not None and (not _is_finite_number(total) or total <= 0):
         raise ValueError(f"total must be a finite number > 0 or None, not {total!r}")
     set_live_annotation(PROGRESS_KEY, (done, total, str(message)), job=job)
 
 
-def _finite_number(value):
+def _is_finite_number(value):
     return (isinstance(value, (int, float)) and not isinstance(value, bool)
             and math.isfinite(value))
 

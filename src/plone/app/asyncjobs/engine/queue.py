@@ -303,10 +303,8 @@ class Queue(Persistent):
         set_claim_options(job, priority, unique_key, unique_while)
         set_timeout(job, timeout)
         if retry_policy_factory is not None:
-            retry.resolve(retry_policy_factory)
             job.retry_policy_factory = retry_policy_factory
-        else:  # one set on the job before
-            retry.resolve(job.retry_policy_factory)
+        retry.check_factory(job.retry_policy_factory, job._policy_kind)
         if failure_log_level is not None:
             job.failure_log_level = failure_log_level
         check_log_level(job.failure_log_level)

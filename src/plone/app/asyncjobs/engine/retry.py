@@ -9,7 +9,8 @@ A job gets its policy from its ``retry_policy_factory``:
 
 A ``functools.partial`` of a policy class whose settings can be checked
 (a ``check_settings`` static method, as :class:`DelayedRetry` has) is
-checked where it is given, not at the job's first failure in a worker.
+checked where it is given (:func:`check_factory`), not at the job's first
+failure in a worker.
 
 The policy is created once per job and stored with it, with a ``data``
 mapping that survives retries (interruption counts, first start time).
@@ -273,8 +274,20 @@ def resolve(factory, kind="job"):
             ) from None
     if not callable(factory):
         raise TypeError(f"retry_policy_factory must be callable or a name, not {factory!r}")
-    if isinstance(factory, functools.partial):
-        check = getattr(factory.func, "check_settings", None)
-        if check is not None:
-            check(*factory.args, **factory.keywords)
     return factory
+
+
+def check_factory(factory, kind="job"):
+    """Return what :func:`resolve` does for ``factory``, given where a job
+    is made or queued: also check the settings of a ``functools.partial``
+    of a class that defines a ``check_settings`` static method of its own
+    (a subclass with settings of its own is not checked by its base's),
+    which takes the partial's keyword arguments; it is called with the job
+    first, so positional arguments would be taken for settings: refused."""
+    resolved = resolve(factory, kind)
+    if isinstance(factory, functools.partial) and "check_settings" in vars(factory.func):
+        if factory.args:
+            raise TypeError(f"give the settings of {factory.func.__name__} as keyword "
+                            f"arguments: the policy is made with the job first")
+        factory.func.check_settings(**factory.keywords)
+    return resolved

@@ -77,9 +77,9 @@ MISFIRE_POLICIES = (ONCE, ALL, SKIP)
 
 #: How late a slot may be queued before it counts as missed.
 MISFIRE_GRACE = timedelta(seconds=1)
-#: The smallest ``misfire_grace``: a slot's timer fires, and its job is
-#: committed, a little after the slot, so a smaller grace would count
-#: every slot as missed.
+#: The smallest ``misfire_grace`` that counts: a slot's timer fires, and
+#: its job is committed, a little after the slot, so a smaller grace (0,
+#: say) would count every slot as missed; it counts as this one.
 MIN_MISFIRE_GRACE = timedelta(seconds=0.1)
 
 #: At most this many jobs per schedule and transaction (policy ALL).
@@ -146,14 +146,11 @@ class Schedule:
             object.__setattr__(self, "quota_names", (self.quota_names,))
         object.__setattr__(self, "quota_names", tuple(self.quota_names))
         if self.retry_policy is not None:
-            retry.resolve(self.retry_policy)
+            retry.check_factory(self.retry_policy)
         if self.misfire not in MISFIRE_POLICIES:
             raise ValueError(f"misfire must be one of {MISFIRE_POLICIES}, not {self.misfire!r}")
-        if (not isinstance(self.misfire_grace, timedelta)
-                or self.misfire_grace < MIN_MISFIRE_GRACE):
-            raise ValueError(f"misfire_grace must be a timedelta of at least "
-                             f"{MIN_MISFIRE_GRACE.total_seconds()} s (a slot is queued a "
-                             f"little after its time), not {self.misfire_grace!r}")
+        if not isinstance(self.misfire_grace, timedelta) or self.misfire_grace < timedelta(0):
+            raise ValueError(f"misfire_grace must be a timedelta >= 0, not {self.misfire_grace!r}")
         if self.job_factory is not None and not callable(self.job_factory):
             raise TypeError(f"job_factory must be callable, not {self.job_factory!r}")
 
@@ -230,20 +227,21 @@ class ScheduleRecord(Persistent):
         first = self.next_slot()
         if first is None or first > now:
             return [], None
-        missed = now - first > schedule.misfire_grace
+        grace = max(schedule.misfire_grace, MIN_MISFIRE_GRACE)
+        missed = now - first > grace
         latest = trigger.latest_until(now)
         if missed and schedule.misfire == ONCE:
             note = "late" if first == latest else f"once for the missed slots since {first}"
             return [(latest, note)], latest
         if missed and schedule.misfire == SKIP:
             events.warning("schedule %r: skipping the missed slots from %s", self.name, first)
-            first = trigger.next_after(now - schedule.misfire_grace)
+            first = trigger.next_after(now - grace)
             if first is None or first > now:
                 return [], latest
         slots = []
         slot = first
         while slot is not None and slot <= now and len(slots) < MAX_CATCH_UP:
-            late = now - slot > schedule.misfire_grace
+            late = now - slot > grace
             slots.append((slot, "caught up" if late else "on time"))
             slot = trigger.next_after(slot)
         return slots, slots[-1][0]

@@ -847,6 +847,7 @@ class WorkerThread(threading.Thread):
                                 [object_id(job) for job in claimed], max(pauses),
                                 exc_info=True)
                 continue  # its claim was aborted: try the next job
+            self.dispatcher.unclaimable.claimed(keys)
             statistics.add("claims", len(claimed))
             self.claim_serial = claimed[0]._p_serial
             # Load the arguments stored apart (see .arguments) in one round

@@ -120,8 +120,12 @@ def check_may_run_as(record, site):
         # Without making a job, whose schedulable may have been withdrawn:
         # resuming such a schedule is still allowed.
         access.check_run_in(execution(), site)
-    else:
-        access.check_run_as(record.schedule.make_job(utcnow()), site)
+        return
+    try:
+        job = record.schedule.make_job(utcnow())
+    except Exception:
+        return  # its jobs cannot be made, so they run as nobody
+    access.check_run_as(job, site)
 
 
 def resume(record, site, actor):

@@ -66,8 +66,9 @@ NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}\Z")
 #: body (:data:`~plone.app.asyncjobs.inspection.MAX_JSON_DEPTH` deep, the
 #: arguments one level down), whether saved there or in the form.
 MAX_ARGUMENTS_DEPTH = MAX_JSON_DEPTH - 1
-#: The longest JSON text of a saved schedule's arguments (that of a REST body).
-MAX_ARGUMENTS_LENGTH = 64 * 1024
+#: The most bytes of the JSON (UTF-8) of a saved schedule's arguments: a
+#: REST body's.
+MAX_ARGUMENTS_BYTES = 64 * 1024
 _TOO_DEEP = f"nested more than {MAX_ARGUMENTS_DEPTH} levels deep"
 #: The fields of a declaration, with their defaults.
 DEFAULTS = {
@@ -155,11 +156,11 @@ def check_name(name):
 
 def parse_arguments(text):
     """The value of a form's JSON text (``QueryError`` if it is not JSON,
-    longer than :data:`MAX_ARGUMENTS_LENGTH` or nested too deeply to be
+    longer than :data:`MAX_ARGUMENTS_BYTES` or nested too deeply to be
     read; :func:`declaration` checks that it is an object, and its depth)."""
     text = text or "{}"
-    if len(text) > MAX_ARGUMENTS_LENGTH:
-        raise QueryError("arguments", f"longer than {MAX_ARGUMENTS_LENGTH} characters")
+    if len(text.encode()) > MAX_ARGUMENTS_BYTES:
+        raise QueryError("arguments", f"longer than {MAX_ARGUMENTS_BYTES} bytes")
     try:
         return json.loads(text)
     except RecursionError:
@@ -170,18 +171,18 @@ def parse_arguments(text):
 
 def _check_arguments(arguments):
     """``QueryError`` unless ``arguments`` is a JSON object within
-    :data:`MAX_ARGUMENTS_DEPTH` and :data:`MAX_ARGUMENTS_LENGTH` (checked
+    :data:`MAX_ARGUMENTS_DEPTH` and :data:`MAX_ARGUMENTS_BYTES` (checked
     before anything recurses into it: storing it pickles it)."""
     if not isinstance(arguments, dict):
         raise QueryError("arguments", "must be a JSON object (keyword arguments)")
     if json_depth(arguments) > MAX_ARGUMENTS_DEPTH:
         raise QueryError("arguments", _TOO_DEEP)
     try:
-        text = json.dumps(arguments)
+        text = json.dumps(arguments, ensure_ascii=False)
     except (TypeError, ValueError, RecursionError):
         raise QueryError("arguments", "must be a JSON object (keyword arguments)") from None
-    if len(text) > MAX_ARGUMENTS_LENGTH:
-        raise QueryError("arguments", f"longer than {MAX_ARGUMENTS_LENGTH} characters")
+    if len(text.encode()) > MAX_ARGUMENTS_BYTES:
+        raise QueryError("arguments", f"longer than {MAX_ARGUMENTS_BYTES} bytes")
 
 
 def declaration(data):
@@ -204,8 +205,7 @@ def declaration(data):
     else:
         found["interval"] = None
     if found["misfire_grace"] is not None:
-        found["misfire_grace"] = _number("misfire_grace", found["misfire_grace"],
-                                         schedules.MIN_MISFIRE_GRACE.total_seconds())
+        found["misfire_grace"] = _number("misfire_grace", found["misfire_grace"], 0)
     _check_slots(found)
     _check_arguments(found["arguments"])
     if not isinstance(found["queue"], str):
@@ -217,7 +217,7 @@ def declaration(data):
         found["retry_policy"] = None
     else:
         try:
-            retry.resolve(found["retry_policy"])
+            retry.check_factory(found["retry_policy"])
         except (LookupError, TypeError, ValueError) as error:
             raise QueryError("retry_policy", str(error)) from None
     if found["misfire"] not in schedules.MISFIRE_POLICIES:

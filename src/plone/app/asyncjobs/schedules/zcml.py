@@ -56,7 +56,7 @@ class IScheduleDirective(Interface):
     misfire = Choice(title="Misfire policy", values=schedules.MISFIRE_POLICIES,
                      required=False, default=schedules.ONCE)
     misfire_grace = Float(title="Seconds before a slot counts as missed", required=False,
-                          min=schedules.MIN_MISFIRE_GRACE.total_seconds())
+                          min=0.0)
     enabled = Bool(title="Enabled", required=False, default=True)
     user = TextLine(title="User id the job runs as (none: Anonymous)", required=False)
     user_folder = TextLine(title="Physical path of the user's user folder", required=False)

@@ -116,6 +116,7 @@ class EventCallback(Job):
     #: The :class:`~.context.ExecutionContext` to notify in; ``None``: that
     #: of the job (a batch has none of its own: it gets its first part's).
     execution = None
+    copied_options = Job.copied_options | {"execution"}
 
     def __init__(self, execution=None):
         super().__init__(self._notify)

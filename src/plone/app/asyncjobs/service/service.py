@@ -11,6 +11,7 @@ from zope.component.hooks import getSite
 from zope.interface import implementer
 
 from plone.app.asyncjobs.engine import composite
+from plone.app.asyncjobs.engine import retry
 from plone.app.asyncjobs.engine.clock import utcnow
 from plone.app.asyncjobs.engine.interfaces import IJob
 from plone.app.asyncjobs.interfaces import IAsyncService
@@ -224,6 +225,7 @@ class AsyncService:
         names = self._quota_names(target, quota_names)
         target.quotas.check_names(names)
         policy = retry_policy or default_retry_policy()
+        retry.check_factory(policy)  # the jobs are put later, by the batch, in a worker
         for job in jobs:
             job.quota_names = names
             if policy is not None:

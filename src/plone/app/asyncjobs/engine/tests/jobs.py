@@ -288,6 +288,16 @@ def returns_deferred(name, value):
     return deferred
 
 
+def returns_deferred_fired_while_committing(value):
+    """Return a Deferred that fires while the worker commits that the job
+    waits for it (in a before-commit hook), as one fired by another thread
+    at that moment would."""
+    deferred = Deferred()
+    manager = local.get_job()._p_jar.transaction_manager
+    manager.get().addBeforeCommitHook(deferred.callback, (value,))
+    return deferred
+
+
 def returns_failing_deferred(name):
     deferred = Deferred()
 

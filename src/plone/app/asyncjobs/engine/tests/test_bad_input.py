@@ -395,3 +395,8 @@ def test_a_job_whose_claim_failed_is_tried_again_later(clock):
     assert [skipped.add(key) for _ in range(7)][-3:] == [timedelta(minutes=32),
                                                          timedelta(hours=1),
                                                          timedelta(hours=1)]
+    # Claimed after all: forgotten, a later failure pauses it a minute.
+    skipped.claimed({key})
+    assert not skipped and skipped.add(key) == timedelta(minutes=1)
+    clock.advance(minutes=1)
+    assert not skipped  # its pause passed

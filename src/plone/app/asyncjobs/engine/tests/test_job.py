@@ -510,6 +510,22 @@ def test_a_job_returning_a_deferred_completes_when_it_fires(dispatcher, queue):
     assert len(agent) == 0
 
 
+def test_a_deferred_firing_before_the_job_is_recorded_waiting_completes_it(
+        queue, record, conn):
+    # Its start shares the commit that records it waiting, as a job started
+    # with its predecessor's grouped outcome does; fired before that commit
+    # landed, the Deferred found the job not started, and its result was
+    # dropped: the job then waited for ever.
+    agent = record()["main"]
+    job = put(queue, Job(jobs.returns_deferred_fired_while_committing, "early"))
+    assert agent.claim_job() is job
+    job.mark_active()  # not committed
+    assert job.run_claimed() is None
+    sync(job)
+    assert job.status == status.COMPLETED and job.result == "early"
+    assert job.attempts == 1
+
+
 def test_a_deferred_firing_a_failure_stores_the_failure(dispatcher, queue):
     job = Job(jobs.returns_failing_deferred, "fire")
     callback = job.add_callback(Job(jobs.describe))
@@ -556,7 +572,7 @@ def test_the_deferred_of_a_superseded_attempt_leaves_the_job_alone(queue, record
     assert job.status == status.PENDING and not job.waiting
     assert agent.claim_job() is job
     job.mark_active()  # the sibling's attempt, running
-    assert job.attempts == 2
+    assert job.attempts == 2 and not job.waiting  # not for the first attempt's Deferred
     conn.transaction_manager.commit()
     jobs.event("first").set()
     jobs.threads[-1].join(jobs.WAIT)

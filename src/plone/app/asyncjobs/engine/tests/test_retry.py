@@ -175,6 +175,29 @@ def test_delayed_retry_settings_are_checked_where_they_are_given(queue, settings
     with pytest.raises(error, match=message):
         put(queue, job)
     assert len(queue) == 0
+    # Only where they are given: a job stored before the check (with such
+    # settings) still resolves its policy in a worker, as before.
+    assert retry.resolve(factory) is factory
+
+
+class NotifyingRetry(DelayedRetry):
+    """A subclass with a setting of its own, unknown to its base's check."""
+
+    def __init__(self, job, recipient=None, **settings):
+        super().__init__(job, **settings)
+        self.recipient = recipient
+
+
+def test_settings_are_checked_by_the_class_that_defines_the_check(queue):
+    factory = functools.partial(NotifyingRetry, recipient="ops@example.org", max_attempts=3)
+    job = put(queue, Job(jobs.echo, 1), retry_policy_factory=factory)
+    assert job.get_retry_policy().recipient == "ops@example.org"
+
+
+def test_settings_given_by_position_are_refused_at_put(queue):
+    # The policy is made with the job first: 3 would be the job.
+    with pytest.raises(TypeError, match="as keyword arguments"):
+        put(queue, Job(jobs.echo, 1), retry_policy_factory=functools.partial(DelayedRetry, 3))
 
 
 def test_a_job_past_its_deadline_is_not_retried(queue, record, clock):

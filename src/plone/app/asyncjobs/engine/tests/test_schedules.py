@@ -230,12 +230,16 @@ def test_enabled_again_schedules_start_from_then(install, conn, queue, clock, mi
     assert [job.begin_after for job in queue] == [clock.now]
 
 
-def test_misfire_grace_is_at_least_what_a_slot_takes_to_queue():
+@pytest.mark.parametrize("misfire", schedules.MISFIRE_POLICIES)
+def test_a_misfire_grace_below_what_a_slot_takes_to_queue_counts_as_that(
+        install, conn, queue, clock, misfire):
     # A slot is queued a little after its time: with a grace of 0, "skip"
     # queued nothing ever and "once" noted every run late.
-    with pytest.raises(ValueError, match="at least 0.1 s"):
-        every(1, misfire_grace=timedelta(0))
-    assert every(1, misfire_grace=timedelta(seconds=0.1)).misfire_grace.total_seconds() == 0.1
+    record = install(every(1, misfire=misfire, misfire_grace=timedelta(0)))
+    clock.advance(seconds=1, milliseconds=50)
+    queue_now(conn)
+    assert [job.begin_after for job in queue] == [T0 + timedelta(seconds=1)]
+    assert [note for _, _, note in record.last_runs()] == ["on time"]
 
 
 def test_a_new_trigger_counts_slots_from_its_installation(install, conn, queue, clock):
