@@ -169,7 +169,7 @@ def cancel_reason(job):
     still run, before it is completed."""
     result = job.result
     if outcome_of(result) == CANCELLED:
-        return result.getErrorMessage()
+        return cut(result.getErrorMessage(), SHORT_LIMIT)
     return None
 
 
@@ -205,7 +205,7 @@ def context_path(job):
 def _result_text(job):
     result = job.result
     if is_failure(result):
-        return failure_summary(result)
+        return cut(failure_summary(result), SHORT_LIMIT)
     if IJob.providedBy(result):
         return f"waiting for job {job_id(result)}"
     if result is None and job.status != COMPLETED:
@@ -250,9 +250,13 @@ def _details(job, traceback):
     failed = outcome_of(job.result) == FAILED
     retry_of = job.get_annotation(admin.RETRY_OF)
     policy = job.retry_policy
+    loaded = job.load_arguments()
     return {
-        "args": [shorten(value) for value in job.args],
-        "kwargs": {str(name): shorten(value) for name, value in job.kwargs.items()},
+        # An argument whose class is gone: said so, as the job's repr does.
+        "args": ([shorten(value) for value in job.args] if loaded
+                 else job.described_arguments()),
+        "kwargs": ({str(name): shorten(value) for name, value in job.kwargs.items()}
+                   if loaded else {}),
         "quota_names": list(job.quota_names),
         "priority": job.priority,
         "unique_key": job.unique_key,
@@ -265,7 +269,8 @@ def _details(job, traceback):
         "traceback_hidden": not traceback and failed,
         "callbacks": [describe(callback) for callback in job.callbacks
                       if IJob.providedBy(callback) and not is_internal(callback)],
-        "subjobs": [describe(part) for part in job.args if IJob.providedBy(part)],
+        "subjobs": [describe(part) for part in job.args if IJob.providedBy(part)]
+        if loaded else [],
         "assigner": None if job.assigner_uuid is None else str(job.assigner_uuid),
     }
 
@@ -358,7 +363,8 @@ def _text_of(job):
     user = queued_by(job)
     if user and user["id"]:
         parts.append(user["id"])
-    parts.extend(brief_repr(value) for value in job.args)
+    if job.load_arguments():  # not for an argument whose class is gone
+        parts.extend(brief_repr(value) for value in job.args)
     return "\n".join(parts).lower()
 
 

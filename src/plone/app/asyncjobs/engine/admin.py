@@ -90,9 +90,13 @@ def _retry_copy(job):
                              "retry that job instead")
     if is_internal(job):
         raise BadStatusError("this job is one the engine made for itself; it cannot be retried")
+    if not job.load_arguments():
+        raise BadStatusError("its arguments cannot be loaded (a class of theirs is gone), "
+                             "so a copy could not be made")
     try:
+        job.queue.quotas.check_names(job.quota_names)  # one may have been removed since
         return job.copy()
-    except ValueError as error:  # the job involves other jobs
+    except ValueError as error:  # the job involves other jobs, or a quota is gone
         raise BadStatusError(str(error)) from None
 
 

@@ -92,6 +92,13 @@ class HeldJobs(LOBTree):
     def count(self):
         return len(self) - 1
 
+    def seal(self):
+        """Remove the marker, for good: ZODB never merges a change that
+        removes the first key, so a claim into this tree committed since
+        it was read (one its reader does not see) conflicts with the
+        transaction that sealed it, instead of both committing."""
+        del self[self.MARKER_KEY]
+
 
 def _job_of(entry):
     return entry[0] if isinstance(entry, tuple) else entry
@@ -256,6 +263,15 @@ class Agent(Persistent):
             job.interrupted()
         elif status == COMPLETED:
             self._record_completed(job)
+
+    def retire(self):
+        """Prepare this agent, holding no job, for its removal from its
+        dispatcher's record: a claim into it committed meanwhile conflicts
+        with the removal (see :meth:`HeldJobs.seal`); otherwise the job
+        would be held by an agent no poll, sweep or recovery looks at."""
+        if len(self):
+            raise ValueError(f"agent {self.name!r} holds jobs and cannot be removed")
+        self._held.seal()
 
     def __len__(self):
         """Jobs held, including completed ones not yet swept to the history."""

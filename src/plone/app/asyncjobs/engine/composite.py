@@ -112,8 +112,9 @@ def is_composite(job):
 def cancel_parts(composite, reason):
     """Cancel the pending inner jobs of ``composite`` and ask its running
     ones to stop, for the composite's own cancel request (see the module
-    doc); commits nothing."""
-    for job in composite.args:
+    doc); its postprocess too, once queued (the composite then ends with
+    the postprocess's CancelledError); commits nothing."""
+    for job in (*composite.args, composite.kwargs["postprocess"]):
         if job.status == PENDING:
             job.cancel(reason)
         elif job.status == ACTIVE:

@@ -116,15 +116,16 @@ class DispatcherAgents(Container):
         if len(agent):
             raise ValueError("cannot add an agent that holds jobs")
         current = self._items.get(name)
-        if current is not None and len(current):
-            raise ValueError(f"agent {name!r} holds jobs and cannot be replaced")
+        if current is not None:
+            if len(current):
+                raise ValueError(f"agent {name!r} holds jobs and cannot be replaced")
+            current.retire()
         agent.name = name
         agent.parent = self
         self._items[name] = agent
 
     def __delitem__(self, name):
-        if len(self._items[name]):
-            raise ValueError(f"agent {name!r} holds jobs and cannot be removed")
+        self._items[name].retire()
         del self._items[name]
 
     def __repr__(self):

@@ -109,8 +109,14 @@ def _key_of(job):
 
 
 def _forget_key(job):
-    if getattr(job, "_history_key", None) is not None:
-        job._history_key = None
+    """Clear the key ``job`` kept (see :func:`_key_of`).  A job whose record
+    cannot be loaded (a class of its state is gone) is forgotten all the
+    same: purging and removing are how an operator gets rid of it."""
+    try:
+        if getattr(job, "_history_key", None) is not None:
+            job._history_key = None
+    except Exception:  # loading its record failed: its key is never read again
+        pass
 
 
 class CompletedJobs(Persistent):

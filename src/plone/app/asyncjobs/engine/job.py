@@ -80,6 +80,7 @@ from plone.app.asyncjobs.engine.transactions import abort
 from plone.app.asyncjobs.engine.transactions import count_conflict
 from plone.app.asyncjobs.engine.transactions import retry_forever
 from plone.app.asyncjobs.engine.validation import check_callable
+from plone.app.asyncjobs.engine.validation import check_loadable
 from plone.app.asyncjobs.engine.validation import check_new_callback
 
 
@@ -710,6 +711,10 @@ class Job(Persistent, ZcAsyncJobSpellings):
                 try:
                     self._store_outcome(result, data_cache)
                     self._start_first_callback()
+                    # As this attempt left it: once committed, the job may
+                    # be completed elsewhere (the job or Deferred it waits
+                    # for finished), whose thread runs its callbacks then.
+                    settled = self._status_id
                     if not local.defer_outcome(self):
                         manager.commit()
                 except UNWIND:
@@ -731,17 +736,20 @@ class Job(Persistent, ZcAsyncJobSpellings):
                     if decision:
                         return self._reschedule(decision, manager)
                     self._log_lost_outcome(result, commit_failure)
-                    retry_forever(
-                        lambda: self._store_commit_failure(commit_failure, data_cache),
-                        manager, f"storing the commit failure of {self!r}",
-                        giving_up=ReassignedError,
-                    )
+
+                    def store_commit_failure():
+                        self._store_commit_failure(commit_failure, data_cache)
+                        return self._status_id
+
+                    settled = retry_forever(
+                        store_commit_failure, manager,
+                        f"storing the commit failure of {self!r}", giving_up=ReassignedError)
                 else:
                     self._tear_down_quietly(setup_info)
             break
         local.note_outcome_settled(self)
         self._log_outcome()
-        if self._status_id == _CALLBACKS:
+        if settled == _CALLBACKS:
             self.resume_callbacks()
         return self._result
 
@@ -906,6 +914,13 @@ class Job(Persistent, ZcAsyncJobSpellings):
 
     def _record_result(self, result, end):
         self._deferred = False
+        if not failures.is_failure(result):
+            try:
+                check_loadable(result)
+            except Exception as error:
+                result = failures.capture(failures.UnpicklableError(
+                    f"the result {abbreviated(result)} cannot be stored and loaded "
+                    f"back: {type(error).__name__}: {error}"))
         if failures.is_failure(result):
             result = failures.storable(result)
         self._result = result

@@ -10,10 +10,13 @@ import math
 from dataclasses import dataclass
 
 from plone.app.asyncjobs.engine.local import set_live_annotation
+from plone.app.asyncjobs.engine.naming import cut
 
 
 #: The annotation key under which a job's last report is stored.
 PROGRESS_KEY = "progress"
+#: The longest message kept (consoles poll reports every few seconds).
+MESSAGE_LIMIT = 1000
 
 
 @dataclass(frozen=True)
@@ -48,7 +51,8 @@ def report_progress(done, total=None, message="", job=None):
         raise ValueError(f"done must be a finite number >= 0, not {done!r}")
     if total is not None and (not _is_finite_number(total) or total <= 0):
         raise ValueError(f"total must be a finite number > 0 or None, not {total!r}")
-    set_live_annotation(PROGRESS_KEY, (done, total, str(message)), job=job)
+    set_live_annotation(PROGRESS_KEY, (done, total, cut(str(message), MESSAGE_LIMIT)),
+                        job=job)
 
 
 def _is_finite_number(value):
@@ -57,12 +61,20 @@ def _is_finite_number(value):
 
 
 def progress_of(job):
-    """The last :class:`Progress` ``job`` reported, or ``None``.
+    """The last :class:`Progress` ``job`` reported, or ``None``; a number
+    stored under :data:`PROGRESS_KEY` (zc.async's
+    ``setLiveAnnotation("progress", 0.5)``) is that fraction done, and any
+    other value there is no report.
 
     Reads what the caller's connection sees: sync (begin a transaction) to
     see newer reports.
     """
     report = job.get_annotation(PROGRESS_KEY)
-    if report is None:
-        return None
+    if _is_finite_number(report):
+        # zc.async's idiom: setLiveAnnotation("progress", fraction)
+        return Progress(report, 1.0)
+    if not (isinstance(report, tuple) and 1 <= len(report) <= 3
+            and _is_finite_number(report[0])
+            and (len(report) == 1 or report[1] is None or _is_finite_number(report[1]))):
+        return None  # nothing this module wrote, nor zc.async's fraction
     return Progress(*report)

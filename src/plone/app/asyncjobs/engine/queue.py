@@ -474,9 +474,10 @@ class Queue(Persistent):
         self._take(job, claimed=False)
 
     def pull(self, index=0):
-        """Remove and return the pending job at ``index`` (in claim order)."""
+        """Remove and return the pending job at ``index`` (in claim order),
+        as :meth:`remove` does (it refuses a job other jobs wait for)."""
         job = self[index]
-        self._take(job)
+        self.remove(job)
         return job
 
     # -- unique keys --------------------------------------------------------

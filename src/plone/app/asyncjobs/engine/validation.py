@@ -103,6 +103,26 @@ class _ReferencePickler(pickle.Pickler):
         return None
 
 
+class _ReferenceUnpickler(pickle.Unpickler):
+    """Loads what :class:`_ReferencePickler` wrote; references load as ``None``."""
+
+    def persistent_load(self, pid):
+        return None
+
+
+def check_loadable(value):
+    """Raise unless ``value`` is stored as ZODB would store it and loads
+    back.  For a job's result, kept in the job's own record: a value that
+    does not load back would make the job unloadable, and every listing
+    that shows it.  Plain data and persistent objects are not tried."""
+    if isinstance(value, Persistent) or arguments.is_plain(value):
+        return
+    data = BytesIO()
+    _ReferencePickler(data, protocol=3).dump(value)
+    data.seek(0)
+    _ReferenceUnpickler(data).load()
+
+
 def check_picklable(job):
     """Raise ``ValueError`` naming the part of ``job`` that cannot be stored.
 

@@ -154,12 +154,15 @@ def summary(job, now):
     else:
         result_text = brief_repr(result)
     parent = job.parent
+    loaded = job.load_arguments()  # false for an argument whose class is gone
     return {
         "id": job,
         "repr": cut(repr(job)),
         "callable": job_name(job),
-        "args": [brief_repr(value) for value in job.args],
-        "kwargs": {str(name): brief_repr(value) for name, value in job.kwargs.items()},
+        "args": ([brief_repr(value) for value in job.args] if loaded
+                 else job.described_arguments()),
+        "kwargs": ({str(name): brief_repr(value) for name, value in job.kwargs.items()}
+                   if loaded else {}),
         "status": job.status,
         "failed": failures.is_failure(result),
         "result": result_text,

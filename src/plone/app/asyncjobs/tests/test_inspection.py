@@ -222,3 +222,26 @@ def test_long_arguments_and_results_are_shortened_once(portal):
     for text in facts["args"] + [facts["result"]]:
         assert len(text) == inspection.SHORT_LIMIT + len("[...TRUNCATED...]")
         assert text.endswith("[...TRUNCATED...]") and text.count("[...TRUNCATED...]") == 1
+    # A failure's message too: it was served whole, 5 MB in every listing
+    # and in every live poll of the console.
+    failed = jobs_api.queue_job(jobs.fail, portal, "z" * 5000)
+    wait_for_result(failed)
+    text = inspection.describe(failed)["result"]
+    assert len(text) == inspection.SHORT_LIMIT + len("[...TRUNCATED...]")
+
+
+def test_a_job_whose_arguments_cannot_be_loaded_is_described(portal):
+    # Its page, REST answer and any text search that reached it failed.
+    from plone.app.asyncjobs.engine.testing.chaos import Unloadable
+
+    job = jobs_api.queue_job(jobs.add, portal, Unloadable())
+    wait_for_result(job)
+    connection = portal._p_jar.db().open(transaction_manager=transaction.TransactionManager())
+    try:
+        stored = connection.get(job._p_oid)
+        facts = inspection.describe(stored, detail=True)
+        assert facts["args"][-1] == "<arguments cannot be loaded>" and facts["kwargs"] == {}
+        assert "add" in inspection._text_of(stored)
+        assert "arguments cannot be loaded" in inspection.retry_refusal(stored, portal)
+    finally:
+        connection.close()

@@ -587,3 +587,33 @@ def returns_job_due_later(value):
     later = Job(add, value, 1)
     later.begin_after = datetime.now(timezone.utc) + timedelta(hours=1)
     return later
+
+
+def returns_unloadable():
+    """Return a value that pickles, but raises when loaded."""
+    from plone.app.asyncjobs.engine.testing.chaos import Unloadable
+
+    return Unloadable()
+
+
+def returns_unpicklable():
+    return threading.Lock()
+
+
+class SlowTearDownJob(Job):
+    """Tears down only once event "callback running" is set (or after WAIT),
+    then begins a new transaction, as a group commit landing meanwhile
+    would: the worker then sees what others committed since."""
+
+    def tear_down(self, setup_info):
+        event("callback running").wait(WAIT)
+        self._p_jar.transaction_manager.begin()
+
+
+def callback_holding(result):
+    """A callback that counts its runs under "callback", says it runs, then
+    holds until event "release" is set."""
+    count("callback")
+    event("callback running").set()
+    event("release").wait(WAIT)
+    return result

@@ -193,6 +193,18 @@ def test_check_retry_refuses_what_retry_refuses(queue):
         admin.retry(job)
 
 
+def test_a_job_whose_quota_was_removed_cannot_be_retried(queue, agent):
+    # check_retry said nothing, then retry raised ValueError (a 500 in the
+    # console, which expects BadStatusError).
+    queue.quotas.create("slow", size=1)
+    job = queue.put(Job(jobs.echo, 1), quota_names=("slow",))
+    run_here(queue, agent, job)
+    queue.quotas.remove("slow")
+    for action in (admin.check_retry, admin.retry):
+        with pytest.raises(BadStatusError, match="unknown quota name 'slow'"):
+            action(job)
+
+
 def test_a_callback_or_an_internal_job_cannot_be_retried_alone(queue, agent):
     # A callback's copy ran alone, without the job whose result it takes,
     # and as whoever the console user was rather than its job's user.

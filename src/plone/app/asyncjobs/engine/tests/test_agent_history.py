@@ -5,6 +5,7 @@ from datetime import timedelta
 import pytest
 import transaction
 from ZODB.POSException import ConflictError
+from ZODB.POSException import StateLoadError
 
 from plone.app.asyncjobs.engine import cancel
 from plone.app.asyncjobs.engine import configure
@@ -358,6 +359,26 @@ def test_history_removes_one_job_and_purges_old_ones(conn, clock):
     assert history.purge(clock.now - timedelta(days=1)) == 1
     assert list(history) == [new] and len(history) == 1 and old not in history
     assert history.purge(clock.now - timedelta(days=1)) == 0
+
+
+def test_a_job_whose_record_cannot_be_loaded_is_purged_all_the_same(conn, connect, clock):
+    # Purging loaded each job to clear its key, and failed on such a job:
+    # nothing could be purged any more, in the whole history.
+    from plone.app.asyncjobs.engine.testing.chaos import Unloadable
+
+    conn.root()["history"] = history = CompletedJobs()
+    broken, fine = completed_job(conn, "broken"), completed_job(conn, "fine")
+    history.add(broken)
+    history.add(fine)
+    broken._result = Unloadable()  # as if a class of its state were gone
+    conn.transaction_manager.commit()
+    elsewhere = connect()
+    with pytest.raises(StateLoadError):
+        elsewhere.get(broken._p_oid)._p_activate()
+    clock.advance(days=1)
+    history = elsewhere.root()["history"]
+    assert history.purge(clock.now) == 2 and len(history) == 0
+    elsewhere.transaction_manager.commit()
 
 
 def test_descending_walks_tuple_keys_backwards_between_bounds():

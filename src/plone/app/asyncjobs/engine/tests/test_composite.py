@@ -138,7 +138,7 @@ def test_a_waiting_job_is_not_rerun_when_its_dispatcher_stops(queues, queue, sta
     assert outer.status == status.ACTIVE and outer.waiting_for_job
     assert (outer.attempts, outer.interruptions) == (1, 0)
     inner = outer.result
-    assert queue.pull() is inner
+    queue.remove(inner, completing=True)  # run here and now:
     inner()  # its completion completes the job waiting for it
     sync(outer)
     assert outer.status == status.COMPLETED and outer.result == 42 and outer.attempts == 1
@@ -189,3 +189,30 @@ def test_a_cancelled_parallel_composite_cancels_its_pending_parts(dispatcher, qu
     jobs.event("running part").set()
     assert wait_for_result(composite).check(CancelledError)
     assert running.result == 1 and later.attempts == 0
+
+
+def test_a_composite_cancelled_while_its_postprocess_waits_ends_cancelled(dispatcher, queue):
+    # Its postprocess, queued but not started, ran anyway, and the composite
+    # took its result: the cancel was ignored.
+    postprocess = Job(collect)
+    postprocess.begin_after = datetime.now(timezone.utc) + timedelta(hours=1)
+    part = Job(jobs.echo, 1)
+    composite = put(queue, serial(part, postprocess=postprocess))
+    wait_until(lambda: postprocess.status == status.PENDING, sync=lambda: sync(postprocess))
+    admin.cancel(composite, "enough")
+    commit(queue)
+    result = wait_for_result(composite)
+    assert result.check(CancelledError) and result.getErrorMessage() == "enough"
+    assert part.result == 1 and postprocess.attempts == 0
+
+
+def test_pull_refuses_a_job_others_wait_for(dispatcher, queue):
+    # Pulled, a composite's part was new again and the composite waited
+    # for ever; remove() refused it already.
+    inner = Job(jobs.echo, "inner")
+    inner.begin_after = datetime.now(timezone.utc) + timedelta(hours=1)
+    put(queue, serial(inner))
+    wait_until(lambda: inner.status == status.PENDING, sync=lambda: sync(inner))
+    with pytest.raises(BadStatusError, match="other jobs wait for"):
+        queue.pull()
+    assert inner.status == status.PENDING

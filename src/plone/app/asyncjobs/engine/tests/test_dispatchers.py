@@ -9,7 +9,9 @@ from datetime import timedelta
 
 import pytest
 import zope.event
+from ZODB.POSException import ConflictError
 
+from plone.app.asyncjobs.engine import configure
 from plone.app.asyncjobs.engine import events
 from plone.app.asyncjobs.engine import status
 from plone.app.asyncjobs.engine.agent import Agent
@@ -18,6 +20,7 @@ from plone.app.asyncjobs.engine.exceptions import OutcomeUnknownError
 from plone.app.asyncjobs.engine.job import Job
 from plone.app.asyncjobs.engine.tests import jobs
 from plone.app.asyncjobs.engine.tests.support import commit
+from plone.app.asyncjobs.engine.tests.support import sync
 
 
 A, B, C = (uuid.UUID(int=n) for n in (1, 2, 3))
@@ -293,6 +296,32 @@ def test_activating_again_hands_back_what_an_earlier_life_left(queue, record, cl
     dispatcher_record.activated = None  # a crash before it could clean up
     dispatcher_record.activate()
     assert job.status == status.PENDING and list(queue) == [job]
+
+
+@pytest.mark.parametrize("how", ["removed", "replaced"])
+def test_an_agent_removed_while_a_claim_lands_in_it_conflicts(queue, record, connect, how):
+    # The removal saw the agent empty and wrote only the record; the claim
+    # wrote only the agent: both committed, and the job was held by an
+    # agent no poll, sweep or recovery looks at (active, or completed in
+    # no history, for ever).
+    dispatcher_record = record(A)
+    dispatcher_record["extra"] = Agent(size=1)
+    job = queue.put(Job(jobs.echo, 1))
+    commit(queue)
+    admin = connect()
+    admin_record = configure.get_queue(admin).dispatchers[A]
+    assert len(admin_record["extra"]) == 0
+    claimed(dispatcher_record["extra"], job)
+    commit(queue)
+    if how == "removed":
+        del admin_record["extra"]
+    else:
+        admin_record["extra"] = Agent()
+    with pytest.raises(ConflictError):
+        admin.transaction_manager.commit()
+    admin.transaction_manager.abort()
+    sync(queue)
+    assert job.agent is dispatcher_record["extra"] and job.status == status.ACTIVE
 
 
 def test_agents_holding_jobs_cannot_be_replaced_or_removed(queue, record):

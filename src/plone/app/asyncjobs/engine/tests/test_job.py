@@ -15,6 +15,7 @@ from plone.app.asyncjobs.engine.configure import get_queue
 from plone.app.asyncjobs.engine.events import JobCompleted
 from plone.app.asyncjobs.engine.exceptions import BadStatusError
 from plone.app.asyncjobs.engine.exceptions import TimeoutError
+from plone.app.asyncjobs.engine.failure import UnpicklableError
 from plone.app.asyncjobs.engine.failure import is_failure
 from plone.app.asyncjobs.engine.job import Job
 from plone.app.asyncjobs.engine.retry import RetryCommonForever
@@ -526,6 +527,24 @@ def test_a_deferred_firing_before_the_job_is_recorded_waiting_completes_it(
     assert job.attempts == 1
 
 
+def test_callbacks_run_once_when_the_job_completes_elsewhere_before_its_attempt_ends(
+        dispatcher, queue):
+    # The worker read the job's status after its commit: completed
+    # meanwhile by the Deferred it waited for (or the job it returned), its
+    # callbacks ran elsewhere, and the worker ran them again.
+    job = jobs.SlowTearDownJob(jobs.returns_deferred, "fire", "late")
+    callback = job.add_callback(Job(jobs.callback_holding))
+    put(queue, job)
+    wait_until(lambda: job.waiting, sync=lambda: sync(job))
+    jobs.event("fire").set()
+    assert jobs.event("callback running").wait(jobs.WAIT)
+    jobs.event("release").set()
+    assert wait_for_result(callback) == "late"
+    wait_until(lambda: job.status == status.COMPLETED, sync=lambda: sync(job))
+    wait_for_poll(dispatcher)
+    assert jobs.calls["callback"] == 1 and callback.attempts == 1
+
+
 def test_a_deferred_firing_a_failure_stores_the_failure(dispatcher, queue):
     job = Job(jobs.returns_failing_deferred, "fire")
     callback = job.add_callback(Job(jobs.describe))
@@ -593,3 +612,16 @@ def test_interruptions_count_workers_dying_while_callbacks_run(queue, record, co
     assert job.interruptions == 1
     callback._callback_interrupted(1)
     assert callback.interruptions == 1 and callback.result == 1
+
+
+@pytest.mark.parametrize("callable", [jobs.returns_unloadable, jobs.returns_unpicklable])
+def test_a_result_that_would_not_load_back_is_stored_as_a_failure(dispatcher, queue, connect,
+                                                                 callable):
+    # Stored as it was, it made the job's record unloadable: every console
+    # page, REST answer and monitor command listing the job failed, and
+    # neither removing nor purging it worked.
+    job = put(queue, Job(callable))
+    result = wait_for_result(job)
+    assert result.check(UnpicklableError)
+    assert "cannot be stored and loaded back" in result.getErrorMessage()
+    assert connect().get(job._p_oid).result.check(UnpicklableError)

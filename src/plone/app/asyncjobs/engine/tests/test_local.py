@@ -109,3 +109,27 @@ def test_progress_reports_are_finite_numbers(queue):
             progress.report_progress(done, total, job=job)
     sync(job)
     assert progress.progress_of(job) == progress.Progress(3, 10, "files")
+
+
+def test_progress_of_reads_zc_async_fractions_and_ignores_other_values(queue):
+    # zc.async's setLiveAnnotation("progress", 0.5) made every console page
+    # and REST answer showing the job fail (Progress(*0.5)).
+    job = put(queue, Job(jobs.echo, 1))
+    for stored, expected in [(0.5, progress.Progress(0.5, 1.0)), ("half", None),
+                             ((1, 2, "m", "extra"), None), (("1", 2), None),
+                             ((3, None, "files"), progress.Progress(3, None, "files"))]:
+        local.set_live_annotation(progress.PROGRESS_KEY, stored, job=job)
+        sync(job)
+        assert progress.progress_of(job) == expected
+    assert progress.progress_of(job).fraction is None
+    local.set_live_annotation(progress.PROGRESS_KEY, 0.25, job=job)
+    sync(job)
+    assert progress.progress_of(job).fraction == 0.25
+
+
+def test_progress_messages_are_cut(queue):
+    job = put(queue, Job(jobs.echo, 1))
+    progress.report_progress(1, 2, "m" * 3_000_000, job=job)
+    sync(job)
+    message = progress.progress_of(job).message
+    assert message == "m" * progress.MESSAGE_LIMIT + "[...TRUNCATED...]"

@@ -278,6 +278,22 @@ def test_an_argument_whose_repr_raises_is_described(address, worker):  # noqa: F
     assert [d["args"] for d in details if d["id"] == job_id(job)] == [[shown]]
 
 
+def test_an_argument_that_cannot_be_loaded_is_described(address, worker):  # noqa: F811
+    # asyncdb job failed with StateLoadError, and so did display:details.
+    from plone.app.asyncjobs.engine.testing.chaos import Unloadable
+
+    def queue_job(root):
+        queue = root["plone.app.asyncjobs"][""]
+        return queue.put(Job(scheduled, Unloadable()),
+                         begin_after=utcnow() + timedelta(hours=3))
+
+    job = worker.in_transaction(queue_job)
+    info = ask_json(address, f"asyncdb job {job_id(job)[0]}")
+    assert info["args"][0].startswith("<arguments cannot be loaded")
+    details = ask_json(address, "asyncdb jobs pending display:details")
+    assert [d["kwargs"] for d in details if d["id"] == job_id(job)] == [{}]
+
+
 def test_traceback(address, ids):
     oid = ids["fail"][0]
     text = ask_json(address, f"asyncdb traceback {oid}")
