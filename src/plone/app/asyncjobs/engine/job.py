@@ -914,15 +914,15 @@ class Job(Persistent, ZcAsyncJobSpellings):
 
     def _record_result(self, result, end):
         self._deferred = False
-        if not failures.is_failure(result):
+        if failures.is_failure(result):
+            result = failures.storable(result)
+        else:
             try:
                 check_loadable(result)
             except Exception as error:
                 result = failures.capture(failures.UnpicklableError(
                     f"the result {abbreviated(result)} cannot be stored and loaded "
                     f"back: {type(error).__name__}: {error}"))
-        if failures.is_failure(result):
-            result = failures.storable(result)
         self._result = result
         self.active_end = end
         if self._callbacks_pending():
@@ -1187,16 +1187,14 @@ def _complete_later(result, database, oid, database_name, attempt):
     connection = database.open(transaction_manager=manager)
     try:
         job = load(connection, oid, database_name)
-        stored = []
 
         def store():
-            stored.clear()
             if job._status_id == _ACTIVE and job._deferred and job.attempts == attempt:
                 job._set_result(result)
-                stored.append(True)
+                return True
+            return False
 
-        retry_forever(store, manager, f"storing the deferred result of {job!r}")
-        if not stored:
+        if not retry_forever(store, manager, f"storing the deferred result of {job!r}"):
             trace.warning("%r: the Deferred of its attempt %d fired after the job moved "
                           "on (attempt %d, %s); its result is dropped",
                           job, attempt, job.attempts, job.status)

@@ -6,11 +6,11 @@ once in a connection of its own, so monitors and the control panel see it
 while the job's own transaction is still open.  :func:`progress_of` reads
 the last report of any job.
 """
-import math
 from dataclasses import dataclass
 
 from plone.app.asyncjobs.engine.local import set_live_annotation
 from plone.app.asyncjobs.engine.naming import cut
+from plone.app.asyncjobs.engine.validation import is_finite_number
 
 
 #: The annotation key under which a job's last report is stored.
@@ -47,17 +47,12 @@ def report_progress(done, total=None, message="", job=None):
     and REST serve progress as, has no NaN or infinity), and
     ``NotInJobError`` outside a job when no ``job`` is given.
     """
-    if not _is_finite_number(done) or done < 0:
+    if not is_finite_number(done) or done < 0:
         raise ValueError(f"done must be a finite number >= 0, not {done!r}")
-    if total is not None and (not _is_finite_number(total) or total <= 0):
+    if total is not None and (not is_finite_number(total) or total <= 0):
         raise ValueError(f"total must be a finite number > 0 or None, not {total!r}")
     set_live_annotation(PROGRESS_KEY, (done, total, cut(str(message), MESSAGE_LIMIT)),
                         job=job)
-
-
-def _is_finite_number(value):
-    return (isinstance(value, (int, float)) and not isinstance(value, bool)
-            and math.isfinite(value))
 
 
 def progress_of(job):
@@ -70,11 +65,11 @@ def progress_of(job):
     see newer reports.
     """
     report = job.get_annotation(PROGRESS_KEY)
-    if _is_finite_number(report):
+    if is_finite_number(report):
         # zc.async's idiom: setLiveAnnotation("progress", fraction)
         return Progress(report, 1.0)
     if not (isinstance(report, tuple) and 1 <= len(report) <= 3
-            and _is_finite_number(report[0])
-            and (len(report) == 1 or report[1] is None or _is_finite_number(report[1]))):
+            and is_finite_number(report[0])
+            and (len(report) == 1 or report[1] is None or is_finite_number(report[1]))):
         return None  # nothing this module wrote, nor zc.async's fraction
     return Progress(*report)

@@ -22,7 +22,6 @@ A job that raised :class:`~.exceptions.CancelledError` (it was asked to
 stop: see :mod:`.cancel`) is not rerun, and its policy is not asked.
 """
 import functools
-import math
 import random
 import time
 from datetime import timedelta
@@ -36,6 +35,8 @@ from plone.app.asyncjobs.engine.interfaces import IRetryPolicy
 from plone.app.asyncjobs.engine.log import trace
 from plone.app.asyncjobs.engine.transactions import DISCONNECTED
 from plone.app.asyncjobs.engine.transactions import backoff
+from plone.app.asyncjobs.engine.validation import is_finite_number
+from plone.app.asyncjobs.engine.validation import is_number
 
 
 @implementer(IRetryPolicy)
@@ -227,9 +228,9 @@ class DelayedRetry(RetryCommonFourTimes):
 
 def _finite_number(name, value):
     """``value`` if it is a finite number, else raise naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if not is_number(value):
         raise TypeError(f"{name} must be a number, not {value!r}")
-    if not math.isfinite(value):
+    if not is_finite_number(value):
         raise ValueError(f"{name} must be a finite number, not {value!r}")
     return value
 

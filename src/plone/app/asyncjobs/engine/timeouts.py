@@ -43,7 +43,6 @@ without a time limit, ``timeout_grace`` seconds after a poll found it
 taken over and asked it to stop (:meth:`TimeLimits.taken_over`).
 """
 import ctypes
-import math
 import time
 
 import transaction
@@ -55,6 +54,8 @@ from plone.app.asyncjobs.engine.ids import load
 from plone.app.asyncjobs.engine.log import events
 from plone.app.asyncjobs.engine.status import ACTIVE
 from plone.app.asyncjobs.engine.transactions import retry_conflicts
+from plone.app.asyncjobs.engine.validation import is_finite_number
+from plone.app.asyncjobs.engine.validation import is_number
 
 
 #: Seconds a job may run on after it was asked to stop, when its queue
@@ -71,13 +72,9 @@ def check_timeout(value, name="timeout", zero=False):
     ``ValueError``."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if not is_number(value):
         raise TypeError(f"{name} must be a number of seconds or None, not {value!r}")
-    try:
-        finite = math.isfinite(value)
-    except OverflowError:  # an int too large for a float
-        finite = False
-    if not finite or value < 0 or (value == 0 and not zero):
+    if not is_finite_number(value) or value < 0 or (value == 0 and not zero):
         raise ValueError(f"{name} must be a {'' if zero else 'positive '}finite number of "
                          f"seconds{', or 0' if zero else ''}, not {value!r}")
     return value

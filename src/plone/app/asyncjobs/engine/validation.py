@@ -5,6 +5,7 @@ database: what it could not import or store is refused when the job is
 made or queued, with an error naming the part, rather than when a worker
 tries.
 """
+import math
 import pickle
 import sys
 import types
@@ -50,6 +51,22 @@ def check_callable(candidate):
                 "so a worker could not load it"
             )
     return candidate
+
+
+def is_number(value):
+    """Whether ``value`` is an ``int`` or a ``float`` (not a ``bool``)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def is_finite_number(value):
+    """Whether ``value`` is a number a float holds: not NaN, not infinite,
+    not an int too large for a float."""
+    if not is_number(value):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def check_log_level(level):

@@ -28,7 +28,6 @@ Where it is kept
 """
 import dataclasses
 import json
-import math
 import re
 from dataclasses import dataclass
 from datetime import timedelta
@@ -44,6 +43,7 @@ from plone.app.asyncjobs.engine import schedules
 from plone.app.asyncjobs.engine.clock import utcnow
 from plone.app.asyncjobs.engine.triggers import Cron
 from plone.app.asyncjobs.engine.triggers import Interval
+from plone.app.asyncjobs.engine.validation import is_finite_number
 from plone.app.asyncjobs.inspection import MAX_JSON_DEPTH
 from plone.app.asyncjobs.inspection import QueryError
 from plone.app.asyncjobs.inspection import json_depth
@@ -135,16 +135,9 @@ def saved_name(record, site):
 
 
 def _number(field, value, minimum):
-    refused = QueryError(field, f"must be a number of seconds of at least {minimum}")
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise refused
-    try:
-        number = float(value)  # an int too large for a float overflows
-    except OverflowError:
-        raise refused from None
-    if not math.isfinite(number) or number < minimum:
-        raise refused
-    return number
+    if not is_finite_number(value) or value < minimum:
+        raise QueryError(field, f"must be a number of seconds of at least {minimum}")
+    return float(value)
 
 
 def check_name(name):

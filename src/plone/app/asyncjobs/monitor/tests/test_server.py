@@ -268,30 +268,22 @@ def half_closed_answer(address, text):
         return read_to_end(sock)
 
 
+INTERACTIVE_ON = 'Interactive mode on. Use "quit" to leave.\n-->\n'
+HELLO_A_B = INTERACTIVE_ON + "Hello, A!\n-->\n" + "Hello, B!\n-->\n"
+
+
 def test_an_interactive_client_may_half_close_after_its_commands(serve):
     address = serve(PLUGINS)
-    assert half_closed_answer(address, "interactive\nhello A\nhello B\n") == (
-        'Interactive mode on. Use "quit" to leave.\n-->\n'
-        "Hello, A!\n-->\n"
-        "Hello, B!\n-->\n"
-    )
-    assert half_closed_answer(address, "interactive\n") == (
-        'Interactive mode on. Use "quit" to leave.\n-->\n'
-    )
+    assert half_closed_answer(address, "interactive\nhello A\nhello B\n") == HELLO_A_B
+    assert half_closed_answer(address, "interactive\n") == INTERACTIVE_ON
 
 
 def test_a_last_line_without_newline_counts_when_the_client_half_closes(serve):
     address = serve(PLUGINS)
     assert half_closed_answer(address, "\nhello Ann") == "Hello, Ann!\n"
-    assert half_closed_answer(address, "interactive\nhello A\nhello B") == (
-        'Interactive mode on. Use "quit" to leave.\n-->\n'
-        "Hello, A!\n-->\n"
-        "Hello, B!\n-->\n"
-    )
+    assert half_closed_answer(address, "interactive\nhello A\nhello B") == HELLO_A_B
     assert half_closed_answer(address, "interactive\nhello A\n  ") == (
-        'Interactive mode on. Use "quit" to leave.\n-->\n'
-        "Hello, A!\n-->\n"
-    )
+        INTERACTIVE_ON + "Hello, A!\n-->\n")
     assert half_closed_answer(address, "\n \n") == ""
 
 
