@@ -21,6 +21,7 @@ from plone.app.asyncjobs.engine.status import ACTIVE
 from plone.app.asyncjobs.engine.status import ASSIGNED
 from plone.app.asyncjobs.engine.status import CALLBACKS
 from plone.app.asyncjobs.engine.status import COMPLETED
+from plone.app.asyncjobs.engine.trees import read_as_current
 
 
 #: The largest agent size: each unit is a worker thread with a database
@@ -279,6 +280,11 @@ class Agent(Persistent):
 
     def __iter__(self):
         return iter(self._held.jobs())
+
+    def read_as_current(self):
+        """Make the current transaction conflict with any commit that
+        changed which jobs this agent holds since the transaction read them."""
+        read_as_current(self._held)
 
     def __bool__(self):
         return self._held.count() > 0

@@ -7,6 +7,8 @@ like a dict.
 from BTrees.OOBTree import OOBTree
 from persistent import Persistent
 
+from plone.app.asyncjobs.engine.trees import read_as_current
+
 
 class Container(Persistent):
     """Items in an ``OOBTree``; subclasses add the ways to change them."""
@@ -39,3 +41,8 @@ class Container(Persistent):
 
     def items(self):
         return self._items.items()
+
+    def read_as_current(self):
+        """Make the current transaction conflict with any commit that
+        changed which items this holds since the transaction read them."""
+        read_as_current(self._items)

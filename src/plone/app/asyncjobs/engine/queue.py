@@ -181,6 +181,13 @@ class Queues(Container):
         if len(queue) or any(record.activated for record in queue.dispatchers.values()):
             raise ValueError(f"queue {name!r} has pending jobs or active dispatchers")
         del self._items[name]
+        # A put committed since this transaction saw the queue empty, or
+        # one committed after this deletion, would leave its job in a queue
+        # that nothing looks at: either conflicts with the deletion instead
+        # (every put changes the length and reads the queue as current).
+        if queue._p_jar is not None:
+            queue._p_jar.readCurrent(queue._length)
+        queue.deleted = True
 
 
 @implementer(IQueue)
@@ -214,6 +221,9 @@ class Queue(Persistent):
     #: The unique index (see :func:`.unique.new_index`); ``None`` in
     #: queues stored before it existed, until a unique key is put.
     _unique = None
+    #: Set when the queue is taken out of its container; it takes no jobs
+    #: any more.
+    deleted = False
     #: ``[transaction, lane, jobs left]`` of the run of lanes of the last
     #: put (see :data:`LANE_RUN`).
     _v_lane_run = None
@@ -300,6 +310,8 @@ class Queue(Persistent):
                              "callbacks), which runs it: queue that job instead")
         if self._p_jar is None:
             raise ValueError("this queue is not stored in a database yet")
+        if self.deleted:
+            raise ValueError(f"queue {self.name!r} was deleted")
         set_claim_options(job, priority, unique_key, unique_while)
         set_timeout(job, timeout)
         if retry_policy_factory is not None:
@@ -411,6 +423,9 @@ class Queue(Persistent):
         key = PendingJobs.key_of(job)
         where = self._where(job, lane)
         self._tree(where)[key] = job
+        # So that the transaction conflicts with one deleting the queue
+        # (after the state is loaded: a ghost's serial is not known).
+        self._p_jar.readCurrent(self)
         job._queue_key = (where, key)
         job.parent = self
         self._length.change(1)

@@ -7,6 +7,13 @@ frees the slots of jobs that have since got a result or gone back to their
 queue (so completing a job never writes the quota).  Quotas are strict:
 the holder list is a plain tuple without conflict resolution, so two
 workers claiming the last slot at once conflict and one of them retries.
+
+Creating or removing a quota conflicts with every claim, committed since
+it began or committing after it, that entered or skipped a quota of that
+name: the claim reads the set of quotas as current, and creating or
+removing one writes that set; creating reads the agents' held jobs, which
+it counts, as current.  Otherwise a job claimed meanwhile would be missing
+from a re-created quota, which would let one more job run.
 """
 from persistent import Persistent
 
@@ -77,20 +84,26 @@ class Quotas(Container):
         # Jobs that run under a quota of this name removed before hold the
         # new one: recreating a quota must not let more jobs run at once.
         quota._jobs = tuple(job for job in self._held_jobs() if name in job.quota_names)
+        self._p_changed = True  # see the module docstring
         return quota
 
     def _held_jobs(self):
-        """The jobs that the agents of this queue hold, assigned or active."""
+        """The jobs that the agents of this queue hold, assigned or active,
+        read as current (see the module docstring)."""
         queue = self.parent
         if queue is None:
             return
+        queue.dispatchers.read_as_current()
         for record in queue.dispatchers.values():
+            record.read_as_current()
             for agent in record.values():
+                agent.read_as_current()
                 yield from (job for job in agent if job.status in (ASSIGNED, ACTIVE))
 
     def remove(self, name):
         """Remove the quota; jobs naming it are no longer limited by it."""
         del self._items[name]
+        self._p_changed = True  # see the module docstring
 
     def check_names(self, names):
         """Raise ``ValueError`` for the first name that is not a quota here."""
@@ -110,10 +123,13 @@ class Quotas(Container):
         return True
 
     def enter(self, job):
+        """Add ``job``, claimed, to its quotas (see the module docstring)."""
         for name in job.quota_names:
             quota = self._items.get(name)
             if quota is not None:
                 quota.add(job)
+        if job.quota_names and self._p_jar is not None:
+            self._p_jar.readCurrent(self)
 
     def leave(self, job):
         for name in job.quota_names:

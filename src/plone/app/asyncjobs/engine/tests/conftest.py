@@ -4,6 +4,7 @@ Every test gets its own ``ZC_ASYNC_UUID`` file in ``tmp_path`` (so no
 ``uuid.txt`` appears in the working directory) and is checked not to leave
 threads or dispatchers behind.
 """
+import contextlib
 import threading
 import time
 import uuid
@@ -19,6 +20,7 @@ from plone.app.asyncjobs.engine import dispatcher as dispatcher_module
 from plone.app.asyncjobs.engine import instanceuuid
 from plone.app.asyncjobs.engine.agent import Agent
 from plone.app.asyncjobs.engine.testing.clock import Clock
+from plone.app.asyncjobs.engine.testing.postgres import PostgreSQLDatabase
 from plone.app.asyncjobs.engine.testing.waiting import wait_for_poll
 from plone.app.asyncjobs.engine.testing.zeo import ZEOServer
 from plone.app.asyncjobs.engine.tests import jobs
@@ -66,11 +68,22 @@ def zeo(tmp_path):
 
 
 @pytest.fixture
-def db(tmp_path):
-    """A database on a FileStorage in ``tmp_path``."""
-    database = ZODB.DB(FileStorage(str(tmp_path / "Data.fs")))
-    yield database
-    database.close()
+def db(request, tmp_path):
+    """A database on a FileStorage in ``tmp_path``; parametrized
+    indirectly, on any of :data:`.support.STORAGES`: a ZEO server process,
+    or RelStorage on a new database of the local PostgreSQL server."""
+    kind = getattr(request, "param", "FileStorage")
+    with contextlib.ExitStack() as stack:
+        if kind == "FileStorage":
+            database = ZODB.DB(FileStorage(str(tmp_path / "Data.fs")))
+        elif kind == "ZEO":
+            database = stack.enter_context(ZEOServer(tmp_path / "zeo")).db()
+        else:
+            if not PostgreSQLDatabase.available():
+                pytest.skip("PostgreSQL refuses connections on 127.0.0.1:5432")
+            database = stack.enter_context(PostgreSQLDatabase()).db()
+        yield database
+        database.close()
 
 
 @pytest.fixture

@@ -2,6 +2,11 @@
 import random
 
 
+#: The storages a test can ask the ``db`` fixture for, with
+#: ``@pytest.mark.parametrize("db", STORAGES, indirect=True)``.
+STORAGES = ("FileStorage", "ZEO", "RelStorage")
+
+
 def commit(obj):
     """Commit the transaction of the connection ``obj`` is stored in."""
     obj._p_jar.transaction_manager.commit()

@@ -8,6 +8,7 @@ from datetime import timezone
 import pytest
 import transaction
 from BTrees.OOBTree import OOBucket
+from ZODB.POSException import ConflictError
 
 from plone.app.asyncjobs.engine import configure
 from plone.app.asyncjobs.engine import status
@@ -21,6 +22,7 @@ from plone.app.asyncjobs.engine.queue import Queues
 from plone.app.asyncjobs.engine.testing.waiting import wait_for_result
 from plone.app.asyncjobs.engine.tests import jobs
 from plone.app.asyncjobs.engine.tests.support import claim_one_per_lane
+from plone.app.asyncjobs.engine.tests.support import STORAGES
 from plone.app.asyncjobs.engine.tests.support import commit
 from plone.app.asyncjobs.engine.tests.support import sync
 
@@ -384,3 +386,26 @@ def test_put_many_gives_the_holder_of_a_unique_key_in_place_of_a_duplicate(queue
     duplicate.unique_key = "k0"
     assert queue.put_many([first, second, duplicate]) == [first, first, holder]
     assert len(queue) == 2
+
+
+@pytest.mark.parametrize("db", STORAGES, indirect=True)
+@pytest.mark.parametrize("first", ["put", "deletion"])
+def test_a_queue_deleted_while_a_job_is_put_in_it_conflicts(queue, connect, first):
+    # Both committed: the job was pending in a queue nothing looks at.
+    producer = configure.get_queue(connect(), "other")
+    admin = configure.get_queues(connect())
+    assert len(producer) == len(admin["other"]) == 0
+    producer.put(Job(jobs.echo, 1))
+    del admin["other"]
+    committing_first, committing_last = (
+        (producer, admin) if first == "put" else (admin, producer))
+    committing_first._p_jar.transaction_manager.commit()
+    with pytest.raises(ConflictError):
+        committing_last._p_jar.transaction_manager.commit()
+    committing_last._p_jar.transaction_manager.abort()
+    if first == "deletion":
+        with pytest.raises(ValueError, match="queue 'other' was deleted"):
+            producer.put(Job(jobs.echo, 1))
+    else:
+        sync(admin)
+        assert len(admin["other"]) == 1

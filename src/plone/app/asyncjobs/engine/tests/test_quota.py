@@ -3,14 +3,18 @@ import functools
 import uuid
 
 import pytest
+from ZODB.POSException import ConflictError
 
+from plone.app.asyncjobs.engine import configure
 from plone.app.asyncjobs.engine import status
+from plone.app.asyncjobs.engine.agent import MAX_SIZE
 from plone.app.asyncjobs.engine.job import Job
 from plone.app.asyncjobs.engine.retry import DelayedRetry
 from plone.app.asyncjobs.engine.testing.waiting import wait_for_poll
 from plone.app.asyncjobs.engine.testing.waiting import wait_for_result
 from plone.app.asyncjobs.engine.testing.waiting import wait_for_start
 from plone.app.asyncjobs.engine.tests import jobs
+from plone.app.asyncjobs.engine.tests.support import STORAGES
 from plone.app.asyncjobs.engine.tests.support import commit
 from plone.app.asyncjobs.engine.tests.support import sync
 
@@ -155,3 +159,67 @@ def test_a_running_job_holds_its_slot_until_it_completes(dispatcher, queue):
     assert wait_for_result(waiting) == "w"
     assert wait_for_result(blocker) == "b"
     assert waiting.active_start >= blocker.active_end
+
+
+@pytest.mark.parametrize("db", STORAGES, indirect=True)
+@pytest.mark.parametrize("first", ["claim", "re-creation", "creation"])
+def test_re_creating_a_quota_while_a_job_is_claimed_conflicts(
+        queue, record, connect, first):
+    # Both committed: the claimed job ran, and the new quota, which counts
+    # the jobs the agents hold, did not count it: a second job could run.
+    agent = record()["main"]
+    queue.quotas.create("mail", size=1)
+    job = queue.put(Job(jobs.echo, 1), quota_names=("mail",))
+    commit(queue)
+    if first == "creation":  # the claim sees no quota: it limits nothing
+        queue.quotas.remove("mail")
+        commit(queue)
+    admin = configure.get_queue(connect()).quotas
+    assert len(queue.quotas) == len(admin)  # both transactions have begun
+
+    def claim():
+        assert agent.claim_job() is job
+
+    def re_create():
+        if "mail" in admin:
+            admin.remove("mail")
+        admin.create("mail", size=1)
+
+    steps = {"claim": (claim, queue.quotas), "re-creation": (re_create, admin)}
+    order = ["claim", "re-creation"] if first == "claim" else ["re-creation", "claim"]
+    for name in order:
+        steps[name][0]()
+    steps[order[0]][1]._p_jar.transaction_manager.commit()
+    late = steps[order[1]][1]._p_jar.transaction_manager
+    with pytest.raises(ConflictError):
+        late.commit()
+    late.abort()
+    steps[order[1]][0]()  # again, seeing what the other committed
+    late.commit()
+    sync(queue)
+    assert list(queue.quotas["mail"]) == [job]
+
+
+def test_a_quota_re_created_reads_every_bucket_of_a_large_agent_as_current(
+        queue, record, connect):
+    # An agent holding many jobs keeps them in several buckets; a claim
+    # changes only one of them.
+    agent = record(agents=[("main", MAX_SIZE)])["main"]
+    queue.quotas.create("mail", size=1)
+    for number in range(MAX_SIZE - 1):
+        queue.put(Job(jobs.echo, number))
+    commit(queue)
+    while agent.claim_job() is not None:
+        pass
+    commit(queue)
+    assert len(agent._held.__getstate__()[0]) > 1, "the agent's jobs fit one bucket"
+    job = queue.put(Job(jobs.echo, "last"), quota_names=("mail",))
+    commit(queue)
+    admin = configure.get_queue(connect()).quotas
+    assert len(admin) == 1
+    assert agent.claim_job() is job
+    commit(queue)
+    admin.remove("mail")
+    admin.create("mail", size=1)
+    with pytest.raises(ConflictError):
+        admin._p_jar.transaction_manager.commit()
