@@ -89,6 +89,9 @@ class AgentWorkers:
         self._condition = threading.Condition()
         self._wanted = 0
         self._threads = []
+        #: Threads beyond the wanted size, which left :attr:`_threads` and
+        #: are handing back what they hold, then closing their connection.
+        self._leaving = []
         self._wakes = 0
         self._woken_by = POLL
         self._woken_for = None
@@ -193,6 +196,7 @@ class AgentWorkers:
             if self._must_exit(thread):
                 if thread in self._threads:
                     self._threads.remove(thread)
+                    self._leaving = [t for t in self._leaving if t.is_alive()] + [thread]
                 return True
             return False
 
@@ -303,11 +307,14 @@ class AgentWorkers:
         return any(thread.found_nothing for thread in self.alive())
 
     def join(self, timeout):
-        """Wait up to ``timeout`` seconds for every thread to end; return the living."""
+        """Wait up to ``timeout`` seconds for every thread to end, those
+        leaving since the size went down included; return the living."""
         deadline = time.monotonic() + timeout
-        for thread in list(self._threads):
+        with self._condition:
+            threads = self._threads + self._leaving
+        for thread in threads:
             thread.join(max(0, deadline - time.monotonic()))
-        return self.alive()
+        return [thread for thread in threads if thread.is_alive()]
 
 
 def _possibly_stranded(job):
@@ -377,8 +384,10 @@ class WorkerThread(threading.Thread):
         # The thread's own default manager: code run by jobs (Plone's catalog
         # queue, savepoints, mail) joins transaction.get(), which is this one;
         # it refuses every commit once the thread is abandoned.
-        self.fence = timeouts.install()
-        manager = transaction.manager
+        self.fence = manager = timeouts.install()
+        # This thread's own manager, not the thread-local ``transaction.manager``
+        # wrapper, so that the connection can be closed from another thread
+        # (``DB.close`` closes those still open).
         connection = self.dispatcher.db.open(transaction_manager=manager)
         self.group = GroupCommit(manager, self._owns, self.dispatcher.statistics,
                                  timedelta(seconds=SHORT_JOB))

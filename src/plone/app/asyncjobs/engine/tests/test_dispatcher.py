@@ -17,6 +17,7 @@ from datetime import timedelta
 from datetime import timezone
 
 import pytest
+import transaction
 
 from plone.app.asyncjobs.engine import configure
 from plone.app.asyncjobs.engine import dispatcher as dispatcher_module
@@ -446,3 +447,38 @@ def test_active_dispatchers_share_the_lanes_out(start_dispatcher, queues, queue,
     wait_for_poll(alone)
     assert sorted({alone.next_lane("") for _ in range(2 * LANES)}) == list(range(1, LANES, 2))
     assert {alone.next_lane("no such queue") for _ in range(2 * LANES)} == set(range(LANES))
+
+
+def test_stop_waits_for_threads_leaving_after_the_size_went_down(
+        start_dispatcher, queue, monkeypatch):
+    # stop() returned while a thread that left after a size change still
+    # handed back and closed its connection: the database closed next
+    # then failed (KeyError in Connection.close) and left files open.
+    leaving = threading.Event()
+    hand_back = workers.WorkerThread._hand_back
+
+    def slow_hand_back(thread, batch, manager):
+        if thread.pool._must_exit(thread) and not leaving.is_set():
+            leaving.set()
+            threading.Event().wait(3)  # a slow commit, say
+        return hand_back(thread, batch, manager)
+
+    monkeypatch.setattr(workers.WorkerThread, "_hand_back", slow_hand_back)
+    dispatcher = start_dispatcher()
+    sync(queue)
+    queue.dispatchers[dispatcher.uuid]["main"].size = 1
+    commit(queue)
+    wait_until(leaving.is_set, describe=lambda: "for a thread to leave")
+    assert configure.stop(dispatcher)
+    assert worker_threads() == []
+
+
+def test_worker_connections_have_their_threads_own_manager(dispatcher, db):
+    # With the thread-local wrapper transaction.manager, closing one from
+    # another thread (DB.close does) unregistered it from that thread's
+    # manager instead: KeyError.
+    managers = []
+    db._connectionMap(lambda connection: connection.opened and managers.append(
+        connection.transaction_manager))
+    assert managers and not any(
+        isinstance(manager, transaction.ThreadTransactionManager) for manager in managers)
