@@ -84,23 +84,21 @@ class _Budget:
         return self.left >= 0
 
 
-def plain(container):
-    """A plain ``list`` or ``dict`` copy of an owned container, to store in
-    its owner's record; any other container as it is."""
+def stored_form(container):
+    """What to store of a container in its owner's record: a plain ``list``
+    or ``dict`` copy of an owned container, any other container as it is;
+    ``None`` for an empty ``list`` or ``dict``, which the owner leaves out
+    of its record, passing a new one to :func:`owned` when loaded."""
     if isinstance(container, _Owned):
-        return container.plain_type(container)
+        container = container.plain_type(container)
+    if type(container) in (list, dict) and not container:
+        return None
     return container
 
 
-def is_empty_plain(stored):
-    """Whether ``stored``, a value :func:`plain` returned, is an empty
-    ``list`` or ``dict``: its owner may leave it out of its record and
-    pass a new one to :func:`owned` when loaded."""
-    return type(stored) in (list, dict) and not stored
-
-
 def owned(owner, stored):
-    """The container to hold, for ``owner``, a value :func:`plain` returned."""
+    """The container to hold, for ``owner``, a value :func:`stored_form`
+    returned."""
     if type(stored) is list:
         return OwnedList(owner, stored)
     if type(stored) is dict:

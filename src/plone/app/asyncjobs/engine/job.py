@@ -122,6 +122,8 @@ class Job(Persistent, ZcAsyncJobSpellings):
     _begin_by = None
     _quota_names = ()
     _retry_policy = None
+    #: While the job is pending, where in its queue (see
+    #: :meth:`.queue.Queue._place`).
     _queue_key = None
     _policy_kind = "job"
     parent = None
@@ -178,7 +180,10 @@ class Job(Persistent, ZcAsyncJobSpellings):
 
     def __init__(self, callable, *args, **kwargs):
         self._callable = check_callable(callable)
-        if IJob.providedBy(callable) and callable.parent is None:
+        # Jobs are persistent: the cheap test first, since most callables
+        # are functions, for which providedBy is slow.
+        if (isinstance(callable, Persistent) and IJob.providedBy(callable)
+                and callable.parent is None):
             callable.parent = self
         self.args, self.kwargs = arguments.containers(self, args, kwargs)
 
@@ -186,9 +191,11 @@ class Job(Persistent, ZcAsyncJobSpellings):
         state = super().__getstate__()
         for name in ("args", "kwargs"):
             if name in state:
-                state[name] = arguments.plain(state[name])
-                if arguments.is_empty_plain(state[name]):
+                stored = arguments.stored_form(state[name])
+                if stored is None:
                     del state[name]  # most jobs have no keyword arguments
+                else:
+                    state[name] = stored
         return state
 
     def __setstate__(self, state):
@@ -366,8 +373,11 @@ class Job(Persistent, ZcAsyncJobSpellings):
 
     def set_due(self, when):
         """Set ``begin_after`` to the aware ``when`` (or ``None``), whatever
-        the status: for the queue, which makes the job pending.  Stored as
-        integer microseconds (see :mod:`.compact`)."""
+        the status but pending (its key in its queue is its due time, see
+        :meth:`.queue.Queue._place`): for the queue, which makes the job
+        pending.  Stored as integer microseconds (see :mod:`.compact`)."""
+        if self._queue_key is not None:
+            raise BadStatusError(f"cannot change the due time of pending {self!r}")
         self._due = when
 
     def due_microseconds(self):

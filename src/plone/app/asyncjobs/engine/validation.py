@@ -146,18 +146,25 @@ def check_picklable(job):
     Only the parts that might fail are pickled to find out: not a function
     importable by name, nor plain-data arguments (see :mod:`.arguments`).
     """
-    parts = [("callable", job._callable, _importable)]
-    parts += [(f"argument {index}", value, arguments.is_plain)
-              for index, value in enumerate(job.args)]
-    parts += [(f"keyword argument {name!r}", value, arguments.is_plain)
-              for name, value in job.kwargs.items()]
-    for label, value, stores_safely in parts:
-        if stores_safely(value):
-            continue
-        try:
-            _ReferencePickler(BytesIO(), protocol=3).dump(value)
-        except Exception as error:
-            raise ValueError(
-                f"cannot queue {job!r}: its {label} ({abbreviated(value)}) cannot "
-                f"be stored in the database: {error}"
-            ) from error
+    # The label of a part is made only if the part has to be tried: this
+    # runs for every job queued, mostly a function with plain arguments.
+    _check_part(job, "callable", None, job._callable, _importable)
+    for index, value in enumerate(job.args):
+        _check_part(job, "argument {}", index, value, arguments.is_plain)
+    for name, value in job.kwargs.items():
+        _check_part(job, "keyword argument {!r}", name, value, arguments.is_plain)
+
+
+def _check_part(job, label, key, value, stores_safely):
+    """Raise for :func:`check_picklable` unless ``value``, the part of
+    ``job`` that ``label.format(key)`` names, is safe to store by
+    ``stores_safely`` or pickles."""
+    if stores_safely(value):
+        return
+    try:
+        _ReferencePickler(BytesIO(), protocol=3).dump(value)
+    except Exception as error:
+        raise ValueError(
+            f"cannot queue {job!r}: its {label.format(key)} ({abbreviated(value)}) cannot "
+            f"be stored in the database: {error}"
+        ) from error

@@ -76,14 +76,6 @@ def channel_for(db):
         return channel
 
 
-def announce(connection, doorbell):
-    """Tell the channel of ``connection``'s database that the current
-    transaction of ``connection`` rang ``doorbell``."""
-    channel = channel_for(connection.db())
-    if channel is not None:
-        channel.announce(connection, doorbell)
-
-
 def describe(listener):
     """What a listener returned by a channel listens to, for monitoring;
     ``None`` for no listener."""

@@ -10,7 +10,9 @@ from persistent.list import PersistentList
 
 from plone.app.asyncjobs.engine import status
 from plone.app.asyncjobs.engine.callback import SuccessFailureCallback
+from plone.app.asyncjobs.engine.clock import now_microseconds
 from plone.app.asyncjobs.engine.clock import to_microseconds
+from plone.app.asyncjobs.engine.clock import utcnow
 from plone.app.asyncjobs.engine.configure import get_queue
 from plone.app.asyncjobs.engine.events import JobCompleted
 from plone.app.asyncjobs.engine.exceptions import BadStatusError
@@ -349,6 +351,15 @@ def test_a_naive_begin_after_is_refused_clearly(queue):
     with pytest.raises(ValueError, match="begin_after must be timezone-aware"):
         queue.put(Job(jobs.add, 1, 2), begin_after=datetime.now())
     assert len(queue) == 0
+
+
+def test_now_in_microseconds_is_the_current_time_of_the_time_source(clock):
+    assert now_microseconds() == to_microseconds(clock.now)
+    clock.advance(seconds=1.5)
+    assert now_microseconds() == to_microseconds(clock.now)
+    clock.uninstall()  # the system clock again
+    before = to_microseconds(utcnow())
+    assert before <= now_microseconds() <= to_microseconds(utcnow())
 
 
 def test_begin_after_is_stored_in_utc(queue):

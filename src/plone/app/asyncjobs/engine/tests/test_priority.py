@@ -61,7 +61,7 @@ def test_reading_the_queue_sees_jobs_of_every_priority(queue, clock):
     for job in (plain, high, low):
         lane = job._queue_key[0]
         number = lane[1] if isinstance(lane, tuple) else lane
-        assert heads[number] <= job._queue_key[1][0]
+        assert heads[number] <= job.due_microseconds()
     queue.remove(high)
     queue.remove(plain)
     assert list(queue) == [low]

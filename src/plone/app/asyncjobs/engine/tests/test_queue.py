@@ -12,6 +12,7 @@ from ZODB.POSException import ConflictError
 
 from plone.app.asyncjobs.engine import configure
 from plone.app.asyncjobs.engine import status
+from plone.app.asyncjobs.engine.exceptions import BadStatusError
 from plone.app.asyncjobs.engine.instanceuuid import get_uuid
 from plone.app.asyncjobs.engine.job import Job
 from plone.app.asyncjobs.engine.queue import LANE_RUN
@@ -125,6 +126,38 @@ def test_pull_and_remove(queue, clock):
     commit(queue)
     assert list(queue) == [c, a] or list(queue) == [a, c]
     assert len(queue) == 2
+
+
+def test_a_pending_job_keeps_where_it_is_and_its_key_is_found_again(queue, clock):
+    job = queue.put(Job(jobs.echo, "a"), begin_after=clock.now + timedelta(minutes=1))
+    back = Job(jobs.echo, "back")
+    queue.put_back(back)
+    commit(queue)
+    assert job.__getstate__()["_queue_key"] == (job._queue_key[0],)
+    assert back._queue_key == (None,)
+    with pytest.raises(BadStatusError, match="cannot change the due time"):
+        job.set_due(clock.now)
+    assert queue.claim() is back
+    queue.remove(job)
+    assert len(queue) == 0 and not list(queue)
+
+
+def test_jobs_queued_by_an_earlier_version_keep_their_key(queue, clock):
+    old = queue.put(Job(jobs.echo, "old"), begin_after=datetime(1960, 5, 1, tzinfo=timezone.utc))
+    back = Job(jobs.echo, "back")
+    queue.put_back(back)
+    # As stored before: (where, key); the key of the old job as it was
+    # before due times before 1970 counted as 1970, not what key_of says.
+    (where,) = old._queue_key
+    lane = queue._tree(where)
+    key = (old.due_microseconds(), PendingJobs.key_of(old)[1])
+    lane[key] = lane.pop(PendingJobs.key_of(old))
+    old._queue_key = (where, key)
+    back._queue_key = (None, PendingJobs.key_of(back))
+    commit(queue)
+    assert queue.claim() is back
+    queue.remove(old)
+    assert len(queue) == 0 and old._queue_key is None and list(lane) == [lane.MARKER_KEY]
 
 
 def test_put_back_is_for_new_jobs_only(queue):

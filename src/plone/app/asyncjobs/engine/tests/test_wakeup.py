@@ -20,6 +20,7 @@ from ZODB.utils import u64
 from plone.app.asyncjobs.engine import pickups
 from plone.app.asyncjobs.engine import queue as queue_module
 from plone.app.asyncjobs.engine import wakeup
+from plone.app.asyncjobs.engine.clock import to_microseconds
 from plone.app.asyncjobs.engine.clock import utcnow
 from plone.app.asyncjobs.engine.dispatcher import IDLE_POLLS
 from plone.app.asyncjobs.engine.ids import object_id
@@ -145,8 +146,8 @@ def test_a_job_due_when_its_schedule_ring_is_answered_starts_at_once(
     # due in a few milliseconds is).
     producer = threading.current_thread()
     lag = timedelta(minutes=1)
-    monkeypatch.setattr(queue_module, "utcnow", lambda: utcnow() - (
-        lag if threading.current_thread() is producer else timedelta(0)))
+    monkeypatch.setattr(queue_module, "now_microseconds", lambda: to_microseconds(utcnow() - (
+        lag if threading.current_thread() is producer else timedelta(0))))
     job = queue.put(Job(jobs.add, 2, 2), begin_after=utcnow())
     commit(queue)
     assert queue.schedule_doorbell() == 1
