@@ -79,6 +79,8 @@ RESULT_LIMIT = 10_000
 
 _dispatchers = {}
 _registry_lock = threading.Lock()
+# The pool size of a database is shared by the dispatchers of a process.
+_pool_size_lock = threading.Lock()
 
 
 #: A poll sweeps completed jobs into the history once they are this old
@@ -158,6 +160,8 @@ def _describe(describe, value, **options):
 _SIBLINGS = object()
 # The "lane" a queue's schedule doorbell stands for: jobs queued for later.
 _SCHEDULED = object()
+#: Stands for a lane in rings that tell of queues added or deleted.
+_QUEUES = object()
 
 
 class PollInfo(dict):
@@ -360,7 +364,7 @@ class Dispatcher:
         """Whether a ring of ``lane`` (a lane number, ``None``, or a marker)
         of ``queue_name`` has a thread of this dispatcher claim at once: a
         lane of its own rang, not the schedule's or the siblings' doorbell."""
-        return (lane is not _SCHEDULED and lane is not _SIBLINGS
+        return (lane is not _SCHEDULED and lane is not _SIBLINGS and lane is not _QUEUES
                 and self._owns_lane(queue_name, lane))
 
     def _answer_ring(self):
@@ -371,10 +375,17 @@ class Dispatcher:
             return  # deactivated meanwhile
         self._listener.settle()
         self.statistics.add("rings")
+        if rung is not None and any(lane is _QUEUES for _, lane in rung):
+            # A queue was added: a poll sets this dispatcher up in it.
+            self._poll_and_reschedule()
+            return
         if rung is None or any(lane is _SIBLINGS for _, lane in rung):
             # Anything, or the queue's dispatchers changed: lanes may have
-            # been shared out anew.
-            self._look(pickups.PUSH)
+            # been shared out anew.  A job found then was not rung for by
+            # its put, unless the channel may have missed rings: for the
+            # pickup figures, it is found by looking, as a poll finds it
+            # (the ping of every poll changes a dispatcher record).
+            self._look(pickups.PUSH if rung is None else pickups.POLL)
             return
         scheduled = any(lane is _SCHEDULED for _, lane in rung)
         due_now = {name: lane for name, lane in rung if self._claims_at_ring(name, lane)}
@@ -438,6 +449,8 @@ class Dispatcher:
         try:
             manager.begin()
             queues = self._connection.root().get(KEY)
+            if queues is not None and queues.doorbell is not None:
+                doorbells[queues.doorbell._p_oid] = (None, _QUEUES)
             for name, queue in (queues.items() if queues is not None else ()):
                 for lane, doorbell in enumerate(queue.doorbells or ()):
                     doorbells[doorbell._p_oid] = (name, None if lane == LANES else lane)
@@ -564,6 +577,7 @@ class Dispatcher:
         self._polled_leases = {}
         if queues is None:
             return details
+        queues.install_doorbell()
         for name, queue in queues.items():
             record = self._activate_in(name, queue)
             if record is None:
@@ -660,8 +674,13 @@ class Dispatcher:
         pool = self._pools.get(key)
         if pool is None:
             pool = self._pools[key] = AgentWorkers(self, queue_name, agent_name)
-            self.db.setPoolSize(self.db.getPoolSize() + 1)
         return pool
+
+    def reserve_connections(self, count):
+        """Make room in the database's connection pool for ``count`` more
+        connections (fewer, if negative): each worker thread holds one."""
+        with _pool_size_lock:
+            self.db.setPoolSize(self.db.getPoolSize() + count)
 
     def lease_lapsed(self, queue_name):
         """Whether a sibling may have found this dispatcher dead in queue

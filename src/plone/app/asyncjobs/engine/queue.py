@@ -163,6 +163,26 @@ class PendingJobs(OOBTree):
 class Queues(Container):
     """Queues by name."""
 
+    #: A ``BTrees.Length.Length`` changed whenever a queue is added or
+    #: deleted, so that dispatchers set up in a new queue at once (see
+    #: :mod:`.wakeup`); ``None`` in containers stored before it existed,
+    #: until a dispatcher adds it (:meth:`install_doorbell`).
+    doorbell = None
+
+    def __init__(self):
+        super().__init__()
+        self.install_doorbell()
+
+    def install_doorbell(self):
+        """Give a container stored before the doorbell existed its doorbell."""
+        if self.doorbell is None:
+            self.doorbell = Length()
+
+    def _ring(self):
+        if self.doorbell is not None and self._p_jar is not None:
+            self.doorbell.change(1)
+            wakeup.announce(self._p_jar, self.doorbell)
+
     def __setitem__(self, name, queue):
         if not isinstance(name, str):
             raise TypeError(f"a queue name must be a string, not {name!r}")
@@ -176,6 +196,7 @@ class Queues(Container):
         if self._p_jar is not None and queue._p_jar is None:
             # So that jobs can be put in it before the transaction commits.
             self._p_jar.add(queue)
+        self._ring()
 
     def __delitem__(self, name):
         queue = self._items[name]
@@ -189,6 +210,7 @@ class Queues(Container):
         if queue._p_jar is not None:
             queue._p_jar.readCurrent(queue._length)
         queue.deleted = True
+        self._ring()
 
 
 @implementer(IQueue)
@@ -723,7 +745,7 @@ class _Puts:
         self.transaction = transaction
         self.connection = connection
         self.assigner_uuid = configured_uuid()
-        self.channel = wakeup.channel_for(connection.db())
+        self.channel = wakeup.channel_for(connection.db())  # once, not per job
         self.lane = None
         self.left = 0  # jobs the current lane takes before the next one
 

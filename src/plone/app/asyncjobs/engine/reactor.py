@@ -7,11 +7,16 @@ fight the application's.  Never use helpers that import the global reactor
 (``twisted.internet.task.LoopingCall`` does).
 """
 import threading
+import time
 
 
 def private_reactor():
     """A new reactor, not installed: a poll reactor, or where the platform
-    has no ``poll`` (Windows), a select reactor.
+    has no ``poll`` (Windows), a select reactor.  Its timed calls run by
+    the monotonic clock: by the wall clock (Twisted's default), a step
+    back of the system time (an NTP correction) postponed every poll,
+    ping and timer by as much, and other workers took a live dispatcher
+    for dead.
 
     Not select where poll exists: it cannot watch a descriptor numbered
     1024 or more, and a Zope process with many connections and files open
@@ -21,11 +26,12 @@ def private_reactor():
     private reactor watches a few descriptors only.
     """
     try:
-        from twisted.internet.pollreactor import PollReactor
+        from twisted.internet.pollreactor import PollReactor as Reactor
     except ImportError:
-        from twisted.internet.selectreactor import SelectReactor
-        return SelectReactor()
-    return PollReactor()
+        from twisted.internet.selectreactor import SelectReactor as Reactor
+    reactor = Reactor()
+    reactor.seconds = time.monotonic  # before any call is scheduled
+    return reactor
 
 
 class ReactorThread:

@@ -51,6 +51,13 @@ PG_CHANNEL = "plone_app_asyncjobs"
 #: ``_AdapterListener._warm``).
 WARM_LIMIT = 32
 
+#: The longest payload PostgreSQL takes in a notification is 7,999 bytes:
+#: a ring of more doorbells than fit is sent in several.
+PG_PAYLOAD_LIMIT = 7999
+
+#: The ``application_name`` of the connection a process sends rings on.
+SENDER_NAME = "asyncjobs doorbell sender"
+
 #: Seconds a PostgreSQL listener waits for a notification before checking
 #: whether it should stop.
 _LISTEN_TIMEOUT = 1.0
@@ -74,6 +81,14 @@ def channel_for(db):
         if channel is None:
             channel = _pg_channels[dsn] = PostgreSQLChannel(dsn)
         return channel
+
+
+def announce(connection, doorbell):
+    """Tell the channel of ``connection``'s database that the current
+    transaction of ``connection`` rang ``doorbell``."""
+    channel = channel_for(connection.db())
+    if channel is not None:
+        channel.announce(connection, doorbell)
 
 
 def describe(listener):
@@ -200,20 +215,36 @@ class PostgreSQLChannel:
     def _notify(self, committed, rung):
         if not committed:
             return
-        payload = " ".join(doorbell._p_oid.hex() for doorbell in rung)
+        payloads = _payloads(doorbell._p_oid.hex() for doorbell in rung)
         import psycopg2
         with self._sender_lock:
-            try:
-                if self._sender is None:
-                    self._sender = psycopg2.connect(self.dsn)
-                    self._sender.autocommit = True
-                with self._sender.cursor() as cursor:
-                    cursor.execute("SELECT pg_notify(%s, %s)", (PG_CHANNEL, payload))
-            except psycopg2.Error:
-                # The job is committed: a poll will find it.
-                events.warning("could not notify workers of queued jobs; they find "
-                               "them at their next poll", exc_info=True)
-                self._close_sender()
+            for attempt in (1, 2):
+                try:
+                    self._send(payloads)
+                    return
+                except psycopg2.Error as error:
+                    lost = isinstance(error, (psycopg2.OperationalError,
+                                              psycopg2.InterfaceError))
+                    if lost:
+                        self._close_sender()
+                        if attempt == 1:
+                            # Cut since the last ring, maybe (a server
+                            # restart, an idle timeout): once more on a new
+                            # connection, or this ring would wait for a poll.
+                            continue
+                    # The jobs are committed: a poll will find them.
+                    events.warning("could not notify workers of queued jobs; they find "
+                                   "them at their next poll", exc_info=True)
+                    return
+
+    def _send(self, payloads):
+        import psycopg2
+        if self._sender is None:
+            self._sender = psycopg2.connect(self.dsn, application_name=SENDER_NAME)
+            self._sender.autocommit = True
+        with self._sender.cursor() as cursor:
+            for payload in payloads:
+                cursor.execute("SELECT pg_notify(%s, %s)", (PG_CHANNEL, payload))
 
     def _close_sender(self):
         if self._sender is not None:
@@ -222,6 +253,18 @@ class PostgreSQLChannel:
             except Exception:
                 pass
             self._sender = None
+
+
+def _payloads(words):
+    """``words`` joined by spaces into payloads of at most
+    :data:`PG_PAYLOAD_LIMIT` bytes (the words are ASCII)."""
+    payloads, current = [], ""
+    for word in words:
+        if current and len(current) + 1 + len(word) > PG_PAYLOAD_LIMIT:
+            payloads.append(current)
+            current = ""
+        current = f"{current} {word}" if current else word
+    return payloads + [current] if current else payloads
 
 
 class _PostgreSQLListener(threading.Thread):
@@ -257,7 +300,9 @@ class _PostgreSQLListener(threading.Thread):
                 failures += 1
                 level = logging.INFO if failures > 1 else logging.WARNING
                 events.log(level, "doorbell listener: %s; reconnecting", str(error).strip())
-                self._stopping.wait(backoff(failures))
+                # At once after losing a connection that listened (its
+                # backend was ended, say); then backing off.
+                self._stopping.wait(backoff(failures - 1) if failures > 1 else 0)
             except Exception:
                 failures += 1
                 events.critical("doorbell listener failed; restarting it", exc_info=True)

@@ -111,6 +111,7 @@ class AgentWorkers:
     def set_size(self, size):
         """Run ``size`` threads: start missing ones; extra ones exit when idle."""
         with self._condition:
+            self.dispatcher.reserve_connections(size - self._wanted)
             self._wanted = size
             self._threads = self.alive()
             if len(self._threads) > size:

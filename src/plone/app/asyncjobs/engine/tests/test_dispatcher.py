@@ -482,3 +482,21 @@ def test_worker_connections_have_their_threads_own_manager(dispatcher, db):
         connection.transaction_manager))
     assert managers and not any(
         isinstance(manager, transaction.ThreadTransactionManager) for manager in managers)
+
+
+def test_the_connection_pool_grows_by_the_threads_and_shrinks_back(
+        start_dispatcher, queue, db):
+    # It grew by one per agent (each runs three threads) and never shrank:
+    # ZODB warned of too many open connections, and a process starting
+    # dispatchers again and again kept ever more connections.
+    before = db.getPoolSize()
+    dispatcher = start_dispatcher()
+    threads = 2 * 3  # the queues '' and 'other', one agent of 3 threads each
+    assert db.getPoolSize() == before + threads
+    sync(queue)
+    queue.dispatchers[dispatcher.uuid]["main"].size = 1
+    commit(queue)
+    wait_until(lambda: db.getPoolSize() == before + threads - 2,
+               describe=lambda: f"for the pool to shrink, at {db.getPoolSize()}")
+    assert configure.stop(dispatcher)
+    assert db.getPoolSize() == before

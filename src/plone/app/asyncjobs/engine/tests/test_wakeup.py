@@ -9,6 +9,7 @@ import types
 import uuid
 from datetime import timedelta
 
+import psycopg2
 import pytest
 import transaction
 import ZODB
@@ -27,6 +28,7 @@ from plone.app.asyncjobs.engine.ids import object_id
 from plone.app.asyncjobs.engine.job import Job
 from plone.app.asyncjobs.engine.queue import LANES
 from plone.app.asyncjobs.engine.queue import Queue
+from plone.app.asyncjobs.engine.testing.postgres import PostgreSQLDatabase
 from plone.app.asyncjobs.engine.testing.waiting import wait_for_poll
 from plone.app.asyncjobs.engine.testing.waiting import wait_for_result
 from plone.app.asyncjobs.engine.testing.waiting import wait_until
@@ -497,3 +499,61 @@ def test_percentiles_by_nearest_rank():
     assert summary == {"p50": 50, "p90": 90, "p99": 99, "max": 100}
     assert pickups.percentiles([7]) == {"p50": 7, "p90": 7, "p99": 7, "max": 7}
 
+
+
+@pytest.fixture
+def notifications():
+    """A PostgreSQL channel on a new database and the oids its listener
+    received so far; the listener is stopped after the test."""
+    if not PostgreSQLDatabase.available():
+        pytest.skip("PostgreSQL refuses connections on 127.0.0.1:5432")
+    with PostgreSQLDatabase() as database:
+        channel = wakeup.PostgreSQLChannel(database.dsn)
+        received = set()
+        listener = channel.listen(lambda oids: oids and received.update(oids))
+        wait_until(listener.listening.is_set, describe=lambda: "for the listener")
+        yield database, channel, received
+        listener.stop()
+        channel._close_sender()
+
+
+def ring(channel, oids):
+    channel._notify(True, [types.SimpleNamespace(_p_oid=oid) for oid in oids])
+
+
+def test_a_ring_after_the_sender_s_connection_was_cut_is_delivered(notifications):
+    # The first ring after a server restart or an idle timeout was lost:
+    # its job waited for a poll.
+    database, channel, received = notifications
+    ring(channel, [p64(1)])
+    wait_until(lambda: p64(1) in received, describe=lambda: "for the first ring")
+    with psycopg2.connect(database.dsn) as admin, admin.cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                       "WHERE application_name = %s", (wakeup.SENDER_NAME,))
+        assert cursor.fetchall() == [(True,)]
+    admin.close()
+    ring(channel, [p64(2)])
+    wait_until(lambda: p64(2) in received, describe=lambda: "for the ring after the cut")
+
+
+def test_a_ring_of_more_doorbells_than_a_notification_holds_is_delivered(notifications):
+    # PostgreSQL refuses payloads of 8,000 bytes or more: a transaction
+    # ringing about 470 doorbells or more lost its whole ring.
+    _, channel, received = notifications
+    oids = {p64(number) for number in range(1, 1001)}
+    ring(channel, oids)
+    wait_until(lambda: received >= oids, describe=lambda: f"for {len(oids - received)} oids")
+
+
+@pytest.mark.parametrize("db", ["FileStorage", "RelStorage"], indirect=True)
+def test_a_job_in_a_queue_added_after_the_start_starts_by_push(queue, start_dispatcher, db):
+    # No agent of the dispatcher was in the new queue until its next poll,
+    # and the dispatcher did not watch for new queues: the first jobs
+    # waited for that poll.
+    dispatcher = start_dispatcher(poll_interval=RARELY)
+    queue.parent["added"] = Queue()
+    commit(queue)
+    job = queue.parent["added"].put(Job(jobs.add, 2, 3))
+    commit(queue)
+    assert wait_for_result(job, seconds=30) == 5
+    assert dispatcher.statistics["rings"] >= 1
