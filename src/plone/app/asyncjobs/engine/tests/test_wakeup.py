@@ -557,3 +557,17 @@ def test_a_job_in_a_queue_added_after_the_start_starts_by_push(queue, start_disp
     commit(queue)
     assert wait_for_result(job, seconds=30) == 5
     assert dispatcher.statistics["rings"] >= 1
+
+
+def test_a_job_found_after_a_dispatcher_record_changed_counts_as_found_by_looking(
+        queue, start_dispatcher):
+    # Every poll's ping changes a record, which dispatchers watch: the jobs
+    # the look that follows found were counted as picked up by push.
+    dispatcher = start_dispatcher(poll_interval=RARELY)
+    sync(queue)
+    queue.doorbells = None  # as stored before doorbells: the put rings none
+    job = queue.put(Job(jobs.add, 1, 1))
+    queue.dispatchers.register(uuid.uuid4())
+    commit(queue)
+    assert wait_for_result(job, seconds=30) == 2
+    assert pickup_of(dispatcher, job) == pickups.POLL
