@@ -679,8 +679,9 @@ class Dispatcher:
     def reserve_connections(self, count):
         """Make room in the database's connection pool for ``count`` more
         connections (fewer, if negative): each worker thread holds one."""
-        with _pool_size_lock:
-            self.db.setPoolSize(self.db.getPoolSize() + count)
+        if count:  # every poll sets the size of every pool
+            with _pool_size_lock:
+                self.db.setPoolSize(self.db.getPoolSize() + count)
 
     def lease_lapsed(self, queue_name):
         """Whether a sibling may have found this dispatcher dead in queue
