@@ -179,8 +179,25 @@ def may_see_tracebacks(site):
 
 def check_run_as(job, site):
     """Raise :class:`RunAsRefused` unless the current user may make ``job``
-    (or a copy of it) run as the user who queued it; see the module doc."""
-    check_run_in(getattr(job, "execution", None), site)
+    (or a copy of it) run as the user who queued it; see the module doc.
+
+    A copy runs the job's callbacks too, each as the user it recorded
+    (integrator code may add a callback recorded for another user), and
+    the job it calls if its callable is one: each is checked the same way.
+    """
+    for part in _parts_run_by(job):
+        check_run_in(getattr(part, "execution", None), site)
+
+
+def _parts_run_by(job):
+    """``job``, then the jobs it runs - its callable, if that is a job, and
+    its callbacks - and theirs, depth first."""
+    yield job
+    callable_ = getattr(job, "callable", None)
+    if IJob.providedBy(callable_):
+        yield from _parts_run_by(callable_)
+    for callback in getattr(job, "callbacks", ()):
+        yield from _parts_run_by(callback)
 
 
 def check_run_in(execution, site):

@@ -11,6 +11,7 @@ from plone.app.testing import setRoles
 from plone.app.asyncjobs import access
 from plone.app.asyncjobs import api as jobs_api
 from plone.app.asyncjobs.engine.job import Job
+from plone.app.asyncjobs.service.jobs import ContextJob
 from plone.app.asyncjobs.tests import jobs
 
 
@@ -88,3 +89,20 @@ def test_in_a_single_site_database_a_site_manager_manages_workers(portal):
     assert not access.may_manage_workers(portal)
     with pytest.raises(access.ScopeRefused):
         access.scope_for(portal, database_wide=True)
+
+
+def test_a_callback_recorded_for_a_manager_keeps_a_site_administrator_from_a_retry(portal):
+    # A copy runs the job's callbacks, each as the user it recorded: a
+    # Site Administrator retrying an editor's job to which a Manager's
+    # callback was added made code run as that Manager.
+    setRoles(portal, TEST_USER_ID, ["Manager"])
+    as_user(portal, "editor", ["Member", "Editor"])
+    job = jobs_api.queue_job(jobs.add, portal, 1)
+    login(portal, TEST_USER_NAME)  # a Manager
+    job.add_callback(ContextJob(jobs.add, portal, 2))
+    as_user(portal, "siteadmin", ["Member", "Site Administrator"])
+    with pytest.raises(access.RunAsRefused, match="'test_user_1_'.*Manager"):
+        access.check_run_as(job, portal)
+    wrapper = Job(job.callbacks[-1])  # a job calling the Manager's job
+    with pytest.raises(access.RunAsRefused, match="'test_user_1_'.*Manager"):
+        access.check_run_as(wrapper, portal)
