@@ -42,6 +42,7 @@ from plone.app.asyncjobs.engine.interfaces import IJob
 from plone.app.asyncjobs.engine.naming import brief_repr
 from plone.app.asyncjobs.engine.naming import cut
 from plone.app.asyncjobs.engine.naming import job_name
+from plone.app.asyncjobs.engine.naming import shown_arguments
 from plone.app.asyncjobs.engine.progress import progress_of
 from plone.app.asyncjobs.engine.status import ACTIVE
 from plone.app.asyncjobs.engine.status import CANCELLED
@@ -250,13 +251,10 @@ def _details(job, traceback):
     failed = outcome_of(job.result) == FAILED
     retry_of = job.get_annotation(admin.RETRY_OF)
     policy = job.retry_policy
-    loaded = job.load_arguments()
+    args, kwargs = shown_arguments(job, shorten)
     return {
-        # An argument whose class is gone: said so, as the job's repr does.
-        "args": ([shorten(value) for value in job.args] if loaded
-                 else job.described_arguments()),
-        "kwargs": ({str(name): shorten(value) for name, value in job.kwargs.items()}
-                   if loaded else {}),
+        "args": args,
+        "kwargs": kwargs,
         "quota_names": list(job.quota_names),
         "priority": job.priority,
         "unique_key": job.unique_key,
@@ -270,7 +268,7 @@ def _details(job, traceback):
         "callbacks": [describe(callback) for callback in job.callbacks
                       if IJob.providedBy(callback) and not is_internal(callback)],
         "subjobs": [describe(part) for part in job.args if IJob.providedBy(part)]
-        if loaded else [],
+        if job.load_arguments() else [],
         "assigner": None if job.assigner_uuid is None else str(job.assigner_uuid),
     }
 

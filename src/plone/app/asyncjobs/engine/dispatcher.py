@@ -162,6 +162,7 @@ _SIBLINGS = object()
 _SCHEDULED = object()
 #: Stands for a lane in rings that tell of queues added or deleted.
 _QUEUES = object()
+_MARKERS = (_SIBLINGS, _SCHEDULED, _QUEUES)
 
 
 class PollInfo(dict):
@@ -363,9 +364,9 @@ class Dispatcher:
     def _claims_at_ring(self, queue_name, lane):
         """Whether a ring of ``lane`` (a lane number, ``None``, or a marker)
         of ``queue_name`` has a thread of this dispatcher claim at once: a
-        lane of its own rang, not the schedule's or the siblings' doorbell."""
-        return (lane is not _SCHEDULED and lane is not _SIBLINGS and lane is not _QUEUES
-                and self._owns_lane(queue_name, lane))
+        lane of its own rang, not a marker's doorbell (the schedule's, the
+        siblings' or the queues')."""
+        return lane not in _MARKERS and self._owns_lane(queue_name, lane)
 
     def _answer_ring(self):
         with self._lock:

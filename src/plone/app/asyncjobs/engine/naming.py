@@ -87,6 +87,16 @@ def brief_repr(value):
     return cut(safe_repr(value))
 
 
+def shown_arguments(job, show):
+    """``(args, kwargs)`` of ``job`` for people, each value passed through
+    ``show``; for arguments that cannot be loaded (a class of theirs is
+    gone), what the job's repr says of them, and no keyword arguments."""
+    if not job.load_arguments():
+        return job.described_arguments(), {}
+    return ([show(value) for value in job.args],
+            {str(name): show(value) for name, value in job.kwargs.items()})
+
+
 def abbreviated(value):
     """A repr of ``value`` in at most :data:`ABBREVIATED_LIMIT` characters,
     for a job's repr and error messages: stored objects named by class and

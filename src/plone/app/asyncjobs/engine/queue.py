@@ -392,6 +392,9 @@ class Queue(Persistent):
         puts = self._v_puts
         if puts is None or puts.transaction is not current:
             puts = self._v_puts = _Puts(current, self._p_jar)
+            # So that the transaction conflicts with one deleting the queue
+            # (its state is loaded by now: a ghost's serial is not known).
+            self._p_jar.readCurrent(self)
         return puts
 
     def put_back(self, job):
@@ -443,12 +446,10 @@ class Queue(Persistent):
         return (job.priority, lane)
 
     def _insert(self, job, lane):
+        puts = self._puts()  # also reads the queue as current: see there
         key = PendingJobs.key_of(job)
         where = self._where(job, lane)
         self._tree(where)[key] = job
-        # So that the transaction conflicts with one deleting the queue
-        # (after the state is loaded: a ghost's serial is not known).
-        self._p_jar.readCurrent(self)
         job._queue_key = (where,)  # the key is found again: see _place
         job.parent = self
         self._length.change(1)
@@ -456,7 +457,7 @@ class Queue(Persistent):
         doorbell = self._doorbell(lane, key[0])
         if doorbell is not None:
             doorbell.change(1)
-            self._puts().announce(doorbell)
+            puts.announce(doorbell)
 
     def _doorbell(self, lane, due_us):
         """The doorbell that a job due at ``due_us`` (µs) put in lane number

@@ -39,6 +39,7 @@ from plone.app.asyncjobs.engine.naming import cut
 from plone.app.asyncjobs.engine.naming import dotted_name
 from plone.app.asyncjobs.engine.naming import job_callable
 from plone.app.asyncjobs.engine.naming import job_name
+from plone.app.asyncjobs.engine.naming import shown_arguments
 from plone.app.asyncjobs.engine.queue import KEY
 from plone.app.asyncjobs.engine.status import ACTIVE
 from plone.app.asyncjobs.engine.status import ASSIGNED
@@ -154,15 +155,13 @@ def summary(job, now):
     else:
         result_text = brief_repr(result)
     parent = job.parent
-    loaded = job.load_arguments()  # false for an argument whose class is gone
+    args, kwargs = shown_arguments(job, brief_repr)
     return {
         "id": job,
         "repr": cut(repr(job)),
         "callable": job_name(job),
-        "args": ([brief_repr(value) for value in job.args] if loaded
-                 else job.described_arguments()),
-        "kwargs": ({str(name): brief_repr(value) for name, value in job.kwargs.items()}
-                   if loaded else {}),
+        "args": args,
+        "kwargs": kwargs,
         "status": job.status,
         "failed": failures.is_failure(result),
         "result": result_text,
